@@ -1,0 +1,1 @@
+"""pyelog: FreeBSD eventlog(9) for Linux, with eBPF."""

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# One-stop set-up for pyelog on a Debian-like machine, run as root.
+# `make setup` runs it on the host; the Vagrant guest provisions with it too.
+# Idempotent: every step checks before it acts, so a second run takes seconds.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+venv=${PYELOG_VENV:-$here/.venv}
+packages=(python3-bpfcc python3-venv bpftool iproute2 linux-headers-amd64 iperf3 libatomic1)
+
+log() { printf 'setup: %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+    echo "setup: must run as root (installs Debian packages and mounts tracefs/bpffs)" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# bcc compiles against /lib/modules/$(uname -r)/build. When no headers package
+# matches the running kernel, Debian's generic amd64 headers are close enough
+# for what pyelog's programs use (uapi, tracepoint args, struct bpf_sock_ops);
+# pyelog never reads kernel-internal structs through them.
+mod=/lib/modules/$(uname -r)
+if [ ! -e "$mod/build" ]; then
+    build=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1)
+    common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n 1)
+    if [ -z "$build" ] || [ -z "$common" ]; then
+        echo "setup: no kernel headers under /usr/src to link into $mod" >&2
+        exit 1
+    fi
+    log "linking $mod/build -> $build"
+    mkdir -p "$mod"
+    ln -sfn "$build" "$mod/build"
+    ln -sfn "$common" "$mod/source"
+fi
+
+mountpoint -q /sys/kernel/tracing || { log "mounting tracefs"; mount -t tracefs nodev /sys/kernel/tracing; }
+mountpoint -q /sys/fs/bpf || { log "mounting bpffs"; mount -t bpf bpf /sys/fs/bpf; }
+
+if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+fi
+# Reinstall only when pyproject.toml changed since the last install.
+stamp=$venv/.pyelog-installed
+if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
+    log "installing pyelog (editable) with test extras"
+    "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[test]"
+    touch "$stamp"
+fi
+log "ready ($venv)"
