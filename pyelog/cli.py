@@ -18,11 +18,13 @@ import sys
 from dataclasses import dataclass, field
 
 from .format import ElogFormatError, ElogReader, ElogWriter
+from .jsonl import JsonEventFormatter, header_line
 from .text import RawPayloads, TextOptions, TextPrinter
 
 USAGE = """\
 usage: pyelog [-c PROVIDER [LEVEL [KEYWORDS]]]... [options]
        pyelog -r FILE [-e] [-n] [-t] [--delta-time] [-d] [-p] [-o FILE]
+       pyelog convert IN... OUT | --split DIR [filters]   (pyelog convert -h)
        pyelog gen SCHEMA... (-h | -c | -M) [-o OUT]
        pyelog selftest
 
@@ -33,6 +35,8 @@ Reading a capture (.elog, or .elog.gz):
   --schema-dir DIR        ... or with every *_eventlog_schema.src in DIR (repeatable),
                           e.g. schemas/freebsd for captures taken on FreeBSD
   --raw                   print payloads as hex instead of decoding them
+  --json                  print one JSON object per event (after a line
+                          describing the capture), instead of text
 
 Display (live capture and -r):
   -e, --event-name        print [NAME] after the session id
@@ -76,6 +80,7 @@ class Options:
     providers: bool = False
     schemas: list[str] = field(default_factory=list)
     raw: bool = False
+    json: bool = False
     text: TextOptions = field(default_factory=TextOptions)
 
 
@@ -189,6 +194,8 @@ def parse_args(argv: list[str]) -> Options:
             o.schemas.append(value(a, "a directory"))
         elif a == "--raw":
             o.raw = True
+        elif a == "--json":
+            o.json = True
         else:
             raise UsageError(f"unknown argument: {a} (use --capture or -c)")
         i += 1
@@ -233,8 +240,12 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
                     w.write_records(buf, n)
             return 0
         decoder = RawPayloads() if o.raw else _consumers(o.schemas)
-        printer = TextPrinter(reader.provider_names, decoder, o.text,
-                              (reader.header.capture_start, reader.header.start_utc_us))
+        if o.json:
+            out.write(header_line(reader.header, reader.providers) + "\n")
+            printer = JsonEventFormatter(reader.provider_names, decoder)
+        else:
+            printer = TextPrinter(reader.provider_names, decoder, o.text,
+                                  (reader.header.capture_start, reader.header.start_utc_us))
         write = out.write
         for rec in reader:
             write(printer.line(rec) + "\n")
@@ -246,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "gen":
         from .codegen import gen_main
         return gen_main(argv[1:])
+    if argv and argv[0] == "convert":
+        from .convert import main as convert_main
+        return convert_main(argv[1:], _consumers)
     if argv and argv[0] == "selftest":
         from .selftest import main as selftest_main
         return selftest_main(argv[1:])

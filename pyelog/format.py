@@ -350,11 +350,17 @@ class ElogWriter:
                  *, capture_start: int | None = None, start_utc_us: int | None = None):
         self.providers = [Provider(*p) for p in providers]
         self._table = pack_provider_table(self.providers)
+        self._gzip_path: str | None = None
         if hasattr(target, "write"):
             self._f, self._owned = target, False  # type: ignore[assignment]
         else:
             path = os.fspath(target)
-            self._f = gzip.open(path, "wb") if path.endswith(".gz") else open(path, "wb")
+            if path.endswith(".gz"):
+                # gzip cannot seek back to patch the counts: write plain
+                # beside it and compress at close.
+                self._gzip_path = path
+                path = path + ".partial"
+            self._f = open(path, "wb")
             self._owned = True
         self._capture_start = capture_start
         self._start_utc_us = start_utc_us
@@ -409,25 +415,36 @@ class ElogWriter:
     def flush(self) -> None:
         self._f.flush()
 
-    def close(self, dropped_events: int = 0) -> None:
-        """Patch the final counts into the header and close the output."""
+    def close(self, dropped_events: int = 0, event_count: int | None = None) -> None:
+        """Patch the final counts into the header and close the output.
+
+        ``event_count`` overrides the number of records written (a converted
+        capture keeps its original header).
+        """
         if self.closed:
             return
         self.closed = True
         try:
             if self.started and self._seekable():
+                count = self.event_count if event_count is None else event_count
                 self._f.seek(0)
                 self._f.write(FileHeader(self._capture_start, self._start_utc_us,
-                                         self.event_count, dropped_events).pack())
+                                         count, dropped_events).pack())
                 self._f.seek(0, io.SEEK_END)
             self._f.flush()
         finally:
             if self._owned:
                 self._f.close()
+            if self._gzip_path:
+                plain = self._gzip_path + ".partial"
+                with open(plain, "rb") as src, gzip.open(self._gzip_path, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+                os.unlink(plain)
 
     def _seekable(self) -> bool:
         try:
-            return self._f.seekable() and not isinstance(self._f, gzip.GzipFile)
+            return self._f.seekable()
         except (AttributeError, ValueError):
             return False
 
