@@ -1,0 +1,171 @@
+"""Run-time payload decoding: schemas compiled to Python and loaded.
+
+A :class:`Consumer` wraps the module that ``pyelog gen -c`` prints for one
+provider: the generated source is exec'd here, so the code that decodes
+events is exactly the code the command shows. A :class:`ConsumerSet` loads
+several schemas through the aggregate module of ``pyelog gen -M`` and
+dispatches by provider name, like elog(1)'s compiled-in
+``eventlog_consumer.h``.
+
+Difference from FreeBSD: every consumer knows the framework's
+DUMP_COMPLETE id (0xFFFFFFFD) by name ("DUMP_COMPLETE", text "Dump
+complete"); FreeBSD's generated tables do not, so its elog prints
+``[?4294967293]`` / ``[UNKNOWN_EVENT_ID:4294967293]`` for it.
+"""
+from __future__ import annotations
+
+import linecache
+import types
+from collections.abc import Iterable
+from pathlib import Path
+
+from pyelog.codegen import generate_aggregate, generate_consumer
+from pyelog.schema import DUMP_COMPLETE_ID, SCHEMA_SUFFIX, SESSION_END_ID, Schema, load_schema
+
+#: The schemas shipped with pyelog (top level only; schemas/freebsd holds
+#: FreeBSD's own providers for reference and is not loaded by default).
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def exec_generated(source: str, name: str) -> types.ModuleType:
+    """Exec generated Python ``source`` as a fresh module called ``name``.
+
+    The source is registered with :mod:`linecache` so tracebacks show the
+    generated lines.
+    """
+    filename = f"<{name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    module = types.ModuleType(name)
+    exec(compile(source, filename, "exec"), module.__dict__)
+    return module
+
+
+class Consumer:
+    """One provider's compiled schema: names, keywords, payload text and fields."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        self.module = module
+        self.provider: str = module.PROVIDER
+        #: NAME -> mask, including SESSION.
+        self.keywords: dict[str, int] = dict(module.KEYWORDS)
+        #: enum name -> {value: label}; flag name -> ((bit, label), ...).
+        self.enums: dict[str, dict[int, str]] = module.ENUMS
+        self.flags: dict[str, tuple[tuple[int, str], ...]] = module.FLAGS
+        #: id -> (name, level, keyword mask, fixed payload size or None).
+        self.events: dict[int, tuple[str, int, int, int | None]] = module.EVENTS
+        # Bound once: these are on the per-event path.
+        self._format = module.format_payload
+        self._decode = module.decode
+        self._names = module.EVENT_NAMES
+
+    @classmethod
+    def from_schema(cls, schema: Schema) -> "Consumer":
+        """Compile ``schema`` with ``generate_consumer`` and load the result."""
+        return cls(exec_generated(generate_consumer(schema), f"pyelog consumer {schema.provider}"))
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> "Consumer":
+        """Load and compile one schema file (raises SchemaError)."""
+        return cls.from_schema(load_schema(path))
+
+    def event_name(self, event_id: int) -> str | None:
+        """The event's name, or None if the schema does not define ``event_id``."""
+        return self._names.get(event_id)
+
+    def format_payload(self, event_id: int, payload: bytes) -> str:
+        """elog(1)'s text for one payload.
+
+        Unknown ids give ``[UNKNOWN_EVENT_ID:<id>]``; SESSION_CREATE with an
+        empty payload gives "Session created". Short payloads read missing
+        tail fields as 0, extra bytes are ignored, an untrustworthy varlen
+        count appends ``[BAD_VARLEN:<field> count=N max=M]`` or
+        ``[BAD_VARLEN:<field> count=N payload_bytes=B]``. Never raises for
+        any payload bytes.
+        """
+        return self._format(event_id, payload)
+
+    def decode(self, event_id: int, payload: bytes) -> dict | None:
+        """``{field: value}`` for one payload (for JSON output), None for unknown ids.
+
+        Integers stay numbers (ntohs fields are byte-swapped to host order;
+        enum and flag fields keep their numeric value, see :attr:`enums` and
+        :attr:`flags` for labels), addresses are text, ``char[N]`` is str
+        and a varlen field is a list. A bad varlen count gives an empty list
+        and a ``_bad_varlen`` entry with the same marker text as
+        :meth:`format_payload`.
+        """
+        return self._decode(event_id, payload)
+
+    def keyword_from_string(self, name: str) -> int:
+        """Keyword mask by name, case-insensitive like strcasecmp; 0 if unknown."""
+        return self.module.keyword_from_string(name)
+
+
+class ConsumerSet:
+    """Consumers for several providers, looked up by provider *name*."""
+
+    def __init__(self, consumers: dict[str, Consumer]) -> None:
+        self._consumers = dict(consumers)
+
+    @classmethod
+    def from_schemas(cls, schemas: Iterable[Schema]) -> "ConsumerSet":
+        """Load ``schemas`` through the aggregate module (``pyelog gen -M``)."""
+        schemas = list(schemas)
+        aggregate = exec_generated(generate_aggregate(schemas), "pyelog aggregate consumer")
+        return cls({name: Consumer(module) for name, module in aggregate.PROVIDERS.items()})
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str | Path]) -> "ConsumerSet":
+        """Schema files and/or directories (every ``*_eventlog_schema.src`` directly in them).
+
+        A later path overrides an earlier one defining the same provider
+        name. Raises SchemaError for a bad schema.
+        """
+        by_provider: dict[str, Schema] = {}
+        for path in paths:
+            path = Path(path)
+            files = sorted(path.glob(f"*{SCHEMA_SUFFIX}")) if path.is_dir() else [path]
+            for file in files:
+                schema = load_schema(file)
+                by_provider[schema.provider] = schema
+        return cls.from_schemas(by_provider.values())
+
+    @classmethod
+    def default(cls) -> "ConsumerSet":
+        """The schemas shipped in pyelog's ``schemas/`` directory (top level)."""
+        return cls.from_paths([SCHEMAS_DIR])
+
+    @property
+    def providers(self) -> list[str]:
+        """Provider names, sorted."""
+        return sorted(self._consumers)
+
+    def get(self, provider: str) -> Consumer | None:
+        """The consumer for ``provider``, or None."""
+        return self._consumers.get(provider)
+
+    def event_name(self, provider: str, event_id: int) -> str | None:
+        """Event name; SESSION_END (and DUMP_COMPLETE) for any provider, even unknown ones."""
+        if event_id == SESSION_END_ID:
+            return "SESSION_END"
+        consumer = self._consumers.get(provider)
+        if consumer is None:
+            return "DUMP_COMPLETE" if event_id == DUMP_COMPLETE_ID else None
+        return consumer.event_name(event_id)
+
+    def format_payload(self, provider: str, event_id: int, payload: bytes) -> str:
+        """elog(1) text; ``[UNKNOWN_PROVIDER:<name>]`` if no schema names ``provider``."""
+        consumer = self._consumers.get(provider)
+        if consumer is None:
+            return f"[UNKNOWN_PROVIDER:{provider}]"
+        return consumer.format_payload(event_id, payload)
+
+    def decode(self, provider: str, event_id: int, payload: bytes) -> dict | None:
+        """Decoded fields, or None for an unknown provider or event id."""
+        consumer = self._consumers.get(provider)
+        return consumer.decode(event_id, payload) if consumer is not None else None
+
+    def keyword_from_string(self, provider: str, name: str) -> int:
+        """Keyword mask of ``provider`` by name (case-insensitive), 0 if unknown."""
+        consumer = self._consumers.get(provider)
+        return consumer.keyword_from_string(name) if consumer is not None else 0
