@@ -225,9 +225,7 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
     """``-r``: print a capture as text, or rewrite it with ``-o``."""
     try:
         reader = ElogReader(o.read_binary)
-    except FileNotFoundError as e:
-        raise UsageError(f"fopen: {o.read_binary}: {e.strerror}") from None
-    except IsADirectoryError as e:
+    except OSError as e:
         raise UsageError(f"fopen: {o.read_binary}: {e.strerror}") from None
     with reader:
         if o.providers:
@@ -235,7 +233,11 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
             print(f"[Providers] {len(reader.providers)} registered: {names}", file=err)
         if o.output:
             # elog's quirk, kept: -r with -o rewrites instead of printing.
-            with ElogWriter(o.output, reader.providers) as w:
+            try:
+                writer = ElogWriter(o.output, reader.providers)
+            except OSError as e:
+                raise UsageError(f"fopen: {o.output}: {e.strerror}") from None
+            with writer as w:
                 for buf, n, _pos in reader.runs():
                     w.write_records(buf, n)
             return 0

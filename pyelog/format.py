@@ -276,12 +276,16 @@ class ElogReader:
         (rewrite, split, merge). ``offset`` is the file offset of the run.
         """
         f = self._f
+        read = getattr(f, "read1", f.read)
         pending = b""
         pos = self.data_offset
         unpack = _LENGTH.unpack_from
         while True:
             try:
-                chunk = f.read(self.CHUNK)
+                # read1: a gzip stream cut short raises EOFError from the
+                # call that finds no more input; read() would drop what it
+                # had already decompressed in that call.
+                chunk = read(self.CHUNK)
             except EOFError:  # gzip stream cut short: what was decoded stands
                 chunk = b""
             except (gzip.BadGzipFile, zlib.error) as e:
