@@ -215,9 +215,15 @@ def _consumers(schemas: list[str]):
     """The schema consumers: the shipped schemas plus any the user named."""
     key = tuple(schemas)
     if key not in _consumer_cache:
-        from .consumer import ConsumerSet
-        base = ConsumerSet.default()
-        _consumer_cache[key] = base.merged(ConsumerSet.from_paths(schemas)) if schemas else base
+        from .consumer import SCHEMAS_DIR, ConsumerSet
+        from .schema import SchemaError
+        for path in schemas:
+            if not os.path.exists(path):
+                raise UsageError(f"schema {path}: No such file or directory")
+        try:
+            _consumer_cache[key] = ConsumerSet.from_paths([SCHEMAS_DIR, *schemas])
+        except SchemaError as e:
+            raise UsageError(str(e)) from None
     return _consumer_cache[key]
 
 
