@@ -437,8 +437,10 @@ def generate_consumer(schema: Schema) -> str:
               "",
               "",
               f"def _enum_{t.name}(value):",
-              "    value &= 0xFFFFFFFF",
               f"    label = _ENUM_{t.name}.get(value)",
+              "    if label is None:",
+              "        value &= 0xFFFFFFFF",
+              f"        label = _ENUM_{t.name}.get(value)",
               "    return label if label is not None else str(value)",
               ""]
     for t in schema.flags.values():
@@ -452,8 +454,16 @@ def generate_consumer(schema: Schema) -> str:
               f"    return '|'.join([label for bit, label in _FLAG_{t.name} if value & bit])",
               "",
               "",
+              f"_FLAG_TEXT_{t.name} = {{}}  # value -> text; few distinct values occur in practice",
+              "",
+              "",
               f"def _flag_{t.name}(value):",
-              f"    return flag_{t.name}_to_string(value) or str(value & 0xFFFFFFFF)",
+              f"    text = _FLAG_TEXT_{t.name}.get(value)",
+              "    if text is None:",
+              f"        text = flag_{t.name}_to_string(value) or str(value & 0xFFFFFFFF)",
+              f"        if len(_FLAG_TEXT_{t.name}) < 4096:",
+              f"            _FLAG_TEXT_{t.name}[value] = text",
+              "    return text",
               ""]
     for e in schema.events:
         o += _consumer_event(e)
