@@ -1,0 +1,496 @@
+/*
+ * eventlog.h - the in-kernel half of pyelog: FreeBSD eventlog(9) in eBPF.
+ *
+ * This file is pasted (not #included: bcc only rewrites map syntax in the
+ * main text) at the top of every pyelog BPF program by pyelog/loader.py,
+ * followed by the generated per-subscriber code (at the EVENTLOG_SUBSCRIBERS
+ * marker below), the schema-generated producer headers and the providers'
+ * own C code.
+ *
+ * Configuration macros, defined by the loader before this text:
+ *   EVENTLOG_NR_CPUS          possible CPUs (ring arrays are indexed by CPU)
+ *   EVENTLOG_NR_SUBS          number of subscribers compiled in (>= 0)
+ *   EVENTLOG_MAX_PROVIDERS    provider ids are 1..EVENTLOG_MAX_PROVIDERS-1
+ *   EVENTLOG_MAX_SESSIONS     size of the session hash
+ *
+ * Design (see pyelog/ring.py for the reader half):
+ *
+ * Every subscriber owns, per CPU, two buffers of B bytes (an mmapable array
+ * "eventlog_buf_<i>", element cpu*2+b) and one 128-byte control block (an
+ * mmapable array "eventlog_state_<i>", element cpu) whose first word is the
+ * 64-bit packed state of FreeBSD's protocol:
+ *
+ *   63..32 reader_len   bytes handed to the reader at the last swap
+ *   31..2  commit_pos   next write offset in the active buffer
+ *   1      swap_allowed the reader buffer is drained; a writer may swap
+ *   0      active       buffer writers append to (reader buffer = 1-active)
+ *
+ * One deliberate difference from FreeBSD: the CAS on the state word
+ * *reserves* the record's bytes before they are copied, and a second
+ * counter, written[b], is advanced (atomic add) once the copy is done.  The
+ * reader only consumes a buffer when written[b] == reader_len.  FreeBSD
+ * copies first and commits with the CAS afterwards, which is only safe when
+ * nothing can interrupt the copy: on Linux a sock_ops program in process
+ * context can be interrupted mid-copy by a softirq or IPI program on the
+ * same CPU (no SMR section to hold it off), and the interrupted writer's
+ * remaining stores would land on top of the interrupting writer's already
+ * committed record.  With reserve-then-copy each writer owns disjoint bytes,
+ * so nesting at any point can neither corrupt nor lose a committed record;
+ * writers still never wait (only the reader waits, for at most the length
+ * of one interrupted copy), and buffers still only ever hold whole records.
+ *
+ * Filtering: eventlog_providers[provider_id] holds each subscriber's
+ * (level, keywords) subscription for that provider instance and the
+ * aggregate (max level, OR of keywords) that sessions derive their
+ * effective values from.  User space rewrites the entry on every
+ * subscription change and bumps its generation; eventlog_session_lookup()
+ * refreshes a session's effective_level/effective_keywords lazily when it
+ * sees a newer generation, so the generated _ENABLED() test (two loads,
+ * no call) is always current for the session pointer the provider holds.
+ */
+#ifndef PYELOG_EVENTLOG_H
+#define PYELOG_EVENTLOG_H
+
+#include <uapi/linux/bpf.h>
+#include <uapi/linux/ptrace.h>
+
+#ifndef EVENTLOG_NR_CPUS
+#define EVENTLOG_NR_CPUS 64
+#endif
+#ifndef EVENTLOG_NR_SUBS
+#define EVENTLOG_NR_SUBS 0
+#endif
+#ifndef EVENTLOG_MAX_PROVIDERS
+#define EVENTLOG_MAX_PROVIDERS 64
+#endif
+#ifndef EVENTLOG_MAX_SESSIONS
+#define EVENTLOG_MAX_SESSIONS 65536
+#endif
+
+/* Public constants: the contract with generated producer headers. */
+#define EVENTLOG_LEVEL_NONE    0
+#define EVENTLOG_LEVEL_ERROR   1
+#define EVENTLOG_LEVEL_WARN    2
+#define EVENTLOG_LEVEL_INFO    3
+#define EVENTLOG_LEVEL_VERBOSE 4
+#define EVENTLOG_LEVEL_TRACE   5
+
+#define EVENTLOG_KEYWORD_SESSION     0x80000000U
+#define EVENTLOG_SESSION_END_ID      0xFFFFFFFFU
+#define EVENTLOG_SESSION_CREATE_ID   0xFFFFFFFEU
+#define EVENTLOG_DUMP_COMPLETE_ID    0xFFFFFFFDU
+#define EVENTLOG_SESSION_ID_NONE     0xFFFFFFFFFFFFFFFFULL
+
+#define EVENTLOG_HEADER_SIZE   32
+#define EVENTLOG_MAX_RECORD    65535
+#define EVENTLOG_MAX_PAYLOAD   (EVENTLOG_MAX_RECORD - EVENTLOG_HEADER_SIZE)
+#define EVENTLOG_SCRATCH_SIZE  65536
+/* Map values are buffer + this much, so that "pos <= B, header 32,
+ * head <= 65535, tail <= 65535" proves every copy in bounds to the verifier. */
+#define EVENTLOG_BUF_SLACK     131136
+
+/* Session: the first two fields are read by the generated _ENABLED macros. */
+struct eventlog_session {
+	__u32 effective_level;
+	__u32 effective_keywords;
+	/* private */
+	__u64 session_id;
+	__u32 provider_id;
+	__u32 enabled;
+	__u32 generation;        /* provider filter generation last applied */
+	__u32 override_level;    /* per-session filter; both 0 = none */
+	__u32 override_keywords;
+	__u32 _pad;
+	__u64 created_at;        /* us since boot */
+};
+
+struct eventlog_session_key {
+	__u64 session_id;
+	__u32 provider_id;
+	__u32 _pad;
+};
+
+#define EVENTLOG_SUBS_ARRAY (EVENTLOG_NR_SUBS > 0 ? EVENTLOG_NR_SUBS : 1)
+
+/* Per provider instance: subscriptions and aggregate, written by user space. */
+struct eventlog_provider {
+	__u32 level;            /* aggregate: max level over subscriptions */
+	__u32 keywords;         /* aggregate: OR of keywords */
+	__u32 generation;       /* bumped by user space after every change */
+	__u32 default_enabled;  /* new sessions start enabled */
+	__u32 sub_level[EVENTLOG_SUBS_ARRAY];
+	__u32 sub_keywords[EVENTLOG_SUBS_ARRAY];
+};
+
+/* Per provider instance counters, written only by BPF (atomics). */
+struct eventlog_provider_stats {
+	__u64 sessions_created;
+	__u64 sessions_ended;
+	__u64 sessions_failed;  /* session map full */
+	__u64 _pad;
+};
+
+/* Per subscriber, per CPU control block (mmapped by the reader). */
+struct eventlog_cpu_state {
+	__u64 state;            /* packed word, see top of file */
+	__u64 written[2];       /* bytes whose copy finished, per buffer */
+	__u64 dropped;          /* events lost: buffer full (exact) */
+	__u64 oversized;        /* events > 65535 bytes discarded */
+	__u64 swaps;            /* writer-initiated swaps */
+	__u64 min_ts[2];        /* timestamp range per buffer: lets the */
+	__u64 max_ts[2];        /* reader skip merging disjoint buffers  */
+	__u64 _pad[6];
+};
+
+struct eventlog_header {
+	__u16 length;
+	__u16 cpu;
+	__u16 provider_id;
+	__u16 reserved;
+	__u64 timestamp;
+	__u64 session_id;
+	__u32 event_id;
+	__s32 thread_id;
+};
+
+struct eventlog_scratch_area { char data[EVENTLOG_SCRATCH_SIZE]; };
+
+BPF_ARRAY(eventlog_providers, struct eventlog_provider, EVENTLOG_MAX_PROVIDERS);
+BPF_ARRAY(eventlog_provider_stats, struct eventlog_provider_stats, EVENTLOG_MAX_PROVIDERS);
+BPF_HASH(eventlog_sessions, struct eventlog_session_key, struct eventlog_session, EVENTLOG_MAX_SESSIONS);
+/* Not PERCPU_ARRAY: per-CPU values are capped at 32 KiB. */
+BPF_ARRAY(eventlog_scratch_map, struct eventlog_scratch_area, EVENTLOG_NR_CPUS);
+
+#define EL_STATE_ACTIVE(s)   ((s) & 1ULL)
+#define EL_STATE_SWAP_OK(s)  (((s) >> 1) & 1ULL)
+#define EL_STATE_POS(s)      (((s) >> 2) & 0x3FFFFFFFULL)
+#define EL_STATE_RLEN(s)     ((s) >> 32)
+#define EL_RESERVE_TRIES     6
+
+/*
+ * Writer step 1: reserve `total` bytes in this CPU's active buffer.
+ * Returns 1 with active and pos set, 0 when the event is dropped (counted).
+ * *swapped is set when this writer flipped the buffers (ring the doorbell).
+ */
+static __always_inline int
+eventlog_reserve(struct eventlog_cpu_state *st, __u64 size, __u64 total,
+		 __u64 *active, __u64 *pos, int *swapped)
+{
+	int tried_swap = 0;
+
+#pragma unroll
+	for (int i = 0; i < EL_RESERVE_TRIES; i++) {
+		__u64 old = *(volatile __u64 *)&st->state;
+		__u64 a = EL_STATE_ACTIVE(old);
+		__u64 p = EL_STATE_POS(old);
+
+		if (p + total > size) {
+			if (tried_swap || !EL_STATE_SWAP_OK(old))
+				break;
+			/* Proactive swap: reader drained the other buffer. */
+			tried_swap = 1;
+			__u64 nw = (p << 32) | (a ^ 1ULL);
+			if (__sync_val_compare_and_swap(&st->state, old, nw) == old) {
+				*swapped = 1;
+				__sync_fetch_and_add(&st->swaps, 1);
+			}
+			continue;   /* re-derive from whatever state won */
+		}
+		if (__sync_val_compare_and_swap(&st->state, old, old + (total << 2)) == old) {
+			*active = a;
+			*pos = p;
+			return 1;
+		}
+		/* Lost to a nested writer or the reader: re-derive and retry. */
+	}
+	__sync_fetch_and_add(&st->dropped, 1);
+	return 0;
+}
+
+/* Writer step 2: copy the record into the bytes reserved, then publish. */
+static __always_inline void
+eventlog_copy(struct eventlog_cpu_state *st, char *buf, __u64 size, __u64 active,
+	      __u64 pos, const struct eventlog_header *hdr, const void *head,
+	      __u32 hl, const void *tail, __u32 tl)
+{
+	__u64 total = hdr->length;
+
+	/* Bounds for the verifier only: the oversize check in eventlog_emit()
+	 * and the reservation already guarantee pos + total <= size, so the
+	 * masks never change a value.  (Masks, not comparisons: clang keeps
+	 * them next to the helper calls, where the verifier needs them.) */
+	if (buf && pos <= size) {
+		char *dst = buf + pos;
+		__u32 h = hl, t = tl;
+		/* Hide the values from clang so it cannot drop the masks. */
+		asm volatile("" : "+r"(h), "+r"(t));
+		h &= 0xFFFF;
+		t &= 0xFFFF;
+		/* Records sit at any byte offset; unaligned stores are fine on
+		 * the architectures this runs on (x86_64, arm64). */
+		*(__u64 *)(dst + 0) = *(const __u64 *)hdr;
+		*(__u64 *)(dst + 8) = hdr->timestamp;
+		*(__u64 *)(dst + 16) = hdr->session_id;
+		*(__u64 *)(dst + 24) = *((const __u64 *)hdr + 3);
+		if (h)
+			bpf_probe_read_kernel(dst + EVENTLOG_HEADER_SIZE, h, head);
+		if (t)
+			bpf_probe_read_kernel(dst + EVENTLOG_HEADER_SIZE + h, t, tail);
+	}
+	active &= 1;
+	if (hdr->timestamp > st->max_ts[active])
+		st->max_ts[active] = hdr->timestamp;
+	if (st->min_ts[active] == 0 || hdr->timestamp < st->min_ts[active])
+		st->min_ts[active] = hdr->timestamp;
+	/* Full barrier: the copy is visible before the reader sees the count. */
+	__sync_fetch_and_add(&st->written[active], total);
+}
+
+/* @EVENTLOG_SUBSCRIBERS@ : pyelog/loader.py inserts the per-subscriber maps
+ * and eventlog_deliver_all() here.  Without it nothing is delivered. */
+#ifndef EVENTLOG_HAVE_SUBSCRIBERS
+static __always_inline int
+eventlog_deliver_all(struct eventlog_provider *f, const struct eventlog_header *hdr,
+		     __u32 level, __u32 keywords, const void *head, __u32 hl,
+		     const void *tail, __u32 tl, int target, int oversized)
+{
+	return 0;
+}
+#endif
+
+static __always_inline __u64 eventlog_now_us(void)
+{
+	return bpf_ktime_get_boot_ns() / 1000;
+}
+
+/*
+ * Core emit: filter per subscriber (level <= sub level, keywords & sub
+ * keywords), then reserve/copy into each matching subscriber's ring.
+ * target >= 0 restricts delivery to one subscriber (dump-state replay).
+ * Returns the number of subscribers that received the event.
+ */
+static __always_inline int
+eventlog_emit(__u32 provider_id, __u64 session_id, __u64 timestamp, __u32 event_id,
+	      __u32 level, __u32 keywords, const void *head, __u32 hl,
+	      const void *tail, __u32 tl, int target)
+{
+	struct eventlog_header hdr = {};
+	__u32 pid = provider_id;
+	struct eventlog_provider *f = eventlog_providers.lookup(&pid);
+
+	if (!f)
+		return 0;
+	__u64 total = (__u64)EVENTLOG_HEADER_SIZE + hl + tl;
+	hdr.length = (__u16)total;
+	hdr.cpu = (__u16)bpf_get_smp_processor_id();
+	hdr.provider_id = (__u16)provider_id;
+	hdr.timestamp = timestamp ? timestamp : eventlog_now_us();
+	hdr.session_id = session_id;
+	hdr.event_id = event_id;
+	hdr.thread_id = (__s32)(bpf_get_current_pid_tgid() & 0xFFFFFFFF);
+	return eventlog_deliver_all(f, &hdr, level, keywords, head, hl, tail, tl,
+				    target, total > EVENTLOG_MAX_RECORD);
+}
+
+/* ---- Public write API (contract with the generated _LOG macros) ---- */
+
+static __always_inline int
+eventlog_event_write_gather(struct eventlog_session *s, __u32 event_id, __u32 level,
+			    __u32 keywords, const void *head, __u32 head_len,
+			    const void *tail, __u32 tail_len)
+{
+	if (!s)
+		return 0;
+	return eventlog_emit(s->provider_id, s->session_id, 0, event_id, level, keywords,
+			     head, head_len, tail, tail_len, -1);
+}
+
+static __always_inline int
+eventlog_event_write(struct eventlog_session *s, __u32 event_id, __u32 level,
+		     __u32 keywords, const void *payload, __u32 len)
+{
+	return eventlog_event_write_gather(s, event_id, level, keywords, payload, len,
+					   (const void *)0, 0);
+}
+
+/* Per-CPU 64 KiB area for payloads too big for the 512-byte stack.  Not
+ * nesting-safe: a program interrupting this one on the same CPU may reuse
+ * it (the ring itself stays consistent; only that payload can be mixed). */
+static __always_inline void *eventlog_scratch(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct eventlog_scratch_area *a = eventlog_scratch_map.lookup(&cpu);
+	return a ? (void *)a->data : (void *)0;
+}
+
+/* ---- Sessions ---- */
+
+static __always_inline void
+eventlog_session_refresh(struct eventlog_session *s, struct eventlog_provider *p)
+{
+	__u32 gen = *(volatile __u32 *)&p->generation;
+	__u32 lvl = 0, kw = 0;
+
+	if (s->enabled) {
+		if (s->override_level || s->override_keywords) {
+			lvl = s->override_level;
+			kw = s->override_keywords;
+		} else {
+			lvl = p->level;
+			kw = p->keywords;
+		}
+	}
+	s->effective_level = lvl;
+	s->effective_keywords = kw;
+	s->generation = gen;
+}
+
+/* Provider-wide enablement: the cheapest "does anyone listen" test, for
+ * hooks that would otherwise look a session up on every call. */
+static __always_inline int eventlog_provider_enabled(__u32 provider_id)
+{
+	struct eventlog_provider *p = eventlog_providers.lookup(&provider_id);
+	return p && p->level != EVENTLOG_LEVEL_NONE;
+}
+
+/* Find a live session; refreshes its effective filter when the provider's
+ * subscriptions changed since it was last computed.  NULL if none. */
+static __always_inline struct eventlog_session *
+eventlog_session_lookup(__u32 provider_id, __u64 session_id)
+{
+	struct eventlog_session_key k = {};
+	struct eventlog_session *s;
+	struct eventlog_provider *p;
+
+	k.session_id = session_id;
+	k.provider_id = provider_id;
+	s = eventlog_sessions.lookup(&k);
+	if (!s)
+		return s;
+	p = eventlog_providers.lookup(&provider_id);
+	if (p && s->generation != *(volatile __u32 *)&p->generation)
+		eventlog_session_refresh(s, p);
+	return s;
+}
+
+/*
+ * Create (or return the existing) session.  Emits SESSION_CREATE with the
+ * given payload only when the session is enabled and someone subscribes to
+ * the provider, as FreeBSD does.  NULL when the session map is full.
+ */
+static __always_inline struct eventlog_session *
+eventlog_session_create(__u32 provider_id, __u64 session_id, const void *payload, __u32 len)
+{
+	struct eventlog_session_key k = {};
+	struct eventlog_session init = {};
+	struct eventlog_session *s;
+	struct eventlog_provider *p = eventlog_providers.lookup(&provider_id);
+	struct eventlog_provider_stats *ps = eventlog_provider_stats.lookup(&provider_id);
+
+	if (!p)
+		return (struct eventlog_session *)0;
+	k.session_id = session_id;
+	k.provider_id = provider_id;
+	s = eventlog_sessions.lookup(&k);
+	if (s)
+		return s;
+	init.session_id = session_id;
+	init.provider_id = provider_id;
+	init.enabled = p->default_enabled ? 1 : 0;
+	init.created_at = eventlog_now_us();
+	eventlog_session_refresh(&init, p);
+	if (eventlog_sessions.update(&k, &init) != 0) {
+		if (ps)
+			__sync_fetch_and_add(&ps->sessions_failed, 1);
+		return (struct eventlog_session *)0;
+	}
+	if (ps)
+		__sync_fetch_and_add(&ps->sessions_created, 1);
+	s = eventlog_sessions.lookup(&k);
+	if (s && s->enabled && p->level != EVENTLOG_LEVEL_NONE)
+		eventlog_emit(provider_id, session_id, init.created_at,
+			      EVENTLOG_SESSION_CREATE_ID, EVENTLOG_LEVEL_INFO,
+			      EVENTLOG_KEYWORD_SESSION, payload, len, (const void *)0, 0, -1);
+	return s;
+}
+
+/* End a session: SESSION_END (if enabled), then free its map entry. */
+static __always_inline void eventlog_session_destroy(struct eventlog_session *s)
+{
+	struct eventlog_session_key k = {};
+	__u32 pid;
+	struct eventlog_provider_stats *ps;
+
+	if (!s)
+		return;
+	k.session_id = s->session_id;
+	k.provider_id = s->provider_id;
+	pid = s->provider_id;
+	if (s->enabled)
+		eventlog_emit(pid, k.session_id, 0, EVENTLOG_SESSION_END_ID,
+			      EVENTLOG_LEVEL_INFO, EVENTLOG_KEYWORD_SESSION,
+			      (const void *)0, 0, (const void *)0, 0, -1);
+	if (eventlog_sessions.delete(&k) == 0) {
+		ps = eventlog_provider_stats.lookup(&pid);
+		if (ps)
+			__sync_fetch_and_add(&ps->sessions_ended, 1);
+	}
+}
+
+static __always_inline void eventlog_session_set_enabled(struct eventlog_session *s, int on)
+{
+	struct eventlog_provider *p;
+	__u32 pid;
+
+	if (!s)
+		return;
+	pid = s->provider_id;
+	s->enabled = on ? 1 : 0;
+	p = eventlog_providers.lookup(&pid);
+	if (p)
+		eventlog_session_refresh(s, p);
+}
+
+/* Per-session filter override; NONE/0 clears it. */
+static __always_inline void
+eventlog_session_set_filter(struct eventlog_session *s, __u32 level, __u32 keywords)
+{
+	if (!s)
+		return;
+	s->override_level = level;
+	s->override_keywords = keywords;
+	s->generation = 0xFFFFFFFF;  /* force refresh on next lookup */
+	eventlog_session_set_enabled(s, s->enabled);
+}
+
+/*
+ * Core program, run by user space with BPF_PROG_TEST_RUN (never attached):
+ * emits one event built in user memory.  Used for dump-state replays
+ * (target = one subscriber), DUMP_COMPLETE and providers that live in user
+ * space (e.g. existing TCP connections found through sock_diag).
+ * args: provider_id, session_id, event_id, level, keywords, payload ptr,
+ *       payload len, target subscriber (-1 = all), timestamp (0 = now).
+ */
+int eventlog_inject(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 len = (__u32)ctx->args[6];
+	void *scratch = (void *)0;
+
+	if (len > EVENTLOG_MAX_PAYLOAD)   /* counted as oversized, not copied */
+		return eventlog_emit((__u32)ctx->args[0], ctx->args[1], ctx->args[8],
+				     (__u32)ctx->args[2], (__u32)ctx->args[3],
+				     (__u32)ctx->args[4], (const void *)0, len,
+				     (const void *)0, 0, (int)ctx->args[7]);
+	if (len) {
+		scratch = eventlog_scratch();
+		if (!scratch)
+			return -1;
+		if (bpf_probe_read_user(scratch, len, (const void *)ctx->args[5]) != 0)
+			return -1;
+	}
+	return eventlog_emit((__u32)ctx->args[0], ctx->args[1], ctx->args[8],
+			     (__u32)ctx->args[2], (__u32)ctx->args[3], (__u32)ctx->args[4],
+			     scratch, len, (const void *)0, 0, (int)ctx->args[7]);
+}
+
+#endif /* PYELOG_EVENTLOG_H */

@@ -1,0 +1,620 @@
+"""Load the eventlog core and its providers into the kernel; manage subscribers.
+
+One :class:`Loader` is one eventlog "kernel": it compiles (with bcc) a single
+BPF object holding the core (``bpf/eventlog.h``), one ring per subscriber
+and every registered provider's programs, attaches them, and owns them until
+:meth:`Loader.close` (or process death: every attachment is an fd-owned
+perf event or BPF link, so a SIGKILLed owner leaves nothing attached;
+cgroup attachments go through :func:`attach_cgroup_link`, never through
+BPF_PROG_ATTACH).
+
+Typical use (the live CLI)::
+
+    from pyelog.loader import Loader, Subscription
+    from pyelog.providers import test
+
+    loader = Loader(providers=[test.provider()])
+    sub = loader.add_ring_subscriber(512 * 1024,
+              [Subscription("test", LEVEL_VERBOSE, 0xFFFFFFFF, flags=0)])
+    with loader:                          # start(); close() on exit
+        writer = ElogWriter(path, sub.providers())
+        while not stop:
+            for run in sub.drain(timeout=1.0):   # wakes per swap or 1 s
+                writer.write_records(run)
+        for run in sub.drain(): writer.write_records(run)   # final drain
+        writer.close(dropped_events=sub.stats().dropped)
+
+Subscribers are fixed at :meth:`Loader.start` (each one has its own maps,
+sized by its buffer size, compiled into the object); their subscriptions
+may change at any time with :meth:`Loader.subscribe` /
+:meth:`Loader.unsubscribe`, which rewrite the provider filter table and
+bump its generation so that sessions pick the new effective filter up on
+their next lookup (see eventlog.h).
+
+Providers (:class:`ProviderSpec`) contribute C text in which
+``EL_PROVIDER_ID`` is replaced by the instance's 16-bit id and
+``EL_FN(name)`` by ``name_<id>`` (so one spec may be registered several
+times: several instances share a name; a subscription by name covers all),
+plus the list of hooks to attach. Sessions live in the kernel map
+``eventlog_sessions`` and are created/ended by provider programs
+(``eventlog_session_create``/``_destroy``).
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from pyelog.ring import (BUFFER_SIZE_DEFAULT, BUFFER_SIZE_MAX, BUFFER_SIZE_MIN,
+                         RingReader, RingStats, iter_records)
+
+LEVEL_NONE, LEVEL_ERROR, LEVEL_WARN, LEVEL_INFO, LEVEL_VERBOSE, LEVEL_TRACE = range(6)
+LEVELS = {"NONE": 0, "ERROR": 1, "WARN": 2, "INFO": 3, "VERBOSE": 4, "TRACE": 5}
+KEYWORD_SESSION = 0x80000000
+SESSION_END_ID = 0xFFFFFFFF
+SESSION_CREATE_ID = 0xFFFFFFFE
+DUMP_COMPLETE_ID = 0xFFFFFFFD
+SESSION_ID_NONE = 0xFFFFFFFFFFFFFFFF
+SUBSCRIPTION_DUMP_STATE = 0x1
+
+PROVIDER_NAME_MAX = 31
+MAX_PROVIDERS = 64          # ids 1..63 (map size, EVENTLOG_MAX_PROVIDERS)
+MAX_SUBSCRIBERS = 16
+MAX_SUBSCRIPTIONS_PER_NAME = 32
+
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+_MARKER = re.compile(r"^/\* @EVENTLOG_SUBSCRIBERS@.*?\*/$", re.M | re.S)
+
+
+class EventlogError(RuntimeError):
+    """A loader operation failed (bad argument, unknown provider, kernel refusal)."""
+
+
+@dataclass
+class Subscription:
+    """(provider name, max level, keyword mask, flags) as in elog -c."""
+    provider: str
+    level: int = LEVEL_VERBOSE
+    keywords: int = 0xFFFFFFFF
+    flags: int = 0
+
+    def __post_init__(self) -> None:
+        if self.flags & ~SUBSCRIPTION_DUMP_STATE:
+            raise EventlogError(f"invalid subscription flags {self.flags:#x}")
+        if not 0 <= self.level <= LEVEL_TRACE:
+            raise EventlogError(f"invalid level {self.level}")
+        self.keywords &= 0xFFFFFFFF
+
+
+@dataclass
+class ProviderSpec:
+    """What a provider module hands the loader.
+
+    source: C text (after eventlog.h and ``header``); may use EL_PROVIDER_ID
+      and EL_FN(name). header: generated producer header, pasted once per
+      provider name. tracepoints / raw_tracepoints: (hook, function base
+      name) pairs attached at start. test_run: function base names loaded
+      as raw-tracepoint programs and run on demand (BPF_PROG_TEST_RUN).
+      attach: optional callable(loader, instance) for other hooks (must
+      attach with fd-owned links). dump_state: optional
+      callable(loader, instance, subscriber_index) replaying state for a
+      new DUMP_STATE subscription (emit with loader.inject(target=...)).
+    """
+    name: str
+    source: str
+    header: str = ""
+    tracepoints: list[tuple[str, str]] = field(default_factory=list)
+    raw_tracepoints: list[tuple[str, str]] = field(default_factory=list)
+    test_run: list[str] = field(default_factory=list)
+    attach: Callable[["Loader", "ProviderInstance"], None] | None = None
+    dump_state: Callable[["Loader", "ProviderInstance", int], None] | None = None
+    default_enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or len(self.name.encode()) > PROVIDER_NAME_MAX:
+            raise EventlogError(f"provider name must be 1..{PROVIDER_NAME_MAX} bytes: {self.name!r}")
+
+
+@dataclass
+class ProviderInstance:
+    """A registered provider: its 16-bit id and loaded program fds."""
+    id: int
+    name: str
+    spec: ProviderSpec
+    progs: dict[str, int] = field(default_factory=dict)
+
+    def fn(self, base: str) -> str:
+        """The compiled name of EL_FN(base) for this instance."""
+        return f"{base}_{self.id}"
+
+
+@dataclass
+class Event:
+    """One decoded record, as handed to callback subscribers."""
+    length: int
+    cpu: int
+    provider_id: int
+    provider: str
+    timestamp: int
+    session_id: int
+    event_id: int
+    thread_id: int
+    payload: bytes
+
+
+class Subscriber:
+    """Common part of ring and callback subscribers (one ring each)."""
+
+    def __init__(self, loader: "Loader", index: int, buffer_size: int) -> None:
+        self.loader = loader
+        self.index = index
+        self.buffer_size = buffer_size
+        self.subscriptions: dict[str, Subscription] = {}
+        self.reader: RingReader | None = None
+
+    def providers(self) -> list[tuple[int, str]]:
+        """(id, name) of every provider instance this subscriber subscribes to
+        (the .elog provider table)."""
+        return [(p.id, p.name) for p in self.loader.providers if p.name in self.subscriptions]
+
+    def stats(self) -> RingStats:
+        """Exact per-subscriber counters (dropped, oversized, swaps, bytes)."""
+        if self.reader is None:
+            return RingStats()
+        return self.reader.stats()
+
+    def drain(self, timeout: float = 0.0, ordered: bool = True) -> Iterator[memoryview]:
+        """Runs of whole records (see RingReader.read); waits up to timeout."""
+        if self.reader is None:
+            raise EventlogError("loader not started")
+        return self.reader.read(timeout, ordered)
+
+
+class RingSubscriber(Subscriber):
+    """A subscriber whose records are collected as raw bytes (for files)."""
+
+
+class CallbackSubscriber(Subscriber):
+    """A subscriber that calls ``callback(Event)`` for every record.
+
+    The callback runs in the thread that calls :meth:`dispatch` (or
+    :meth:`Loader.poll`), never in the kernel.
+    """
+
+    def __init__(self, loader: "Loader", index: int, buffer_size: int,
+                 callback: Callable[[Event], None]) -> None:
+        super().__init__(loader, index, buffer_size)
+        self.callback = callback
+
+    def dispatch(self, timeout: float = 0.0) -> int:
+        """Drain and decode; returns how many events were delivered."""
+        names = {p.id: p.name for p in self.loader.providers}
+        n = 0
+        for run in self.drain(timeout):
+            for hdr, payload in iter_records(run):
+                self.callback(Event(hdr[0], hdr[1], hdr[2], names.get(hdr[2], "?"),
+                                    hdr[4], hdr[5], hdr[6], hdr[7], bytes(payload)))
+                n += 1
+        return n
+
+
+# -- raw bpf(2) helpers bcc does not provide ---------------------------------
+_SYS_BPF = 321 if os.uname().machine == "x86_64" else 280
+_BPF_PROG_TEST_RUN = 10
+_BPF_LINK_CREATE = 28
+_BPF_F_TEST_RUN_ON_CPU = 1 << 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _TestRunAttr(ctypes.Structure):
+    _fields_ = [("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32),
+                ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
+                ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
+                ("repeat", ctypes.c_uint32), ("duration", ctypes.c_uint32),
+                ("ctx_size_in", ctypes.c_uint32), ("ctx_size_out", ctypes.c_uint32),
+                ("ctx_in", ctypes.c_uint64), ("ctx_out", ctypes.c_uint64),
+                ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
+                ("batch_size", ctypes.c_uint32)]
+
+
+class _LinkCreateAttr(ctypes.Structure):
+    _fields_ = [("prog_fd", ctypes.c_uint32), ("target_fd", ctypes.c_uint32),
+                ("attach_type", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("_pad", ctypes.c_uint64 * 6)]
+
+
+def prog_test_run(prog_fd: int, args: Iterable[int], cpu: int | None = None) -> int:
+    """Run a raw-tracepoint program once with ``args`` as its u64 context.
+
+    cpu=None runs it here (process context, preemption off); a CPU number
+    runs it on that CPU from an IPI (hard-irq context). Returns the
+    program's return value (as signed 32-bit).
+    """
+    vals = [int(a) & 0xFFFFFFFFFFFFFFFF for a in args]
+    # The kernel wants ctx_size_in >= the highest argument the program reads:
+    # always pass the maximum (12 u64), zero-padded.
+    vals += [0] * (12 - len(vals))
+    ctx = (ctypes.c_uint64 * 12)(*vals)
+    attr = _TestRunAttr(prog_fd=prog_fd, ctx_size_in=8 * len(vals),
+                        ctx_in=ctypes.addressof(ctx))
+    if cpu is not None:
+        attr.flags = _BPF_F_TEST_RUN_ON_CPU
+        attr.cpu = cpu
+    if _libc.syscall(_SYS_BPF, _BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"BPF_PROG_TEST_RUN: {os.strerror(e)}")
+    return ctypes.c_int32(attr.retval).value
+
+
+def attach_cgroup_link(prog_fd: int, cgroup_path: str, attach_type: int) -> int:
+    """Attach a cgroup program with BPF_LINK_CREATE; returns the link fd.
+
+    The attachment lives exactly as long as the fd (unlike BPF_PROG_ATTACH,
+    which outlives its process): close it, or die, and it is gone.
+    attach_type: e.g. 3 = BPF_CGROUP_SOCK_OPS.
+    """
+    cg = os.open(cgroup_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        attr = _LinkCreateAttr(prog_fd=prog_fd, target_fd=cg, attach_type=attach_type)
+        fd = _libc.syscall(_SYS_BPF, _BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"BPF_LINK_CREATE: {os.strerror(e)}")
+        return fd
+    finally:
+        os.close(cg)
+
+
+def kernel_unavailable_reason() -> str | None:
+    """One line saying why eBPF cannot be loaded here, or None."""
+    if os.geteuid() != 0:
+        return "pyelog needs root to load eBPF programs"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return "bcc (python3-bpfcc) is not importable; run `make setup`"
+    return None
+
+
+# -- code generation -----------------------------------------------------------
+_SUB_TEMPLATE = """
+/* subscriber {i}: {size} bytes per buffer, two buffers per CPU */
+struct eventlog_buf_{i} {{ char data[{size} + EVENTLOG_BUF_SLACK]; }};
+BPF_F_TABLE("array", u32, struct eventlog_buf_{i}, eventlog_buf_{i}, 2 * EVENTLOG_NR_CPUS, BPF_F_MMAPABLE);
+BPF_F_TABLE("array", u32, struct eventlog_cpu_state, eventlog_state_{i}, EVENTLOG_NR_CPUS, BPF_F_MMAPABLE);
+BPF_RINGBUF_OUTPUT(eventlog_bell_{i}, 1);
+
+static __always_inline int
+eventlog_deliver_{i}(const struct eventlog_header *hdr, const void *head, __u32 hl,
+                     const void *tail, __u32 tl, int oversized)
+{{
+	__u32 cpu = hdr->cpu;
+	struct eventlog_cpu_state *st = eventlog_state_{i}.lookup(&cpu);
+	__u64 active = 0, pos = 0;
+	int swapped = 0;
+
+	if (!st)
+		return 0;
+	if (oversized) {{
+		__sync_fetch_and_add(&st->oversized, 1);
+		return 0;
+	}}
+	int ok = eventlog_reserve(st, {size}, hdr->length, &active, &pos, &swapped);
+	if (swapped) {{
+		__u64 v = cpu;
+		eventlog_bell_{i}.ringbuf_output(&v, sizeof(v), 0);
+	}}
+	if (!ok)
+		return 0;
+	__u32 idx = cpu * 2 + (__u32)(active & 1);
+	struct eventlog_buf_{i} *b = eventlog_buf_{i}.lookup(&idx);
+	eventlog_copy(st, b ? b->data : (char *)0, {size}, active, pos, hdr, head, hl, tail, tl);
+	return 1;
+}}
+"""
+
+_DELIVER_ONE = """\
+	if ((target < 0 || target == {i}) && level <= f->sub_level[{i}] &&
+	    (keywords & f->sub_keywords[{i}]))
+		n += eventlog_deliver_{i}(hdr, head, hl, tail, tl, oversized);
+"""
+
+
+def _subscriber_code(sizes: list[int]) -> str:
+    parts = ["#define EVENTLOG_HAVE_SUBSCRIBERS 1"]
+    for i, size in enumerate(sizes):
+        parts.append(_SUB_TEMPLATE.format(i=i, size=size))
+    parts.append("""static __always_inline int
+eventlog_deliver_all(struct eventlog_provider *f, const struct eventlog_header *hdr,
+		     __u32 level, __u32 keywords, const void *head, __u32 hl,
+		     const void *tail, __u32 tl, int target, int oversized)
+{
+	int n = 0;
+""")
+    for i in range(len(sizes)):
+        parts.append(_DELIVER_ONE.format(i=i))
+    parts.append("\treturn n;\n}\n")
+    return "\n".join(parts)
+
+
+def _instantiate(source: str, pid: int) -> str:
+    source = re.sub(r"\bEL_FN\((\w+)\)", lambda m: f"{m.group(1)}_{pid}", source)
+    return re.sub(r"\bEL_PROVIDER_ID\b", str(pid), source)
+
+
+class Loader:
+    """The eventlog core plus its providers and subscribers, in one BPF object."""
+
+    def __init__(self, providers: Iterable[ProviderSpec] = (), max_sessions: int = 65536,
+                 cflags: Iterable[str] = ()) -> None:
+        self.providers: list[ProviderInstance] = []
+        self.subscribers: list[Subscriber] = []
+        self.max_sessions = max_sessions
+        self.cflags = list(cflags)
+        self.bpf = None
+        self._links: list[int] = []
+        self._inject_fd: int | None = None
+        self.ncpu = 0
+        for spec in providers:
+            self.register(spec)
+
+    # -- configuration (before start) ---------------------------------------
+    def register(self, spec: ProviderSpec) -> ProviderInstance:
+        """Add a provider instance; returns it with its new id (1-based)."""
+        if self.bpf is not None:
+            raise EventlogError("providers must be registered before start()")
+        pid = len(self.providers) + 1
+        if pid >= MAX_PROVIDERS:
+            raise EventlogError(f"at most {MAX_PROVIDERS - 1} provider instances")
+        inst = ProviderInstance(pid, spec.name, spec)
+        self.providers.append(inst)
+        return inst
+
+    def _add(self, sub: Subscriber, subscriptions: Iterable[Subscription]) -> None:
+        if self.bpf is not None:
+            raise EventlogError("subscribers must be added before start()")
+        if not BUFFER_SIZE_MIN <= sub.buffer_size <= BUFFER_SIZE_MAX:
+            raise EventlogError(f"buffer size must be {BUFFER_SIZE_MIN}..{BUFFER_SIZE_MAX} bytes")
+        if len(self.subscribers) >= MAX_SUBSCRIBERS:
+            raise EventlogError(f"at most {MAX_SUBSCRIBERS} subscribers")
+        self.subscribers.append(sub)
+        for s in subscriptions:
+            self._check_name(s.provider)
+            sub.subscriptions[s.provider] = s
+
+    def add_ring_subscriber(self, buffer_size: int = BUFFER_SIZE_DEFAULT,
+                            subscriptions: Iterable[Subscription] = ()) -> RingSubscriber:
+        """A subscriber with per-CPU double buffers of ``buffer_size`` bytes each."""
+        sub = RingSubscriber(self, len(self.subscribers), buffer_size)
+        self._add(sub, subscriptions)
+        return sub
+
+    def add_callback_subscriber(self, callback: Callable[[Event], None],
+                                subscriptions: Iterable[Subscription] = (),
+                                buffer_size: int = BUFFER_SIZE_DEFAULT) -> CallbackSubscriber:
+        """A subscriber whose events are decoded and passed to ``callback``."""
+        sub = CallbackSubscriber(self, len(self.subscribers), buffer_size, callback)
+        self._add(sub, subscriptions)
+        return sub
+
+    def _check_name(self, name: str) -> list[ProviderInstance]:
+        found = [p for p in self.providers if p.name == name]
+        if not found:
+            raise EventlogError(f"no provider named {name!r} is registered")
+        return found[:MAX_SUBSCRIPTIONS_PER_NAME]
+
+    # -- build and load ------------------------------------------------------
+    def source(self) -> str:
+        """The complete C text compiled by start() (for debugging)."""
+        from bcc.utils import get_possible_cpus
+        self.ncpu = max(get_possible_cpus()) + 1
+        core = (BPF_DIR / "eventlog.h").read_text()
+        subs = _subscriber_code([s.buffer_size for s in self.subscribers])
+        core, n = _MARKER.subn(lambda m: subs, core, count=1)
+        if n != 1:
+            raise EventlogError("bpf/eventlog.h lost its @EVENTLOG_SUBSCRIBERS@ marker")
+        out = [f"#define EVENTLOG_NR_CPUS {self.ncpu}",
+               f"#define EVENTLOG_NR_SUBS {len(self.subscribers)}",
+               f"#define EVENTLOG_MAX_PROVIDERS {MAX_PROVIDERS}",
+               f"#define EVENTLOG_MAX_SESSIONS {self.max_sessions}",
+               core]
+        seen_headers: set[str] = set()
+        for p in self.providers:
+            if p.name not in seen_headers and p.spec.header:
+                seen_headers.add(p.name)
+                out.append(p.spec.header)
+        for p in self.providers:
+            out.append(f"/* provider {p.name} id {p.id} */")
+            out.append(_instantiate(p.spec.source, p.id))
+        return "\n".join(out)
+
+    def start(self) -> "Loader":
+        """Compile, load, write filters, map the rings, attach every hook."""
+        if self.bpf is not None:
+            return self
+        reason = kernel_unavailable_reason()
+        if reason:
+            raise EventlogError(reason)
+        from bcc import BPF
+        text = self.source()
+        try:
+            self.bpf = BPF(text=text, cflags=["-Wno-unused-function", *self.cflags])
+        except Exception as e:  # bcc raises bare Exception
+            raise EventlogError(f"BPF compile/load failed: {e}") from e
+        try:
+            self._inject_fd = self.bpf.load_func("eventlog_inject", BPF.RAW_TRACEPOINT).fd
+            for p in self.providers:
+                self._write_filter(p)
+            for sub in self.subscribers:
+                sub.reader = RingReader(self.bpf[f"eventlog_buf_{sub.index}"].map_fd,
+                                        self.bpf[f"eventlog_state_{sub.index}"].map_fd,
+                                        self.bpf[f"eventlog_bell_{sub.index}"].map_fd,
+                                        self.ncpu, sub.buffer_size)
+                self._init_states(sub)
+            for p in self.providers:
+                for name in p.spec.test_run:
+                    p.progs[name] = self.bpf.load_func(p.fn(name), BPF.RAW_TRACEPOINT).fd
+                for tp, name in p.spec.tracepoints:
+                    self.bpf.attach_tracepoint(tp=tp, fn_name=p.fn(name))
+                for tp, name in p.spec.raw_tracepoints:
+                    self.bpf.attach_raw_tracepoint(tp=tp, fn_name=p.fn(name))
+                if p.spec.attach:
+                    p.spec.attach(self, p)
+            for sub in self.subscribers:
+                for s in sub.subscriptions.values():
+                    if s.flags & SUBSCRIPTION_DUMP_STATE:
+                        self._dump(sub, s.provider)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _init_states(self, sub: Subscriber) -> None:
+        # Array maps start zeroed; the protocol's initial state is
+        # swap_allowed = 1 (reader buffer empty).
+        from pyelog.ring import atomics
+        a = atomics()
+        for cpu in range(self.ncpu):
+            a.store(sub.reader._addr(cpu, 0), 2, 5)
+
+    # -- filters ---------------------------------------------------------------
+    def _write_filter(self, p: ProviderInstance) -> None:
+        table = self.bpf["eventlog_providers"]
+        key = table.Key(p.id)
+        old = table[key]
+        leaf = table.Leaf()
+        level = kw = 0
+        for sub in self.subscribers:
+            s = sub.subscriptions.get(p.name)
+            lv, k = (s.level, s.keywords) if s else (0, 0)
+            leaf.sub_level[sub.index] = lv
+            leaf.sub_keywords[sub.index] = k
+            if k and lv:
+                level = max(level, lv)
+                kw |= k
+        leaf.level = level
+        leaf.keywords = kw if level else 0
+        leaf.default_enabled = 1 if p.spec.default_enabled else 0
+        leaf.generation = (old.generation + 1) & 0xFFFFFFFF or 1
+        table[key] = leaf
+
+    def subscribe(self, sub: Subscriber, subscription: Subscription) -> None:
+        """Add a subscription, or update it in place (level, keywords)."""
+        self._check_name(subscription.provider)
+        new = subscription.provider not in sub.subscriptions
+        sub.subscriptions[subscription.provider] = subscription
+        if self.bpf is not None:
+            for p in self.providers:
+                if p.name == subscription.provider:
+                    self._write_filter(p)
+            if new and subscription.flags & SUBSCRIPTION_DUMP_STATE:
+                self._dump(sub, subscription.provider)
+
+    def unsubscribe(self, sub: Subscriber, provider: str) -> None:
+        """Remove a subscription (no-op if absent)."""
+        if sub.subscriptions.pop(provider, None) is not None and self.bpf is not None:
+            for p in self.providers:
+                if p.name == provider:
+                    self._write_filter(p)
+
+    def provider_filter(self, p: ProviderInstance) -> tuple[int, int]:
+        """The provider instance's aggregate (level, keywords)."""
+        leaf = self.bpf["eventlog_providers"][self.bpf["eventlog_providers"].Key(p.id)]
+        return leaf.level, leaf.keywords
+
+    def provider_stats(self, p: ProviderInstance) -> dict[str, int]:
+        """sessions_created / sessions_ended / sessions_failed / sessions_active."""
+        t = self.bpf["eventlog_provider_stats"]
+        v = t[t.Key(p.id)]
+        return {"sessions_created": v.sessions_created, "sessions_ended": v.sessions_ended,
+                "sessions_failed": v.sessions_failed,
+                "sessions_active": len(self.sessions(p))}
+
+    def sessions(self, p: ProviderInstance | None = None) -> list[dict[str, int]]:
+        """Live sessions (optionally of one provider instance), from the kernel map."""
+        out = []
+        for k, v in self.bpf["eventlog_sessions"].items():
+            if p is None or k.provider_id == p.id:
+                out.append({"provider_id": k.provider_id, "session_id": k.session_id,
+                            "enabled": v.enabled, "effective_level": v.effective_level,
+                            "effective_keywords": v.effective_keywords,
+                            "created_at": v.created_at})
+        return out
+
+    # -- user-space emission -------------------------------------------------
+    def inject(self, provider: ProviderInstance, session_id: int, event_id: int,
+               level: int, keywords: int, payload: bytes = b"", target: int = -1,
+               timestamp: int = 0) -> int:
+        """Emit one event from user space through the normal filters.
+
+        target >= 0 delivers to that subscriber only (dump-state replay).
+        Returns the number of subscribers that received it.
+        """
+        buf = ctypes.create_string_buffer(bytes(payload), max(1, len(payload)))
+        return prog_test_run(self._inject_fd, [provider.id, session_id, event_id, level,
+                                               keywords, ctypes.addressof(buf), len(payload),
+                                               target, timestamp])
+
+    def _dump(self, sub: Subscriber, name: str) -> None:
+        for p in self._check_name(name):
+            if p.spec.dump_state is None:
+                continue                # FreeBSD: no callback, no dump, no DUMP_COMPLETE
+            p.spec.dump_state(self, p, sub.index)
+            self.inject(p, SESSION_ID_NONE, DUMP_COMPLETE_ID, LEVEL_INFO, KEYWORD_SESSION,
+                        target=sub.index)
+
+    # -- running -----------------------------------------------------------------
+    def poll(self, timeout: float = 0.0) -> int:
+        """Dispatch every callback subscriber once; returns events delivered."""
+        n = 0
+        for sub in self.subscribers:
+            if isinstance(sub, CallbackSubscriber):
+                n += sub.dispatch(timeout if n == 0 else 0.0)
+        return n
+
+    def add_link(self, fd: int) -> None:
+        """Let the loader own (and close) a BPF link fd."""
+        self._links.append(fd)
+
+    def close(self) -> None:
+        """Detach everything and unmap the rings. Safe to call twice."""
+        for sub in self.subscribers:
+            if sub.reader is not None:
+                sub.reader.close()
+                sub.reader = None
+        for fd in self._links:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._links.clear()
+        if self.bpf is not None:
+            try:
+                self.bpf.cleanup()
+            finally:
+                self.bpf = None
+
+    def __enter__(self) -> "Loader":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def parse_level(text: str) -> int:
+    """NONE/ERROR/WARN/INFO/VERBOSE/TRACE (any case) or 0..5."""
+    t = text.strip().upper()
+    if t in LEVELS:
+        return LEVELS[t]
+    if t.isdigit() and 0 <= int(t) <= 5:
+        return int(t)
+    raise EventlogError(f"invalid level {text!r}")
+
+
+__all__ = ["Loader", "ProviderSpec", "ProviderInstance", "Subscription", "Subscriber",
+           "RingSubscriber", "CallbackSubscriber", "Event", "EventlogError",
+           "prog_test_run", "attach_cgroup_link", "kernel_unavailable_reason", "parse_level"]

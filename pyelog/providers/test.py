@@ -1,0 +1,113 @@
+"""The test provider: test-schema events emitted on demand (ktest model).
+
+``provider()`` returns the spec; :class:`TestDriver` drives one registered
+instance from Python: create/end sessions and emit N events of a chosen kind
+with consecutive sequence numbers, here or on a chosen CPU, via
+BPF_PROG_TEST_RUN of ``test_ctl`` (see bpf/test_provider.bpf.c), or arm the
+``syscalls:sys_enter_getppid`` hook for this process.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pyelog.loader import (Loader, ProviderInstance, ProviderSpec, prog_test_run,
+                           SESSION_CREATE_ID, LEVEL_INFO, KEYWORD_SESSION)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "schemas" / "test_eventlog_schema.src"
+SOURCE = ROOT / "bpf" / "test_provider.bpf.c"
+
+OP_CREATE, OP_EMIT, OP_END, OP_ENABLE, OP_FILTER = 1, 2, 3, 4, 5
+SIMPLE, STATUS, FLAGS, COMPLEX, VARLEN = 0, 1, 2, 3, 4
+RAW, GATHER = 100, 101
+BATCH_MAX = 64
+
+KW_BASIC, KW_ADVANCED, KW_COMPLEX = 0x1, 0x2, 0x8
+
+
+def producer_header() -> str:
+    """The producer header generated from the test schema."""
+    from pyelog.codegen import generate_producer
+    from pyelog.schema import load_schema
+    return generate_producer(load_schema(SCHEMA))
+
+
+def _dump_sessions(loader: Loader, inst: ProviderInstance, target: int) -> None:
+    # Dump-state replay: one SESSION_CREATE per live enabled session, to the
+    # requesting subscriber only.
+    for s in loader.sessions(inst):
+        if s["enabled"]:
+            loader.inject(inst, s["session_id"], SESSION_CREATE_ID, LEVEL_INFO,
+                          KEYWORD_SESSION, target=target, timestamp=s["created_at"])
+
+
+def provider(name: str = "test", default_enabled: bool = True,
+             getppid_hook: bool = False) -> ProviderSpec:
+    """A test-provider spec (register it several times for same-name instances)."""
+    return ProviderSpec(
+        name=name, source=SOURCE.read_text(), header=producer_header(),
+        tracepoints=[("syscalls:sys_enter_getppid", "on_getppid")] if getppid_hook else [],
+        test_run=["test_ctl"], dump_state=_dump_sessions, default_enabled=default_enabled)
+
+
+class TestDriver:
+    """Drive one test-provider instance of a started loader."""
+    __test__ = False  # not a pytest class
+
+    def __init__(self, loader: Loader, inst: ProviderInstance) -> None:
+        self.loader = loader
+        self.inst = inst
+        self.fd = inst.progs["test_ctl"]
+
+    def _run(self, args: list[int], cpu: int | None = None) -> int:
+        return prog_test_run(self.fd, args, cpu)
+
+    def create_session(self, sid: int, cpu: int | None = None) -> None:
+        if self._run([OP_CREATE, sid], cpu) != 0:
+            raise RuntimeError(f"session {sid} not created")
+
+    def end_session(self, sid: int, cpu: int | None = None) -> None:
+        if self._run([OP_END, sid], cpu) != 0:
+            raise RuntimeError(f"session {sid} not found")
+
+    def set_enabled(self, sid: int, on: bool) -> None:
+        self._run([OP_ENABLE, sid, int(on)])
+
+    def set_filter(self, sid: int, level: int, keywords: int) -> None:
+        self._run([OP_FILTER, sid, level, keywords])
+
+    def emit(self, sid: int, kind: int = SIMPLE, count: int = 1, seq: int = 0,
+             gated: bool = False, size: int = 0, cpu: int | None = None) -> int:
+        """Emit ``count`` events (seq, seq+1, ...); returns how many were attempted.
+
+        gated: go through the generated _LOG macro (session enablement).
+        size: payload bytes for RAW/GATHER, element count for VARLEN.
+        cpu: run on that CPU from an IPI (hard-irq context); None = here.
+        """
+        done = 0
+        while done < count:
+            n = min(BATCH_MAX, count - done)
+            r = self._run([OP_EMIT, sid, kind, n, seq + done, int(gated), size], cpu)
+            if r < 0:
+                raise RuntimeError(f"emit failed ({r}): no session {sid}?")
+            done += r
+        return done
+
+    def arm_getppid(self, sid: int, seq: int = 0, tgid: int | None = None) -> None:
+        """Make every getppid() of this process emit one SIMPLE_EVENT (seq++)."""
+        t = self.loader.bpf[f"tp_cfg_{self.inst.id}"]
+        v = t.Leaf()
+        v.tgid = os.getpid() if tgid is None else tgid
+        v.session_id = sid
+        v.seq = seq
+        t[t.Key(0)] = v
+
+    def disarm_getppid(self) -> int:
+        """Stop the hook; returns the next sequence number it would have used."""
+        t = self.loader.bpf[f"tp_cfg_{self.inst.id}"]
+        v = t[t.Key(0)]
+        nxt = v.seq
+        v.tgid = 0
+        t[t.Key(0)] = v
+        return nxt

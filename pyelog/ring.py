@@ -1,0 +1,359 @@
+"""User-space (reader) half of the per-CPU double-buffered ring.
+
+The writer half lives in ``bpf/eventlog.h``; read its top comment first.
+Per subscriber and CPU there are two buffers (mmapped from the
+``eventlog_buf_<i>`` array, element ``cpu*2+b``) and a 128-byte control
+block (``eventlog_state_<i>``, element ``cpu``) whose first 64-bit word is
+the packed state::
+
+    63..32 reader_len | 31..2 commit_pos | 1 swap_allowed | 0 active
+
+The reader:
+
+* takes a CPU's active buffer when its own buffer is drained
+  (``swap_allowed``) and the active one holds data, with the same CAS the
+  writers use (writers also swap proactively when their buffer fills, and
+  then ring the doorbell);
+* consumes a reader buffer only when ``written[b] == reader_len`` (every
+  reserved record fully copied: see the reserve-then-copy note in
+  eventlog.h); a CPU whose copy is still in flight is simply retried later;
+* hands out contiguous runs of whole records as memoryviews straight into
+  the mapped buffer (no per-event copy), merged across CPUs in timestamp
+  order within one drain epoch; when the buffers' timestamp ranges do not
+  overlap (the common case at low rates), whole buffers are handed out
+  without looking at single records;
+* then resets ``written[b]`` and, in one CAS, clears ``reader_len`` and sets
+  ``swap_allowed``.
+
+Atomic operations on the shared words go through libatomic (real
+``lock cmpxchg`` on x86), never through Python arithmetic on copies.
+Wake-ups come from a small BPF ring buffer ("doorbell") that writers poke
+only when they swap buffers; :meth:`RingReader.read` waits on it with
+epoll, so the reader wakes per buffer, or after ``timeout``, never per event.
+"""
+from __future__ import annotations
+
+import bisect
+import ctypes
+import mmap
+import select
+import struct
+from dataclasses import dataclass
+from typing import Iterator
+
+HEADER = struct.Struct("<HHHHQQIi")
+_LEN_TS = struct.Struct("<H6xQ")
+
+BUF_SLACK = 131136          # must match EVENTLOG_BUF_SLACK in eventlog.h
+STATE_SIZE = 128            # sizeof(struct eventlog_cpu_state)
+BUFFER_SIZE_MIN = 65536
+BUFFER_SIZE_MAX = (1 << 30) - 1
+BUFFER_SIZE_DEFAULT = 512 * 1024
+
+# Offsets inside struct eventlog_cpu_state.
+_OFF_STATE = 0
+_OFF_WRITTEN = 8            # u64[2]
+_OFF_DROPPED = 24
+_OFF_OVERSIZED = 32
+_OFF_SWAPS = 40
+_OFF_MIN_TS = 48            # u64[2]
+_OFF_MAX_TS = 64            # u64[2]
+
+_SEQ_CST = 5
+_POS_MASK = 0x3FFFFFFF
+
+
+class RingCorrupt(RuntimeError):
+    """A buffer did not parse as whole records: a protocol bug, never expected."""
+
+
+class _Atomics:
+    """64-bit atomics on raw addresses, from libatomic."""
+
+    def __init__(self) -> None:
+        lib = ctypes.CDLL("libatomic.so.1")
+        self.load = getattr(lib, "__atomic_load_8")
+        self.load.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        self.load.restype = ctypes.c_uint64
+        self.store = getattr(lib, "__atomic_store_8")
+        self.store.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int]
+        self.store.restype = None
+        self._cas = getattr(lib, "__atomic_compare_exchange_8")
+        self._cas.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64,
+                              ctypes.c_int, ctypes.c_int]
+        self._cas.restype = ctypes.c_bool
+        self._expected = ctypes.c_uint64()
+
+    def cas(self, addr: int, expected: int, desired: int) -> tuple[bool, int]:
+        """Compare-and-swap; returns (won, value seen)."""
+        self._expected.value = expected
+        won = self._cas(addr, ctypes.byref(self._expected), desired, _SEQ_CST, _SEQ_CST)
+        return bool(won), self._expected.value
+
+
+_atomics: _Atomics | None = None
+
+
+def atomics() -> _Atomics:
+    global _atomics
+    if _atomics is None:
+        _atomics = _Atomics()
+    return _atomics
+
+
+def unpack_state(word: int) -> tuple[int, int, int, int]:
+    """(active, swap_allowed, commit_pos, reader_len) of a packed state word."""
+    return word & 1, (word >> 1) & 1, (word >> 2) & _POS_MASK, word >> 32
+
+
+@dataclass
+class RingStats:
+    """Counters summed over CPUs (exact: every lost event is counted)."""
+    dropped: int = 0        # buffer full (or, never seen, CAS contention)
+    oversized: int = 0      # events > 65535 bytes, discarded before the ring
+    swaps: int = 0          # writer-initiated buffer swaps
+    bytes: int = 0          # bytes handed out by this reader
+
+
+class _Doorbell:
+    """Consumer side of a BPF ring buffer used only as a wake-up signal."""
+
+    def __init__(self, fd: int) -> None:
+        page = mmap.PAGESIZE
+        self._cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self._prod = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._cons_obj = ctypes.c_char.from_buffer(self._cons)
+        self._cons_addr = ctypes.addressof(self._cons_obj)
+        self._epoll = select.epoll()
+        self._epoll.register(fd, select.EPOLLIN)
+
+    def _producer_pos(self) -> int:
+        return struct.unpack_from("<Q", self._prod, 0)[0]
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until a writer swapped a buffer or ``timeout`` seconds passed."""
+        ring = self._epoll.poll(timeout) if timeout > 0 else self._epoll.poll(0)
+        # Discard all pending doorbell records: their content is not needed.
+        atomics().store(self._cons_addr, self._producer_pos(), _SEQ_CST)
+        return bool(ring)
+
+    def close(self) -> None:
+        self._epoll.close()
+        self._cons_addr = 0
+        del self._cons_obj
+        for m in (self._cons, self._prod):
+            try:
+                m.close()
+            except BufferError:
+                pass
+
+
+class RingReader:
+    """Reader half of one subscriber's per-CPU double buffers.
+
+    ``buf_fd``/``state_fd``/``bell_fd`` are the subscriber's three maps;
+    ``ncpu`` the number of possible CPUs the arrays were sized for.
+    """
+
+    def __init__(self, buf_fd: int, state_fd: int, bell_fd: int | None, ncpu: int,
+                 buffer_size: int, cpus: list[int] | None = None) -> None:
+        self.ncpu = ncpu
+        self.cpus = list(cpus) if cpus is not None else list(range(ncpu))
+        self.buffer_size = buffer_size
+        self.elem = (buffer_size + BUF_SLACK + 7) & ~7
+        self._bufs = mmap.mmap(buf_fd, 2 * ncpu * self.elem, mmap.MAP_SHARED, mmap.PROT_READ)
+        state_len = (ncpu * STATE_SIZE + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
+        self._state = mmap.mmap(state_fd, state_len, mmap.MAP_SHARED,
+                                mmap.PROT_READ | mmap.PROT_WRITE)
+        self._state_obj = ctypes.c_char.from_buffer(self._state)
+        self._state_addr = ctypes.addressof(self._state_obj)
+        self._view = memoryview(self._bufs)
+        self._bell = _Doorbell(bell_fd) if bell_fd is not None else None
+        self._a = atomics()
+        self.bytes = 0
+
+    # -- protocol primitives ------------------------------------------------
+    def _addr(self, cpu: int, off: int) -> int:
+        return self._state_addr + cpu * STATE_SIZE + off
+
+    def state(self, cpu: int) -> tuple[int, int, int, int]:
+        """(active, swap_allowed, commit_pos, reader_len) of one CPU, for tests."""
+        return unpack_state(self._a.load(self._addr(cpu, _OFF_STATE), _SEQ_CST))
+
+    def _u64(self, cpu: int, off: int) -> int:
+        return self._a.load(self._addr(cpu, off), _SEQ_CST)
+
+    def _take(self, cpu: int) -> tuple[int, int] | None:
+        """Make sure this CPU's reader buffer holds data if any exists.
+
+        Returns (reader buffer index, reader_len) when a buffer is ready to
+        be consumed (all its reserved bytes written), else None.
+        """
+        addr = self._addr(cpu, _OFF_STATE)
+        word = self._a.load(addr, _SEQ_CST)
+        while True:
+            active, swap_ok, pos, rlen = unpack_state(word)
+            if not swap_ok:
+                break                       # reader buffer already holds rlen bytes
+            if pos == 0:
+                return None                 # nothing anywhere on this CPU
+            new = (pos << 32) | (active ^ 1)  # swap: reader gets the active buffer
+            won, word = self._a.cas(addr, word, new)
+            if won:
+                word = new
+                break
+        active, _, _, rlen = unpack_state(word)
+        rb = active ^ 1
+        if rlen == 0:
+            return None
+        if self._u64(cpu, _OFF_WRITTEN + 8 * rb) != rlen:
+            return None                     # a reserved copy is still in flight
+        return rb, rlen
+
+    def _release(self, cpu: int, rb: int) -> None:
+        """Reader buffer fully consumed: let writers swap into it again."""
+        self._a.store(self._addr(cpu, _OFF_MIN_TS + 8 * rb), 0, _SEQ_CST)
+        self._a.store(self._addr(cpu, _OFF_MAX_TS + 8 * rb), 0, _SEQ_CST)
+        self._a.store(self._addr(cpu, _OFF_WRITTEN + 8 * rb), 0, _SEQ_CST)
+        addr = self._addr(cpu, _OFF_STATE)
+        word = self._a.load(addr, _SEQ_CST)
+        while True:
+            new = (word & 0xFFFFFFFF) | 2   # reader_len := 0, swap_allowed := 1
+            won, word = self._a.cas(addr, word, new)
+            if won:
+                return
+
+    # -- draining ------------------------------------------------------------
+    def wait(self, timeout: float) -> bool:
+        """Block until a writer swapped a buffer (True) or timeout (False)."""
+        if self._bell is None:
+            return False
+        return self._bell.wait(timeout)
+
+    def read(self, timeout: float = 0.0, ordered: bool = True,
+             max_rounds: int = 4) -> Iterator[memoryview]:
+        """Yield contiguous runs of whole records, then release the buffers.
+
+        Waits up to ``timeout`` seconds for a doorbell first (0: don't wait),
+        then drains every CPU: each round takes the ready reader buffers,
+        yields their records (merged by timestamp when ``ordered``), and
+        releases them, which lets writers swap again. A yielded memoryview
+        points into the shared buffer and is valid only until the generator
+        is resumed: write or copy it before asking for the next run.
+        """
+        if timeout > 0:
+            self.wait(timeout)
+        for _ in range(max_rounds):
+            batch = []
+            for cpu in self.cpus:
+                got = self._take(cpu)
+                if got is not None:
+                    batch.append((cpu, got[0], got[1]))
+            if not batch:
+                return
+            try:
+                for run in self._runs(batch, ordered):
+                    self.bytes += len(run)
+                    yield run
+            finally:
+                for cpu, rb, _ in batch:
+                    self._release(cpu, rb)
+
+    def _runs(self, batch: list[tuple[int, int, int]], ordered: bool) -> Iterator[memoryview]:
+        view = self._view
+        spans = []
+        for cpu, rb, rlen in batch:
+            base = (cpu * 2 + rb) * self.elem
+            lo = self._u64(cpu, _OFF_MIN_TS + 8 * rb)
+            hi = self._u64(cpu, _OFF_MAX_TS + 8 * rb)
+            spans.append((lo, hi, base, rlen))
+        spans.sort()
+        disjoint = all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
+        if not ordered or disjoint:
+            for _, _, base, rlen in spans:
+                yield view[base:base + rlen]
+            return
+        yield from self._merge([(base, rlen) for _, _, base, rlen in spans])
+
+    def _index(self, base: int, rlen: int) -> tuple[list[int], list[int]]:
+        offs: list[int] = []
+        tss: list[int] = []
+        unpack = _LEN_TS.unpack_from
+        buf = self._bufs
+        off, end = base, base + rlen
+        while off < end:
+            ln, ts = unpack(buf, off)
+            if ln < HEADER.size or off + ln > end:
+                raise RingCorrupt(f"bad record length {ln} at buffer offset {off - base}")
+            offs.append(off)
+            tss.append(ts)
+            off += ln
+        offs.append(end)
+        return offs, tss
+
+    def _merge(self, bufs: list[tuple[int, int]]) -> Iterator[memoryview]:
+        """k-way merge by timestamp, emitting runs (bisect finds run ends)."""
+        view = self._view
+        idx = [self._index(base, rlen) for base, rlen in bufs]
+        heads = [0] * len(idx)
+        live = [i for i in range(len(idx)) if idx[i][1]]
+        while live:
+            if len(live) == 1:
+                i = live[0]
+                offs, tss = idx[i]
+                yield view[offs[heads[i]]:offs[-1]]
+                return
+            i = min(live, key=lambda b: idx[b][1][heads[b]])
+            bound = min(idx[b][1][heads[b]] for b in live if b != i)
+            offs, tss = idx[i]
+            j = bisect.bisect_right(tss, bound, heads[i])
+            if j <= heads[i]:
+                j = heads[i] + 1
+            yield view[offs[heads[i]]:offs[j]]
+            heads[i] = j
+            if j >= len(tss):
+                live.remove(i)
+
+    def stats(self) -> RingStats:
+        """Drop/oversize/swap counters summed over CPUs, plus reader totals."""
+        st = RingStats(bytes=self.bytes)
+        for cpu in range(self.ncpu):
+            st.dropped += self._u64(cpu, _OFF_DROPPED)
+            st.oversized += self._u64(cpu, _OFF_OVERSIZED)
+            st.swaps += self._u64(cpu, _OFF_SWAPS)
+        return st
+
+    def per_cpu_dropped(self) -> list[int]:
+        """Exact drop counter of each CPU."""
+        return [self._u64(cpu, _OFF_DROPPED) for cpu in range(self.ncpu)]
+
+    def close(self) -> None:
+        """Unmap everything (views still held by callers keep their map alive)."""
+        if self._bell is not None:
+            self._bell.close()
+            self._bell = None
+        self._state_addr = 0
+        self._state_obj = None
+        try:
+            self._view.release()
+        except BufferError:
+            pass
+        for m in (self._bufs, self._state):
+            try:
+                m.close()
+            except BufferError:
+                pass
+
+
+def iter_records(buf: bytes | memoryview) -> Iterator[tuple[tuple, memoryview]]:
+    """Walk whole records: yields (header tuple, payload view). Per-event: use for decoding only."""
+    mv = memoryview(buf)
+    off, end = 0, len(mv)
+    unpack = HEADER.unpack_from
+    while off + HEADER.size <= end:
+        hdr = unpack(mv, off)
+        ln = hdr[0]
+        if ln < HEADER.size or off + ln > end:
+            raise RingCorrupt(f"bad record length {ln} at offset {off}")
+        yield hdr, mv[off + HEADER.size:off + ln]
+        off += ln
