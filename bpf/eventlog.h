@@ -165,7 +165,7 @@ BPF_ARRAY(eventlog_scratch_map, struct eventlog_scratch_area, EVENTLOG_NR_CPUS);
 #define EL_STATE_SWAP_OK(s)  (((s) >> 1) & 1ULL)
 #define EL_STATE_POS(s)      (((s) >> 2) & 0x3FFFFFFFULL)
 #define EL_STATE_RLEN(s)     ((s) >> 32)
-#define EL_RESERVE_TRIES     6
+#define EL_RESERVE_TRIES     4
 
 /*
  * Writer step 1: reserve `total` bytes in this CPU's active buffer.

@@ -18,6 +18,8 @@
  * Every emitted event carries a sequence number so tests prove nothing was
  * lost or duplicated.
  */
+#ifndef TEST_PROVIDER_COMMON   /* once, however many instances */
+#define TEST_PROVIDER_COMMON
 #define TEST_OP_CREATE   1
 #define TEST_OP_EMIT     2
 #define TEST_OP_END      3
@@ -32,8 +34,19 @@
 #define TEST_EV_RAW      100 /* event id 100, args[6] payload bytes from scratch (seq first) */
 #define TEST_EV_GATHER   101 /* event id 101: 8-byte head + args[6]-byte tail */
 
+/* Events per BPF_PROG_TEST_RUN call.  The verifier walks every subscriber's
+ * inlined delivery in every iteration, so the batch shrinks as subscribers
+ * grow (the driver just calls again). */
 #ifndef TEST_BATCH_MAX
-#define TEST_BATCH_MAX 8
+#if EVENTLOG_NR_SUBS <= 1
+#define TEST_BATCH_MAX 32
+#elif EVENTLOG_NR_SUBS <= 2
+#define TEST_BATCH_MAX 16
+#elif EVENTLOG_NR_SUBS <= 4
+#define TEST_BATCH_MAX 4
+#else
+#define TEST_BATCH_MAX 1
+#endif
 #endif
 
 struct test_tp_cfg {
@@ -43,70 +56,16 @@ struct test_tp_cfg {
 	__u64 seq;           /* next sequence number (atomic) */
 	__u64 emitted;       /* calls that emitted */
 };
+#endif
 
 BPF_ARRAY(EL_FN(tp_cfg), struct test_tp_cfg, 1);
 
-static __always_inline void EL_FN(test_emit_one)(struct eventlog_session *s, __u32 kind,
-						   __u64 seq, __u64 size, __u64 flags)
-{
-	__u64 vals[8] = {seq, seq + 1, seq + 2, seq + 3, seq + 4, seq + 5, seq + 6, seq + 7};
-
-	if (flags & 1) {
-		switch (kind) {
-		case TEST_EV_SIMPLE:
-			TEST_EVENTLOG_SIMPLE_EVENT_LOG(s, seq);
-			return;
-		case TEST_EV_STATUS:
-			TEST_EVENTLOG_STATUS_EVENT_LOG(s, seq, TEST_EVENTLOG_TEST_STATUS_RUNNING);
-			return;
-		case TEST_EV_FLAGS:
-			TEST_EVENTLOG_FLAGS_EVENT_LOG(s, seq, TEST_EVENTLOG_FLAG_FLAG_A | TEST_EVENTLOG_FLAG_FLAG_C);
-			return;
-		case TEST_EV_COMPLEX:
-			TEST_EVENTLOG_COMPLEX_EVENT_LOG(s, s->session_id, seq, TEST_EVENTLOG_TEST_STATUS_SUCCESS,
-							TEST_EVENTLOG_FLAG_FLAG_B, -7);
-			return;
-		}
-		return;
-	}
-	switch (kind) {
-	case TEST_EV_SIMPLE:
-		TEST_EVENTLOG_SIMPLE_EVENT_LOG_ALWAYS(s, seq);
-		return;
-	case TEST_EV_STATUS:
-		TEST_EVENTLOG_STATUS_EVENT_LOG_ALWAYS(s, seq, TEST_EVENTLOG_TEST_STATUS_RUNNING);
-		return;
-	case TEST_EV_FLAGS:
-		TEST_EVENTLOG_FLAGS_EVENT_LOG_ALWAYS(s, seq, TEST_EVENTLOG_FLAG_FLAG_A | TEST_EVENTLOG_FLAG_FLAG_C);
-		return;
-	case TEST_EV_COMPLEX:
-		TEST_EVENTLOG_COMPLEX_EVENT_LOG_ALWAYS(s, s->session_id, seq, TEST_EVENTLOG_TEST_STATUS_SUCCESS,
-						       TEST_EVENTLOG_FLAG_FLAG_B, -7);
-		return;
-	case TEST_EV_VARLEN:
-		TEST_EVENTLOG_VARLEN_EVENT_LOG_ALWAYS(s, seq, size, vals);
-		return;
-	case TEST_EV_RAW: {
-		char *p = eventlog_scratch();
-		if (!p)
-			return;
-		*(__u64 *)p = seq;
-		eventlog_event_write(s, 100, EVENTLOG_LEVEL_INFO, TEST_EVENTLOG_KEYWORD_BASIC, p,
-				     (__u32)size);
-		return;
-	}
-	case TEST_EV_GATHER: {
-		char *p = eventlog_scratch();
-		if (!p)
-			return;
-		*(__u64 *)(p + 8) = seq + 1;   /* tail starts with seq + 1 */
-		eventlog_event_write_gather(s, 101, EVENTLOG_LEVEL_INFO, TEST_EVENTLOG_KEYWORD_BASIC,
-					    &seq, 8, p + 8, (__u32)size);
-		return;
-	}
-	}
-}
-
+/*
+ * Every eventlog write call site inlines the delivery code of every
+ * subscriber (bcc 0.26 cannot do BPF-to-BPF calls), so this program keeps
+ * exactly one emit site: each kind's payload is built in the per-CPU
+ * scratch area with the generated struct layout, then written once.
+ */
 int EL_FN(test_ctl)(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 op = ctx->args[0];
@@ -115,8 +74,10 @@ int EL_FN(test_ctl)(struct bpf_raw_tracepoint_args *ctx)
 	__u64 count = ctx->args[3];
 	__u64 seq = ctx->args[4];
 	__u64 flags = ctx->args[5];
-	__u64 size = ctx->args[6];
+	__u32 size = (__u32)ctx->args[6];
 	struct eventlog_session *s;
+	__u32 id, level, kw, hl, tl = 0;
+	char *p;
 	int n = 0;
 
 	if (op == TEST_OP_CREATE)
@@ -138,31 +99,88 @@ int EL_FN(test_ctl)(struct bpf_raw_tracepoint_args *ctx)
 	}
 	if (op != TEST_OP_EMIT)
 		return -3;
-	/* Batches only for the two hot kinds: keeps the verifier's walk small. */
-	if (kind == TEST_EV_SIMPLE) {
-		for (int i = 0; i < TEST_BATCH_MAX; i++) {
-			if (i >= count)
-				break;
-			if (flags & 1)
-				TEST_EVENTLOG_SIMPLE_EVENT_LOG(s, seq + i);
-			else
-				TEST_EVENTLOG_SIMPLE_EVENT_LOG_ALWAYS(s, seq + i);
-			n++;
-		}
-		return n;
+	p = eventlog_scratch();
+	if (!p)
+		return -4;
+	__builtin_memset(p, 0, 64);
+	switch (kind) {
+	case TEST_EV_SIMPLE:
+		id = TEST_EVENTLOG_SIMPLE_EVENT_ID; level = TEST_EVENTLOG_SIMPLE_EVENT_LEVEL;
+		kw = TEST_EVENTLOG_SIMPLE_EVENT_KEYWORDS;
+		hl = sizeof(struct test_eventlog_simple_event);
+		break;
+	case TEST_EV_STATUS: {
+		struct test_eventlog_status_event *e = (void *)p;
+		e->id = seq;
+		e->status = TEST_EVENTLOG_TEST_STATUS_RUNNING;
+		id = TEST_EVENTLOG_STATUS_EVENT_ID; level = TEST_EVENTLOG_STATUS_EVENT_LEVEL;
+		kw = TEST_EVENTLOG_STATUS_EVENT_KEYWORDS; hl = sizeof(*e);
+		count = 1;
+		break;
 	}
-	if (kind == TEST_EV_COMPLEX && !(flags & 1)) {
-		for (int i = 0; i < TEST_BATCH_MAX; i++) {
-			if (i >= count)
-				break;
-			TEST_EVENTLOG_COMPLEX_EVENT_LOG_ALWAYS(s, sid, seq + i,
-					TEST_EVENTLOG_TEST_STATUS_SUCCESS, TEST_EVENTLOG_FLAG_FLAG_B, -7);
-			n++;
-		}
-		return n;
+	case TEST_EV_FLAGS: {
+		struct test_eventlog_flags_event *e = (void *)p;
+		e->id = seq;
+		e->flags = TEST_EVENTLOG_FLAG_FLAG_A | TEST_EVENTLOG_FLAG_FLAG_C;
+		id = TEST_EVENTLOG_FLAGS_EVENT_ID; level = TEST_EVENTLOG_FLAGS_EVENT_LEVEL;
+		kw = TEST_EVENTLOG_FLAGS_EVENT_KEYWORDS; hl = sizeof(*e);
+		count = 1;
+		break;
 	}
-	EL_FN(test_emit_one)(s, kind, seq, size, flags);
-	return 1;
+	case TEST_EV_COMPLEX: {
+		struct test_eventlog_complex_event *e = (void *)p;
+		e->id = sid;
+		e->status = TEST_EVENTLOG_TEST_STATUS_SUCCESS;
+		e->flags = TEST_EVENTLOG_FLAG_FLAG_B;
+		e->counter = -7;
+		id = TEST_EVENTLOG_COMPLEX_EVENT_ID; level = TEST_EVENTLOG_COMPLEX_EVENT_LEVEL;
+		kw = TEST_EVENTLOG_COMPLEX_EVENT_KEYWORDS; hl = sizeof(*e);
+		break;
+	}
+	case TEST_EV_VARLEN: {
+		struct test_eventlog_varlen_event *e = (void *)p;
+		__u64 *vals = (void *)(p + sizeof(*e));
+		__u32 c = size > TEST_EVENTLOG_VARLEN_EVENT_VALUES_MAX ?
+			  TEST_EVENTLOG_VARLEN_EVENT_VALUES_MAX : size;
+		e->id = seq;
+		e->count = c;
+		for (int i = 0; i < TEST_EVENTLOG_VARLEN_EVENT_VALUES_MAX; i++)
+			vals[i] = seq + i;
+		id = TEST_EVENTLOG_VARLEN_EVENT_ID; level = TEST_EVENTLOG_VARLEN_EVENT_LEVEL;
+		kw = TEST_EVENTLOG_VARLEN_EVENT_KEYWORDS; hl = sizeof(*e) + 8 * c;
+		count = 1;
+		break;
+	}
+	case TEST_EV_RAW:        /* size bytes, seq in the first 8 */
+		id = 100; level = EVENTLOG_LEVEL_INFO; kw = TEST_EVENTLOG_KEYWORD_BASIC;
+		hl = size;
+		count = 1;
+		break;
+	case TEST_EV_GATHER:     /* 8-byte head (seq) + size-byte tail (seq+1 first) */
+		id = 101; level = EVENTLOG_LEVEL_INFO; kw = TEST_EVENTLOG_KEYWORD_BASIC;
+		*(__u64 *)(p + 8) = seq + 1;
+		hl = 8;
+		tl = size;
+		count = 1;
+		break;
+	default:
+		return -5;
+	}
+	/* flags bit 0: honour session enablement, like the generated _LOG. */
+	if ((flags & 1) && !(s->effective_level >= level && (s->effective_keywords & kw)))
+		return 0;
+	for (int i = 0; i < TEST_BATCH_MAX; i++) {
+		if (i >= count)
+			break;
+		/* SIMPLE value / COMPLEX value / RAW first word / GATHER head = seq */
+		if (kind == TEST_EV_COMPLEX)
+			((struct test_eventlog_complex_event *)p)->value = (__u32)(seq + i);
+		else if (kind == TEST_EV_SIMPLE || kind == TEST_EV_RAW || kind == TEST_EV_GATHER)
+			*(__u64 *)p = seq + i;
+		eventlog_event_write_gather(s, id, level, kw, p, hl, p + 8, tl);
+		n++;
+	}
+	return n;
 }
 
 int EL_FN(on_getppid)(void *ctx)
