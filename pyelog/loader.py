@@ -206,7 +206,7 @@ class CallbackSubscriber(Subscriber):
 _SYS_BPF = 321 if os.uname().machine == "x86_64" else 280
 _BPF_PROG_TEST_RUN = 10
 _BPF_LINK_CREATE = 28
-_BPF_F_TEST_RUN_ON_CPU = 1 << 1
+_BPF_F_TEST_RUN_ON_CPU = 1 << 0
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
