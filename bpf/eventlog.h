@@ -485,6 +485,9 @@ int eventlog_inject(struct bpf_raw_tracepoint_args *ctx)
 		scratch = eventlog_scratch();
 		if (!scratch)
 			return -1;
+		/* Keep the bound in the register the helper gets: clang may
+		 * otherwise pass the unchecked 64-bit copy of args[6]. */
+		asm volatile("%0 &= 0xffff" : "+r"(len));
 		if (bpf_probe_read_user(scratch, len, (const void *)ctx->args[5]) != 0)
 			return -1;
 	}

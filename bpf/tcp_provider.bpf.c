@@ -3,8 +3,8 @@
  * is a session whose id is its socket cookie (SO_COOKIE).
  *
  * Pasted by pyelog/providers/tcp.py after bpf/eventlog.h and the producer
- * header generated from schemas/tcp_eventlog_schema.src. TCP_PROVIDER_ID is
- * defined by the loader.
+ * header generated from schemas/tcp_eventlog_schema.src; the loader
+ * substitutes EL_PROVIDER_ID and EL_FN().
  *
  * Sources (no kprobes or fentry on the kernels we target):
  *   sock_ops on the cgroup-v2 root, attached with a BPF link so it goes
@@ -113,7 +113,7 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int owned)
 	c.family = (__u16)skops->family;
 	if (owned)
 		bpf_get_current_comm(c.comm, sizeof(c.comm));
-	s = eventlog_session_create(TCP_PROVIDER_ID, cookie, &c, sizeof(c));
+	s = eventlog_session_create(EL_PROVIDER_ID, cookie, &c, sizeof(c));
 	if (!s)
 		return s;
 	sk = (__u64)(long)skops->sk;
@@ -133,7 +133,7 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int owned)
 
 static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
 {
-	struct eventlog_session *s = eventlog_session_lookup(TCP_PROVIDER_ID, cookie);
+	struct eventlog_session *s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 
 	if (s)
 		eventlog_session_destroy(s);
@@ -141,13 +141,13 @@ static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
 		tcp_sk_cookie.delete(&sk);
 }
 
-int tcp_sockops(struct bpf_sock_ops *skops)
+int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
 	__u64 cookie;
 	struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(TCP_PROVIDER_ID))
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 1;
 	cookie = bpf_get_socket_cookie(skops);
 
@@ -160,7 +160,7 @@ int tcp_sockops(struct bpf_sock_ops *skops)
 		s = tcp_session_begin(skops, cookie, 0);
 		goto established;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		s = eventlog_session_lookup(TCP_PROVIDER_ID, cookie);
+		s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 	established:
 		if (TCP_EVENTLOG_CONN_PARAMS_ENABLED(s)) {
 			char cc[16] = {};
@@ -172,7 +172,7 @@ int tcp_sockops(struct bpf_sock_ops *skops)
 		return 1;
 	}
 
-	s = eventlog_session_lookup(TCP_PROVIDER_ID, cookie);
+	s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 	if (!s)
 		return 1;
 
@@ -183,8 +183,12 @@ int tcp_sockops(struct bpf_sock_ops *skops)
 			tcp_session_end(cookie, (__u64)(long)skops->sk);
 		break;
 	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
-		/* The header is not built yet: for new data the segment
-		 * starts at snd_nxt, and it acknowledges rcv_nxt. */
+		/* Also called without a segment (MSS computation): real
+		 * segments always carry a flag. The header is not built yet:
+		 * for new data the segment starts at snd_nxt, and it
+		 * acknowledges rcv_nxt. */
+		if (!skops->skb_tcp_flags)
+			break;
 		TCP_EVENTLOG_OUT_LOG(s, skops->snd_nxt, skops->rcv_nxt, skops->skb_tcp_flags, 0,
 				     skops->skb_len, skops->snd_cwnd, skops->state);
 		break;
@@ -226,9 +230,9 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 {
 	struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(TCP_PROVIDER_ID))
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
-	s = eventlog_session_lookup(TCP_PROVIDER_ID, args->sock_cookie);
+	s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
 	TCP_EVENTLOG_IN_PROBE_LOG(s, args->data_len, args->snd_una, args->snd_nxt,
 				  args->rcv_wnd, args->srtt >> 3);
 	return 0;
@@ -238,9 +242,9 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 {
 	struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(TCP_PROVIDER_ID))
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
-	s = eventlog_session_lookup(TCP_PROVIDER_ID, args->sock_cookie);
+	s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
 	TCP_EVENTLOG_RESET_RECEIVED_LOG(s, 0);
 	return 0;
 }
@@ -251,12 +255,12 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 	struct tcp_sk_info *info;
 	struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(TCP_PROVIDER_ID))
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
 	info = tcp_sk_cookie.lookup(&sk);
 	if (!info)
 		return 0;
-	s = eventlog_session_lookup(TCP_PROVIDER_ID, info->cookie);
+	s = eventlog_session_lookup(EL_PROVIDER_ID, info->cookie);
 	TCP_EVENTLOG_RESET_SENT_LOG(s, args->state);
 	return 0;
 }
@@ -268,14 +272,14 @@ TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 	struct eventlog_session *s;
 	__u8 ca = args->cong_state, old;
 
-	if (!eventlog_provider_enabled(TCP_PROVIDER_ID))
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
 	info = tcp_sk_cookie.lookup(&sk);
 	if (!info)
 		return 0;
 	old = info->ca_state;
 	info->ca_state = ca;
-	s = eventlog_session_lookup(TCP_PROVIDER_ID, info->cookie);
+	s = eventlog_session_lookup(EL_PROVIDER_ID, info->cookie);
 	if ((ca == TCP_CA_RECOVERY || ca == TCP_CA_LOSS) && old != ca)
 		TCP_EVENTLOG_ENTER_RECOVERY_LOG(s, ca);
 	else if (ca < TCP_CA_RECOVERY && (old == TCP_CA_RECOVERY || old == TCP_CA_LOSS))

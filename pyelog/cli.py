@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from .format import ElogFormatError, ElogReader, ElogWriter
 from .jsonl import JsonEventFormatter, header_line
+from .loader import KEYWORD_SESSION, LEVELS, EventlogError, Subscription
 from .text import RawPayloads, TextOptions, TextPrinter
 
 USAGE = """\
@@ -49,21 +50,10 @@ Display (live capture and -r):
   -h, --help              this text (exit status 1, as elog(1))
 """
 
-LEVELS = {"NONE": 0, "ERROR": 1, "WARN": 2, "INFO": 3, "VERBOSE": 4, "TRACE": 5}
-KEYWORD_SESSION = 0x80000000
 
 
 class UsageError(Exception):
     """A command-line mistake: reported as one line, exit status 1."""
-
-
-@dataclass
-class Subscription:
-    """One ``-c PROVIDER [LEVEL [KEYWORDS]]``."""
-    provider: str
-    level: int = LEVELS["VERBOSE"]
-    keywords: int = 0xFFFFFFFF
-    flags: int = 0
 
 
 @dataclass
@@ -277,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             return read_capture(o)
         from .capture import run_capture
         return run_capture(o)
+    except EventlogError as e:
+        print(f"pyelog: {e}", file=sys.stderr)
+        return 1
     except UsageError as e:
         if str(e):
             print(f"pyelog: {e}", file=sys.stderr)

@@ -173,6 +173,21 @@ def count_records(buf: bytes | memoryview) -> int:
     return n
 
 
+def iter_records(buf: bytes | memoryview) -> Iterator[Record]:
+    """Decode a buffer of whole records (as :meth:`ElogReader.runs` and the rings give them)."""
+    # One copy per buffer (ring buffers are reused once released), then
+    # cheap slices per record.
+    raw = buf if isinstance(buf, bytes) else bytes(buf)
+    unpack = EVENT_HEADER.unpack_from
+    off = 0
+    end = len(raw)
+    while off < end:
+        h = unpack(raw, off)
+        length = h[0]
+        yield Record(*h, raw[off + EVENT_HEADER_SIZE:off + length])
+        off += length
+
+
 def _open_input(source: str | os.PathLike | BinaryIO) -> tuple[BinaryIO, bool]:
     if hasattr(source, "read"):
         return source, False  # type: ignore[return-value]
@@ -314,16 +329,8 @@ class ElogReader:
             pending = buf[off:]
 
     def __iter__(self) -> Iterator[Record]:
-        unpack = EVENT_HEADER.unpack_from
         for buf, _n, _pos in self.runs():
-            off = 0
-            end = len(buf)
-            raw = buf.obj if isinstance(buf.obj, bytes) else bytes(buf)
-            while off < end:
-                h = unpack(raw, off)
-                length = h[0]
-                yield Record(*h, raw[off + EVENT_HEADER_SIZE:off + length])
-                off += length
+            yield from iter_records(buf)
 
     def close(self) -> None:
         if self._owned:
