@@ -9,9 +9,11 @@ setup:
 test: setup
 	$(PY) -m pytest -ra
 
-# Reserved: arrive with their issues (live capture demo, benchmarks).
+# Record a TCP workload in its own network namespace, write demo.elog, show it.
 demo: setup
-	@echo "make demo: not implemented yet (issue 6)"; exit 1
+	$(PY) -m pyelog.demo demo.elog
+
+# Reserved: arrives with its issue (benchmarks).
 
 bench: setup
 	@echo "make bench: not implemented yet (issue 7)"; exit 1
