@@ -209,7 +209,34 @@ def _read_exact(f: BinaryIO, n: int) -> bytes:
     return b"".join(chunks)
 
 
-class ElogReader:
+class CaptureSource:
+    """What every capture reader offers: ``header``, ``providers``, records by iteration."""
+
+    header: FileHeader
+    providers: list[Provider]
+    _f: BinaryIO
+    _owned: bool
+
+    @property
+    def provider_names(self) -> dict[int, str]:
+        """provider_id → name; the first entry wins, like elog's linear search."""
+        names: dict[int, str] = {}
+        for p in self.providers:
+            names.setdefault(p.provider_id, p.name)
+        return names
+
+    def close(self) -> None:
+        if self._owned:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ElogReader(CaptureSource):
     """Stream a capture: header and provider table up front, then records.
 
     ``ElogReader(path)`` opens the file (gzip when the name ends in ``.gz``,
@@ -276,14 +303,6 @@ class ElogReader:
         ]
         self.data_offset = off + want
 
-    @property
-    def provider_names(self) -> dict[int, str]:
-        """provider_id → name; the first entry wins, like elog's linear search."""
-        names: dict[int, str] = {}
-        for p in self.providers:
-            names.setdefault(p.provider_id, p.name)
-        return names
-
     def runs(self) -> Iterator[tuple[memoryview, int, int]]:
         """Yield ``(buffer, count, offset)``: runs of whole records, in order.
 
@@ -331,16 +350,6 @@ class ElogReader:
     def __iter__(self) -> Iterator[Record]:
         for buf, _n, _pos in self.runs():
             yield from iter_records(buf)
-
-    def close(self) -> None:
-        if self._owned:
-            self._f.close()
-
-    def __enter__(self) -> "ElogReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 class ElogWriter:

@@ -18,7 +18,7 @@ import json
 import os
 from typing import IO, Iterator
 
-from .format import ElogFormatError, FileHeader, Provider, Record, EVENT_HEADER_SIZE
+from .format import EVENT_HEADER_SIZE, CaptureSource, ElogFormatError, FileHeader, Provider, Record
 from .text import PayloadDecoder
 
 
@@ -54,7 +54,7 @@ class JsonEventFormatter:
         }, default=_jsonable)
 
 
-class JsonReader:
+class JsonReader(CaptureSource):
     """Read a JSON capture back: ``header``, ``providers``, then :class:`Record` objects.
 
     Errors name the line number (``ElogFormatError.offset`` holds it).
@@ -77,13 +77,6 @@ class JsonReader:
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ElogFormatError(f"line 1: bad capture header: {e}", 1) from None
 
-    @property
-    def provider_names(self) -> dict[int, str]:
-        names: dict[int, str] = {}
-        for p in self.providers:
-            names.setdefault(p.provider_id, p.name)
-        return names
-
     def __iter__(self) -> Iterator[Record]:
         for line in self._f:
             self._lineno += 1
@@ -97,13 +90,3 @@ class JsonReader:
                              o["event_id"], o["thread_id"], payload)
             except (ValueError, KeyError, TypeError) as e:
                 raise ElogFormatError(f"line {self._lineno}: bad event: {e}", self._lineno) from None
-
-    def close(self) -> None:
-        if self._owned:
-            self._f.close()
-
-    def __enter__(self) -> "JsonReader":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
