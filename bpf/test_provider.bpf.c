@@ -168,7 +168,7 @@ int EL_FN(test_ctl)(struct bpf_raw_tracepoint_args *ctx)
 	}
 	/* flags bit 0: honour session enablement, like the generated _LOG. */
 	if ((flags & 1) && !(s->effective_level >= level && (s->effective_keywords & kw)))
-		return 0;
+		return count > TEST_BATCH_MAX ? TEST_BATCH_MAX : (int)count;  /* all skipped */
 	for (int i = 0; i < TEST_BATCH_MAX; i++) {
 		if (i >= count)
 			break;

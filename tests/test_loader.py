@@ -1,0 +1,131 @@
+"""Filters, aggregation, sessions, providers (model: ktest_eventlog)."""
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from pyelog.loader import (Loader, Subscription, EventlogError, LEVEL_INFO, LEVEL_WARN,
+                           LEVEL_VERBOSE, LEVEL_TRACE, LEVEL_NONE, SESSION_CREATE_ID,
+                           SESSION_END_ID, KEYWORD_SESSION)
+from pyelog.ring import iter_records
+
+
+def _ids(sub):
+    return [(h[2], h[5], h[6]) for run in sub.drain(0) for h, _ in iter_records(run)]
+
+
+def test_subscription_validation():
+    with pytest.raises(EventlogError):
+        Subscription("test", 9)
+    with pytest.raises(EventlogError):
+        Subscription("test", 3, 1, flags=2)
+    from pyelog.loader import ProviderSpec
+    with pytest.raises(EventlogError):
+        ProviderSpec("x" * 32, "")
+    L = Loader([ProviderSpec("p", "")])
+    with pytest.raises(EventlogError):
+        L.add_ring_subscriber(65535)
+    with pytest.raises(EventlogError):
+        L.add_ring_subscriber(65536, [Subscription("nope")])
+
+
+@pytest.mark.kernel
+def test_filters_aggregation_and_sessions():
+    from pyelog.providers import test as tp
+    L = Loader([tp.provider(), tp.provider()])           # two instances named "test"
+    a = L.add_ring_subscriber(65536, [Subscription("test", LEVEL_INFO, 0x1)])
+    b = L.add_ring_subscriber(65536, [Subscription("test", LEVEL_WARN, 0x2)])
+    c = L.add_ring_subscriber(65536)                       # subscribes to nothing
+    with L:
+        p1, p2 = L.providers
+        d1, d2 = tp.TestDriver(L, p1), tp.TestDriver(L, p2)
+        # Aggregation: INFO/0x1 + WARN/0x2 = INFO/0x3.
+        assert L.provider_filter(p1) == (LEVEL_INFO, 0x3) == L.provider_filter(p2)
+        d1.create_session(10)
+        d2.create_session(20)
+        # a lacks the SESSION keyword: no SESSION_CREATE; b likewise.
+        assert _ids(a) == [] and _ids(b) == []
+        # Level/keyword matrix for a (INFO/0x1).
+        d1.emit(10, tp.SIMPLE, 1, 0)      # INFO BASIC(0x1): yes
+        d1.emit(10, tp.FLAGS, 1, 0)       # VERBOSE ADVANCED: level too high
+        d1.emit(10, tp.COMPLEX, 1, 0)     # WARN COMPLEX(0x8): keyword mismatch
+        assert _ids(a) == [(p1.id, 10, 0)]
+        assert _ids(b) == []              # b: WARN/0x2 matches none of them
+        assert _ids(c) == []
+        # Re-subscribing updates in place.
+        L.subscribe(a, Subscription("test", LEVEL_VERBOSE, 0x2 | KEYWORD_SESSION))
+        assert L.provider_filter(p1) == (LEVEL_VERBOSE, 0x2 | KEYWORD_SESSION)
+        d1.emit(10, tp.FLAGS, 1, 0)
+        d1.emit(10, tp.SIMPLE, 1, 0)
+        assert _ids(a) == [(p1.id, 10, 2)]
+        # Both same-name instances deliver, with their own ids.
+        d2.emit(20, tp.FLAGS, 1, 0)
+        assert _ids(a) == [(p2.id, 20, 2)]
+        # Sessions follow the aggregate (lazy refresh on lookup), gated emits too.
+        L.unsubscribe(a, "test")
+        assert L.provider_filter(p1) == (LEVEL_WARN, 0x2)
+        L.unsubscribe(b, "test")
+        assert L.provider_filter(p1) == (LEVEL_NONE, 0)
+        d1.emit(10, tp.SIMPLE, 5, 0, gated=True)
+        assert [s["effective_level"] for s in L.sessions(p1)] == [0]
+        assert _ids(a) == _ids(b) == _ids(c) == []
+        assert a.stats().dropped == b.stats().dropped == c.stats().dropped == 0
+        # SESSION_END reaches subscribers with the SESSION keyword; session freed.
+        L.subscribe(c, Subscription("test", LEVEL_INFO, KEYWORD_SESSION))
+        d1.end_session(10)
+        assert _ids(c) == [(p1.id, 10, SESSION_END_ID)]
+        assert L.sessions(p1) == []
+        st = L.provider_stats(p1)
+        assert st["sessions_created"] == 1 and st["sessions_ended"] == 1 and st["sessions_active"] == 0
+
+
+@pytest.mark.kernel
+def test_unsubscribed_provider_emits_nothing():
+    from pyelog.providers import test as tp
+    L = Loader([tp.provider(), tp.provider(name="other")])
+    sub = L.add_ring_subscriber(65536, [Subscription("other", LEVEL_TRACE, 0xFFFFFFFF)])
+    with L:
+        d = tp.TestDriver(L, L.providers[0])
+        d.create_session(1)
+        assert L.provider_filter(L.providers[0]) == (LEVEL_NONE, 0)
+        d.emit(1, tp.SIMPLE, 1000, 0, gated=True)
+        d.emit(1, tp.SIMPLE, 1000, 0)                       # even _LOG_ALWAYS: no subscriber
+        assert _ids(sub) == []
+        st = sub.stats()
+        assert st.dropped == 0 and st.oversized == 0 and st.bytes == 0
+
+
+@pytest.mark.kernel
+def test_oversized_gather_varlen_callback_and_dump():
+    from pyelog.providers import test as tp
+    events = []
+    L = Loader([tp.provider()])
+    sub = L.add_ring_subscriber(256 * 1024, [Subscription("test", LEVEL_TRACE, 0xFFFFFFFF)])
+    cb = L.add_callback_subscriber(events.append, [Subscription("test", LEVEL_INFO, 0x1)])
+    with L:
+        inst = L.providers[0]
+        d = tp.TestDriver(L, inst)
+        d.create_session(5)
+        d.emit(5, tp.RAW, 1, 7, size=65503)       # 65535 total: the largest record
+        d.emit(5, tp.RAW, 1, 8, size=65504)       # 65536 total: discarded, counted
+        d.emit(5, tp.GATHER, 1, 40, size=4096)
+        d.emit(5, tp.VARLEN, 1, 100, size=32)     # count clamped to 8
+        recs = [(h, bytes(p)) for run in sub.drain(0) for h, p in iter_records(run)]
+        assert [h[6] for h, _ in recs] == [SESSION_CREATE_ID, 100, 101, 4]
+        assert recs[1][0][0] == 65535 and struct.unpack_from("<Q", recs[1][1])[0] == 7
+        assert sub.stats().oversized == 1 and sub.stats().dropped == 0
+        h, p = recs[2]
+        assert len(p) == 8 + 4096 and struct.unpack_from("<QQ", p) == (40, 41)
+        h, p = recs[3]
+        assert len(p) == 16 + 64 and p[8] == 8
+        assert L.poll() == 3                      # callback: RAW, GATHER, VARLEN (INFO/BASIC)
+        assert [e.event_id for e in events] == [100, 101, 4]
+        assert events[0].provider == "test" and len(events[0].payload) == 65503
+        # Dump-state: SESSION_CREATE replay + DUMP_COMPLETE to that subscriber only.
+        L.subscribe(sub, Subscription("test", LEVEL_TRACE, 0xFFFFFFFF, flags=1))  # update: no dump
+        assert _ids(sub) == []
+        L.unsubscribe(sub, "test")
+        L.subscribe(sub, Subscription("test", LEVEL_INFO, KEYWORD_SESSION, flags=1))
+        assert _ids(sub) == [(inst.id, 5, SESSION_CREATE_ID), (inst.id, 2**64 - 1, 0xFFFFFFFD)]
+        assert L.poll() == 0
