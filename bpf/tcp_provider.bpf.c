@@ -4,81 +4,197 @@
  *
  * Pasted by pyelog/providers/tcp.py after bpf/eventlog.h and the producer
  * header generated from schemas/tcp_eventlog_schema.src; the loader
- * substitutes EL_PROVIDER_ID and EL_FN().
+ * substitutes EL_PROVIDER_ID and EL_FN().  tcp.py also defines, from what
+ * this kernel's tracefs shows, TCP_HAVE_<TRACEPOINT> (and TCP_TP_* for
+ * optional fields) so that only probes this kernel has are compiled in.
  *
  * Sources (no kprobes or fentry on the kernels we target):
- *   sock_ops on the cgroup-v2 root, attached with a BPF link so it goes
- *   away with the recorder: session creation (listen, connect, accept),
- *   connection facts, state changes, outgoing segments (HDR_OPT_LEN_CB,
- *   without reserving option space, so packets are not changed), incoming
- *   segments that take the slow path (PARSE_HDR_OPT_CB, real header),
- *   RTT samples, RTO and retransmissions;
- *   tcp:tcp_probe for every received segment on established sockets;
- *   tcp:tcp_receive_reset, tcp:tcp_destroy_sock (carry the cookie);
- *   tcp:tcp_send_reset, tcp:tcp_cong_state_set (carry only the socket
- *   address, mapped back to the cookie through tcp_sk_cookie).
+ *   sock_ops on the cgroup-v2 root (or on the cgroups a filter names),
+ *   attached with a BPF link so it goes away with the recorder: session
+ *   creation (listen, connect, accept), connection facts, state changes,
+ *   outgoing segments (HDR_OPT_LEN_CB, without reserving option space, so
+ *   packets are not changed), incoming segments that take the slow path
+ *   (PARSE_HDR_OPT_CB, real header), RTT samples, RTO and retransmissions;
+ *   a cgroup setsockopt hook (also a link): TCP_EVENTLOG (81) opt-in/out,
+ *   SOCKET_OPT_*, CC_ALGO_CHANGE;
+ *   tcp tracepoints: tcp_probe (every received segment on established
+ *   sockets), resets, congestion state, receive-buffer tuning, destroy;
+ *   for connections older than the capture (sessions made by the dump-state
+ *   replay, which never got sock_ops callbacks) also inet_sock_set_state
+ *   and tcp_retransmit_skb.
+ *
+ * Kernel state per session: one eventlog_sessions entry and one
+ * tcp_sk_cookie entry, both removed when the socket reaches CLOSE or is
+ * destroyed; tcp_sk_store is socket-local storage, freed with the socket.
  */
 #include <uapi/linux/tcp.h>
 
+#ifdef TCP_TP_SEND_RESET_REASON
 /* tcp:tcp_send_reset names this type (kernel 6.10+); the 6.1 headers bcc
  * compiles against do not define it, and only its size matters here. */
 enum sk_rst_reason { PYELOG_SK_RST_REASON_UNUSED };
+#endif
 
 #define TCP_ST_ESTABLISHED 1
 #define TCP_ST_CLOSE 7
 #define TCP_ST_LISTEN 10
 #define TCP_CA_RECOVERY 3
 #define TCP_CA_LOSS 4
+#define TCP_OPT_EVENTLOG 81      /* FreeBSD's TCP_EVENTLOG option number */
+#define TCP_FLAG_SYNACK 0x12
+#define TCP_NPENDING 4           /* options remembered before the session starts */
+#define TCP_IPPROTO_TCP 6
 
-/* Which sessions start enabled, set from user space (kern.eventlog.tcp.default
- * and the bcc-tool style filters). A zero field matches anything. */
-struct tcp_filter {
-	__u32 lport;        /* host order */
-	__u32 rport;        /* host order */
-	__u32 v4_addr;      /* network order; remote or local address ... */
-	__u32 v4_mask;      /* ... under this mask (0 = any) */
-	__u64 netns;        /* netns cookie (SO_NETNS_COOKIE), 0 = any */
-	__u32 tgid;         /* owning process (known on connect/listen only) */
-	__u32 _pad;
+/* ---- which sessions are enabled ---------------------------------------- */
+
+/* Written by tcp.py. A filter kind takes part only when its bit is set in
+ * `active`; kinds are ANDed, the values of one kind ORed (bcc tools style).
+ * Cgroup filters are not here: they choose where sock_ops is attached. */
+#define TCP_F_PORT  0x1
+#define TCP_F_CIDR  0x2
+#define TCP_F_NETNS 0x4
+#define TCP_F_PID   0x8
+#define TCP_F_COMM  0x10
+struct tcp_cfg {
+	__u32 default_enabled;   /* kern.eventlog.tcp.default */
+	__u32 active;            /* TCP_F_* */
 };
-BPF_ARRAY(tcp_filter_map, struct tcp_filter, 1);
+BPF_ARRAY(tcp_cfg_map, struct tcp_cfg, 1);
+/* port (host order) -> 1: matches as local port, 2: as remote port */
+BPF_HASH(tcp_f_port, __u16, __u8, 1024);
+struct tcp_lpm4 { __u32 prefixlen; __u8 addr[4]; };
+struct tcp_lpm6 { __u32 prefixlen; __u8 addr[16]; };
+BPF_F_TABLE("lpm_trie", struct tcp_lpm4, __u8, tcp_f_cidr4, 256, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("lpm_trie", struct tcp_lpm6, __u8, tcp_f_cidr6, 256, BPF_F_NO_PREALLOC);
+BPF_HASH(tcp_f_netns, __u64, __u8, 256);      /* netns cookies */
+BPF_HASH(tcp_f_pid, __u32, __u8, 1024);       /* tgids */
+struct tcp_comm { char c[16]; };
+BPF_HASH(tcp_f_comm, struct tcp_comm, __u8, 256);
 
-/* struct sock address -> cookie, for tracepoints that carry no cookie,
- * with the last congestion state seen (to report recovery edges only). */
+/* ---- per-socket state -------------------------------------------------- */
+
+/* struct sock address -> cookie, for tracepoints and the setsockopt hook
+ * that carry no cookie, with the last congestion state seen (to report
+ * recovery edges only). sockops = 1 when sock_ops callbacks run for this
+ * socket (the tracepoints that duplicate them then stay quiet). */
 struct tcp_sk_info {
 	__u64 cookie;
 	__u8 ca_state;
+	__u8 sockops;
 };
 BPF_HASH(tcp_sk_cookie, __u64, struct tcp_sk_info, EVENTLOG_MAX_SESSIONS);
 
-static __always_inline int tcp_filter_match(struct bpf_sock_ops *skops, __u64 netns, __u32 tgid)
-{
-	__u32 zero = 0;
-	struct tcp_filter *f = tcp_filter_map.lookup(&zero);
+struct tcp_pending_opt {
+	__u32 level;
+	__u32 name;
+	__u32 val;
+};
 
-	if (!f)
+/* Socket-local storage (freed with the socket; cloned into accepted
+ * sockets, which is how they learn their listener's owner). */
+struct tcp_sk_store {
+	__u64 cookie;            /* 0 until sock_ops saw this socket */
+	__u32 owner;             /* tgid that listened/connected (listener's for accepted) */
+	char comm[16];
+	__u8 want;               /* TCP_EVENTLOG: 0 not asked, 1 on, 2 off */
+	__u8 have_params;
+	__u8 npending;
+	__u8 _pad;
+	struct tcp_eventlog_conn_params params;
+	__u32 rtt_samples;
+	__u32 rtt_last;
+	__u32 rttvar;            /* RFC 6298 estimate over the samples seen */
+	struct tcp_pending_opt pending[TCP_NPENDING];
+};
+BPF_F_TABLE("sk_storage", int, struct tcp_sk_store, tcp_sk_store, 0, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+
+/* The peer's SYN options as a listener's SYN-ACK is built (the only moment
+ * sock_ops can read them without TCP_SAVE_SYN), until the accepted socket
+ * is established.  LRU: handshakes that never complete age out. */
+struct tcp_syn_key {
+	__u64 netns;
+	__u32 raddr[4];
+	__u32 lport;
+	__u32 rport;
+};
+struct tcp_syn_val {
+	__u8 snd_wscale;
+	__u8 flags;
+};
+BPF_TABLE("lru_hash", struct tcp_syn_key, struct tcp_syn_val, tcp_syn_opts, 1024);
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static __always_inline __u16 tcp_rport_host(__u32 remote_port)
+{
+	/* remote_port is in network order (upper half on some kernels). */
+	__u16 r = (__u16)(remote_port >> 16);
+	if (!r)
+		r = (__u16)remote_port;
+	return bpf_ntohs(r);
+}
+
+static __always_inline int tcp_cidr_match4(__u32 addr)
+{
+	struct tcp_lpm4 k = { .prefixlen = 32 };
+	__builtin_memcpy(k.addr, &addr, 4);
+	return tcp_f_cidr4.lookup(&k) != 0;
+}
+
+static __always_inline int tcp_cidr_match6(const __u32 *a)
+{
+	struct tcp_lpm6 k = { .prefixlen = 128 };
+	__builtin_memcpy(k.addr, a, 16);
+	if (tcp_f_cidr6.lookup(&k))
 		return 1;
-	if (f->lport && f->lport != skops->local_port)
+	/* v4-mapped (::ffff:a.b.c.d): dual-stack sockets match v4 CIDRs too */
+	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff))
+		return tcp_cidr_match4(a[3]);
+	return 0;
+}
+
+static __always_inline int
+tcp_filter_match(struct tcp_cfg *cfg, struct bpf_sock_ops *skops, __u64 netns,
+		 __u32 tgid, const char *comm)
+{
+	__u32 f = cfg->active;
+
+	if (f & TCP_F_PORT) {
+		__u16 lp = (__u16)skops->local_port, rp = tcp_rport_host(skops->remote_port);
+		__u8 *a = tcp_f_port.lookup(&lp), *b = tcp_f_port.lookup(&rp);
+		if (!((a && (*a & 1)) || (b && (*b & 2))))
+			return 0;
+	}
+	if (f & TCP_F_CIDR) {
+		int m;
+		if (skops->family == 2) {
+			m = tcp_cidr_match4(skops->local_ip4) || tcp_cidr_match4(skops->remote_ip4);
+		} else {
+			__u32 l[4] = { skops->local_ip6[0], skops->local_ip6[1],
+				       skops->local_ip6[2], skops->local_ip6[3] };
+			__u32 r[4] = { skops->remote_ip6[0], skops->remote_ip6[1],
+				       skops->remote_ip6[2], skops->remote_ip6[3] };
+			m = tcp_cidr_match6(l) || tcp_cidr_match6(r);
+		}
+		if (!m)
+			return 0;
+	}
+	if ((f & TCP_F_NETNS) && !tcp_f_netns.lookup(&netns))
 		return 0;
-	if (f->rport && f->rport != bpf_ntohs((__u16)(skops->remote_port >> 16)) &&
-	    f->rport != bpf_ntohs((__u16)skops->remote_port))
+	if ((f & TCP_F_PID) && !tcp_f_pid.lookup(&tgid))
 		return 0;
-	if (f->v4_mask && (skops->remote_ip4 & f->v4_mask) != f->v4_addr &&
-	    (skops->local_ip4 & f->v4_mask) != f->v4_addr)
-		return 0;
-	if (f->netns && f->netns != netns)
-		return 0;
-	if (f->tgid && f->tgid != tgid)
-		return 0;
+	if (f & TCP_F_COMM) {
+		struct tcp_comm c = {};
+		__builtin_memcpy(c.c, comm, 16);
+		if (!tcp_f_comm.lookup(&c))
+			return 0;
+	}
 	return 1;
 }
 
 static __always_inline void tcp_conn_facts(struct eventlog_session *s, struct bpf_sock_ops *skops)
 {
-	/* remote_port is in network order (upper half on some kernels). */
-	__u16 rport = (__u16)(skops->remote_port >> 16);
-	if (!rport)
-		rport = (__u16)skops->remote_port;
+	__u16 rport = bpf_htons(tcp_rport_host(skops->remote_port));
 	__u16 lport = bpf_htons((__u16)skops->local_port);
 
 	if (skops->family == 2 /* AF_INET */) {
@@ -97,37 +213,116 @@ static __always_inline void tcp_conn_facts(struct eventlog_session *s, struct bp
 	}
 }
 
-static __always_inline struct eventlog_session *
-tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int owned)
+/* SOCKET_OPT_* / CC_ALGO_CHANGE for one option (hook or replay). */
+static __always_inline void
+tcp_log_option(struct eventlog_session *s, __u32 level, __u32 name, __u32 val, const char *cc)
 {
-	struct tcp_eventlog_session_create c = {};
-	__u64 netns = bpf_get_netns_cookie(skops);
-	__u32 tgid = owned ? (__u32)(bpf_get_current_pid_tgid() >> 32) : 0;
-	struct eventlog_session *s;
-	__u64 sk;
+	if (level == SOL_TCP && name == TCP_CONGESTION) {
+		if (cc)
+			TCP_EVENTLOG_CC_ALGO_CHANGE_LOG(s, cc);
+	} else if (level == SOL_TCP) {
+		TCP_EVENTLOG_SOCKET_OPT_UINT32_LOG(s, name, val);
+	} else {
+		TCP_EVENTLOG_SOCKET_OPT_SOCKET_LOG(s, name, val);
+	}
+}
 
-	if (!tcp_filter_match(skops, netns, tgid))
+static __always_inline void
+tcp_log_rtt(struct eventlog_session *s, struct tcp_sk_store *st, __u32 srtt_us, __u32 min_rtt)
+{
+	if (!TCP_EVENTLOG_RTT_ENABLED(s))
+		return;
+	__u32 last = st ? st->rtt_last : 0, var = st ? st->rttvar : 0, n = st ? st->rtt_samples : 0;
+	TCP_EVENTLOG_RTT_LOG_ALWAYS(s, last ? last : srtt_us, srtt_us, var, 0, min_rtt, n);
+}
+
+static __always_inline void tcp_emit_params(struct eventlog_session *s, struct tcp_sk_store *st)
+{
+	if (st && st->have_params && TCP_EVENTLOG_CONN_PARAMS_ENABLED(s))
+		eventlog_event_write(s, TCP_EVENTLOG_CONN_PARAMS_ID, TCP_EVENTLOG_CONN_PARAMS_LEVEL,
+				     TCP_EVENTLOG_CONN_PARAMS_KEYWORDS, &st->params,
+				     sizeof(st->params));
+}
+
+/* ---- sock_ops ----------------------------------------------------------- */
+
+static __always_inline struct eventlog_session *
+tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive)
+{
+	__u32 zero = 0;
+	struct tcp_cfg *cfg = tcp_cfg_map.lookup(&zero);
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sk_store *st = (struct tcp_sk_store *)0;
+	struct eventlog_session *s;
+	__u64 netns = bpf_get_netns_cookie(skops);
+	__u32 tgid = 0;
+	char comm[16] = {};
+	int enabled;
+
+	if (!cfg)
 		return (struct eventlog_session *)0;
-	c.netns = (__u32)netns;
-	c.pid = (__s32)tgid;
-	c.family = (__u16)skops->family;
-	if (owned)
-		bpf_get_current_comm(c.comm, sizeof(c.comm));
-	s = eventlog_session_create(EL_PROVIDER_ID, cookie, &c, sizeof(c));
+	if (sk)
+		st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st) {
+		if (passive) {
+			/* Cloned from the listener's (BPF_F_CLONE): only the
+			 * owner is inherited; TCP_EVENTLOG is per connection. */
+			st->want = 0;
+			st->have_params = 0;
+			st->rtt_samples = 0;
+			st->rtt_last = 0;
+			st->rttvar = 0;
+			st->npending = 0;
+		}
+		if (!passive) {
+			st->owner = (__u32)(bpf_get_current_pid_tgid() >> 32);
+			bpf_get_current_comm(st->comm, sizeof(st->comm));
+		}
+		st->cookie = cookie;
+		tgid = st->owner;
+		__builtin_memcpy(comm, st->comm, 16);
+	} else if (!passive) {
+		tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+		bpf_get_current_comm(comm, sizeof(comm));
+	}
+
+	if (st && st->want)
+		enabled = st->want == 1;        /* TCP_EVENTLOG beats defaults and filters */
+	else
+		enabled = cfg->default_enabled && tcp_filter_match(cfg, skops, netns, tgid, comm);
+
+	/* The core's default is off (tcp.py): nothing is emitted here. */
+	s = eventlog_session_create(EL_PROVIDER_ID, cookie, (const void *)0, 0);
 	if (!s)
 		return s;
-	sk = (__u64)(long)skops->sk;
 	if (sk) {
-		struct tcp_sk_info info = { .cookie = cookie };
-		tcp_sk_cookie.update(&sk, &info);
+		__u64 key = (__u64)(long)sk;
+		struct tcp_sk_info info = { .cookie = cookie, .sockops = 1 };
+		tcp_sk_cookie.update(&key, &info);
 	}
-	tcp_conn_facts(s, skops);
-	if (owned && tgid)
-		TCP_EVENTLOG_CONN_OWNER_LOG(s, (__s32)tgid, c.comm);
 	bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG |
 				  BPF_SOCK_OPS_RETRANS_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG |
 				  BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG |
 				  BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+	if (!enabled)
+		return s;
+	eventlog_session_set_enabled(s, 1);
+	TCP_EVENTLOG_SESSION_CREATE_LOG(s, netns, tgid, skops->family, comm);
+	tcp_conn_facts(s, skops);
+	if (tgid)
+		TCP_EVENTLOG_CONN_OWNER_LOG(s, (__s32)tgid, comm);
+	if (st && !passive) {
+		/* Options set before listen()/connect(), when there was no
+		 * session to report them on. */
+		__u8 n = st->npending;
+#pragma unroll
+		for (int i = 0; i < TCP_NPENDING; i++) {
+			if (i < n)
+				tcp_log_option(s, st->pending[i].level, st->pending[i].name,
+					       st->pending[i].val, (const char *)0);
+		}
+		st->npending = 0;
+	}
 	return s;
 }
 
@@ -139,6 +334,92 @@ static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
 		eventlog_session_destroy(s);
 	if (sk)
 		tcp_sk_cookie.delete(&sk);
+}
+
+/* Option kinds 3 (window scale), 4 (SACK permitted), 8 (timestamps) of the
+ * current segment, or of the received SYN (syn = BPF_LOAD_HDR_OPT_TCP_SYN). */
+static __always_inline void
+tcp_syn_options(struct bpf_sock_ops *skops, __u64 syn, __u8 *wscale, __u8 *flags)
+{
+	__u8 ws[3] = { 3, 0, 0 };
+	__u8 sp[2] = { 4, 0 };
+	__u8 ts[10] = { 8, 0 };
+
+	if (bpf_load_hdr_opt(skops, ws, sizeof(ws), syn) == 3) {
+		*wscale = ws[2];
+		*flags |= TCP_EVENTLOG_FLAG_CP_WINDOW_SCALE;
+	}
+	if (bpf_load_hdr_opt(skops, sp, sizeof(sp), syn) == 2)
+		*flags |= TCP_EVENTLOG_FLAG_CP_SACK_PERMIT;
+	if (bpf_load_hdr_opt(skops, ts, sizeof(ts), syn) == 10)
+		*flags |= TCP_EVENTLOG_FLAG_CP_TIMESTAMPS;
+}
+
+static __always_inline void tcp_syn_key(struct bpf_sock_ops *skops, struct tcp_syn_key *k)
+{
+	k->netns = bpf_get_netns_cookie(skops);
+	k->lport = skops->local_port;
+	k->rport = tcp_rport_host(skops->remote_port);
+	if (skops->family == 2) {
+		k->raddr[0] = skops->remote_ip4;
+	} else {
+		k->raddr[0] = skops->remote_ip6[0];
+		k->raddr[1] = skops->remote_ip6[1];
+		k->raddr[2] = skops->remote_ip6[2];
+		k->raddr[3] = skops->remote_ip6[3];
+	}
+}
+
+static __always_inline void
+tcp_established(struct bpf_sock_ops *skops, struct eventlog_session *s, int passive)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sk_store *st = (struct tcp_sk_store *)0;
+	__u8 wscale = 0, flags = 0;
+
+	if (!s)
+		return;
+	if (passive) {
+		struct tcp_syn_key k = {};
+		struct tcp_syn_val *v;
+		tcp_syn_key(skops, &k);
+		v = tcp_syn_opts.lookup(&k);
+		if (v) {
+			wscale = v->snd_wscale;
+			flags = v->flags;
+			tcp_syn_opts.delete(&k);
+		}
+	} else {
+		tcp_syn_options(skops, 0, &wscale, &flags);   /* the SYN-ACK */
+	}
+	if (!sk)
+		return;
+	struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
+	if (tp && (tp->ecn_flags & 1 /* TCP_ECN_OK */))
+		flags |= TCP_EVENTLOG_FLAG_CP_ECN;
+	st = tcp_sk_store.sk_storage_get(sk, 0, 0);
+	if (st) {
+		/* Kept for TCP_EVENTLOG state dumps later in the connection. */
+		struct tcp_eventlog_conn_params *p = &st->params;
+		p->iss = skops->snd_una - 1;
+		p->irs = skops->rcv_nxt - 1;
+		p->mss = skops->mss_cache;
+		p->snd_wscale = wscale;
+		p->rcv_wscale = 0;
+		p->flags = flags;
+		__builtin_memset(p->cc_algo, 0, sizeof(p->cc_algo));
+		bpf_getsockopt(skops, SOL_TCP, TCP_CONGESTION, p->cc_algo, sizeof(p->cc_algo));
+		p->cc_algo[15] = 0;
+		st->have_params = 1;
+		tcp_emit_params(s, st);
+	} else if (TCP_EVENTLOG_CONN_PARAMS_ENABLED(s)) {
+		char cc[16] = {};
+		bpf_getsockopt(skops, SOL_TCP, TCP_CONGESTION, cc, sizeof(cc));
+		TCP_EVENTLOG_CONN_PARAMS_LOG_ALWAYS(s, skops->snd_una - 1, skops->rcv_nxt - 1,
+						    skops->mss_cache, wscale, 0, flags, cc);
+	}
+	TCP_EVENTLOG_MSS_LOG(s, skops->mss_cache);
+	tcp_log_rtt(s, st, skops->srtt_us >> 3, skops->rtt_min);
 }
 
 int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
@@ -154,22 +435,28 @@ int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 	switch (op) {
 	case BPF_SOCK_OPS_TCP_LISTEN_CB:
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-		tcp_session_begin(skops, cookie, 1);
+		tcp_session_begin(skops, cookie, 0);
 		return 1;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		s = tcp_session_begin(skops, cookie, 0);
-		goto established;
+		s = tcp_session_begin(skops, cookie, 1);
+		tcp_established(skops, s, 1);
+		return 1;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
-	established:
-		if (TCP_EVENTLOG_CONN_PARAMS_ENABLED(s)) {
-			char cc[16] = {};
-			bpf_getsockopt(skops, SOL_TCP, TCP_CONGESTION, cc, sizeof(cc));
-			TCP_EVENTLOG_CONN_PARAMS_LOG_ALWAYS(s, skops->snd_una - 1, skops->rcv_nxt - 1,
-							    skops->mss_cache, 0, 0, 0, cc);
-		}
-		TCP_EVENTLOG_MSS_LOG(s, skops->mss_cache);
+		tcp_established(skops, s, 0);
 		return 1;
+	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
+		if (skops->skb_tcp_flags == TCP_FLAG_SYNACK && !skops->is_fullsock) {
+			/* A listener's SYN-ACK (request socket, no session):
+			 * keep the peer's SYN options for the child. */
+			struct tcp_syn_key k = {};
+			struct tcp_syn_val v = {};
+			tcp_syn_options(skops, BPF_LOAD_HDR_OPT_TCP_SYN, &v.snd_wscale, &v.flags);
+			tcp_syn_key(skops, &k);
+			tcp_syn_opts.update(&k, &v);
+			return 1;
+		}
+		break;
 	}
 
 	s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
@@ -179,6 +466,13 @@ int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 	switch (op) {
 	case BPF_SOCK_OPS_STATE_CB:
 		TCP_EVENTLOG_STATE_CHANGE_LOG(s, skops->args[0], skops->args[1]);
+		if (skops->args[0] == TCP_ST_ESTABLISHED && TCP_EVENTLOG_RTT_ENABLED(s)) {
+			struct tcp_sk_store *st = (struct tcp_sk_store *)0;
+			struct bpf_sock *sk = skops->sk;
+			if (sk)
+				st = tcp_sk_store.sk_storage_get(sk, 0, 0);
+			tcp_log_rtt(s, st, skops->srtt_us >> 3, skops->rtt_min);
+		}
 		if (skops->args[1] == TCP_ST_CLOSE)
 			tcp_session_end(cookie, (__u64)(long)skops->sk);
 		break;
@@ -205,27 +499,169 @@ int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 					   skops->state);
 		break;
 	}
-	case BPF_SOCK_OPS_RTT_CB:
-		TCP_EVENTLOG_RTT_SAMPLE_LOG(s, skops->args[0], skops->srtt_us >> 3);
+	case BPF_SOCK_OPS_RTT_CB: {
+		/* Kernels >= 6.11 pass (measured rtt us, srtt << 3); older ones
+		 * pass zeros: srtt is never 0 after a sample, so that tells. */
+		__u32 mrtt = skops->args[1] ? (__u32)skops->args[0] : 0;
+		__u32 srtt = skops->srtt_us >> 3;
+		TCP_EVENTLOG_RTT_SAMPLE_LOG(s, mrtt, srtt);
 		TCP_EVENTLOG_CWND_LOG(s, skops->snd_cwnd, skops->snd_ssthresh);
+		if (TCP_EVENTLOG_RTT_ENABLED(s)) {
+			struct bpf_sock *sk = skops->sk;
+			struct tcp_sk_store *st = (struct tcp_sk_store *)0;
+			if (sk)
+				st = tcp_sk_store.sk_storage_get(sk, 0, 0);
+			if (st && mrtt) {
+				__u32 d = srtt > mrtt ? srtt - mrtt : mrtt - srtt;
+				st->rttvar = st->rtt_samples ? (3 * st->rttvar + d) / 4 : mrtt / 2;
+				st->rtt_last = mrtt;
+			}
+			if (st)
+				st->rtt_samples++;
+		}
 		break;
+	}
 	case BPF_SOCK_OPS_RTO_CB:
 		TCP_EVENTLOG_RTO_LOG(s, (__s32)skops->args[0], skops->srtt_us >> 3,
 				     skops->packets_out, skops->retrans_out, skops->snd_cwnd);
 		break;
 	case BPF_SOCK_OPS_RETRANS_CB:
-		TCP_EVENTLOG_RETRANSMIT_LOG(s, skops->args[0], skops->args[1], skops->state);
+		/* args: seq of the first segment, segment count, error */
+		TCP_EVENTLOG_RETRANSMIT_LOG(s, skops->args[0], skops->args[1],
+					    (__s32)skops->args[2], skops->state);
 		break;
 	}
 	return 1;
 }
 
+/* ---- setsockopt hook (cgroup sockopt, BPF_CGROUP_SETSOCKOPT) ---------------- */
+
+static __always_inline struct eventlog_session *tcp_session_by_sk(__u64 sk, struct tcp_sk_info **pinfo)
+{
+	struct tcp_sk_info *info = tcp_sk_cookie.lookup(&sk);
+
+	if (pinfo)
+		*pinfo = info;
+	if (!info)
+		return (struct eventlog_session *)0;
+	return eventlog_session_lookup(EL_PROVIDER_ID, info->cookie);
+}
+
+/* TCP_EVENTLOG: remember the wish (for a session not started yet), and for
+ * a live session enable + dump its state, or disable it. */
+static __always_inline void tcp_eventlog_opt(struct bpf_sockopt *ctx, struct bpf_sock *sk, int on)
+{
+	struct tcp_sk_store *st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	struct eventlog_session *s;
+
+	if (st)
+		st->want = on ? 1 : 2;
+	s = tcp_session_by_sk((__u64)(long)sk, (struct tcp_sk_info **)0);
+	if (!s)
+		return;
+	eventlog_session_set_enabled(s, on);
+	if (!on)
+		return;
+	/* State dump, as FreeBSD's tcp_eventlog_dump_session. */
+	{
+		char comm[16] = {};
+		__u32 owner = 0;
+		if (st) {
+			owner = st->owner;
+			__builtin_memcpy(comm, st->comm, 16);
+		}
+		TCP_EVENTLOG_SESSION_CREATE_LOG(s, bpf_get_netns_cookie(ctx), owner, sk->family, comm);
+		__u16 lport = bpf_htons((__u16)sk->src_port);
+		__u16 rport = (__u16)sk->dst_port;    /* network order */
+		if (sk->family == 2) {
+			TCP_EVENTLOG_CONN_SET_IP_V4_LOG(s, sk->src_ip4, lport, sk->dst_ip4, rport);
+		} else {
+			__u32 src[4] = { sk->src_ip6[0], sk->src_ip6[1], sk->src_ip6[2], sk->src_ip6[3] };
+			__u32 dst[4] = { sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3] };
+			TCP_EVENTLOG_CONN_SET_IP_V6_LOG(s, src, lport, dst, rport);
+		}
+		tcp_emit_params(s, st);
+		if (owner)
+			TCP_EVENTLOG_CONN_OWNER_LOG(s, (__s32)owner, comm);
+	}
+	TCP_EVENTLOG_SOCKET_OPT_UINT32_LOG(s, TCP_OPT_EVENTLOG, 1);
+}
+
+int EL_FN(tcp_setsockopt)(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__s32 level = ctx->level, name = ctx->optname, optlen = ctx->optlen;
+	__u8 *p = (__u8 *)(long)ctx->optval, *end = (__u8 *)(long)ctx->optval_end;
+	__u32 val = 0;
+
+	/* Values over a page are not visible to BPF; optlen 0 tells the
+	 * kernel to use the caller's buffer as is (kernels before 6.5 fail
+	 * such calls with EFAULT if a program leaves optlen alone). */
+	if (optlen > 4096) {
+		ctx->optlen = 0;
+		return 1;
+	}
+	if ((level != SOL_TCP && level != SOL_SOCKET) || !sk || sk->protocol != TCP_IPPROTO_TCP)
+		return 1;
+	if (optlen >= 4 && p + 4 <= end)
+		val = *(__u32 *)p;
+	else if (optlen >= 1 && p + 1 <= end)
+		val = *p;
+
+	if (level == SOL_TCP && name == TCP_OPT_EVENTLOG) {
+		/* Ours, not the kernel's (which would say ENOPROTOOPT):
+		 * optlen = -1 returns success without the kernel handler. */
+		if (optlen < 1)
+			return 0;      /* EPERM: nothing to read */
+		tcp_eventlog_opt(ctx, sk, val != 0);
+		ctx->optlen = -1;
+		return 1;
+	}
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+		return 1;
+
+	struct eventlog_session *s = tcp_session_by_sk((__u64)(long)sk, (struct tcp_sk_info **)0);
+	if (!s) {
+		/* Not listening/connected yet: keep it for the session start. */
+		struct tcp_sk_store *st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (st && !(level == SOL_TCP && name == TCP_CONGESTION)) {
+			__u8 n = st->npending;
+			if (n < TCP_NPENDING) {
+				struct tcp_pending_opt *po = &st->pending[n & (TCP_NPENDING - 1)];
+				po->level = level;
+				po->name = name;
+				po->val = val;
+				st->npending = n + 1;
+			}
+		}
+		return 1;
+	}
+	if (level == SOL_TCP && name == TCP_CONGESTION) {
+		char cc[16] = {};
+#pragma unroll
+		for (int i = 0; i < 15; i++) {
+			if (i < optlen && p + i + 1 <= end)
+				cc[i] = p[i];
+		}
+		tcp_log_option(s, level, name, val, cc);
+	} else {
+		tcp_log_option(s, level, name, val, (const char *)0);
+	}
+	return 1;
+}
+
+/* ---- tracepoints ------------------------------------------------------------- */
+
+#ifdef TCP_HAVE_TCP_DESTROY_SOCK
 TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
 {
+	/* Always, even with no subscriber: this is what frees the state. */
 	tcp_session_end(args->sock_cookie, (__u64)(long)args->skaddr);
 	return 0;
 }
+#endif
 
+#ifdef TCP_HAVE_TCP_PROBE
 TRACEPOINT_PROBE(tcp, tcp_probe)
 {
 	struct eventlog_session *s;
@@ -233,11 +669,27 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
 	s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
+	if (!s)
+		return 0;
+#ifdef TCP_TP_PROBE_SKADDR
+	{
+		/* Sessions from the dump-state replay: learn the socket
+		 * address (user space cannot), so that the tracepoints and the
+		 * setsockopt hook that only know the address find them. */
+		__u64 sk = (__u64)(long)args->skaddr;
+		if (!tcp_sk_cookie.lookup(&sk)) {
+			struct tcp_sk_info info = { .cookie = args->sock_cookie };
+			tcp_sk_cookie.update(&sk, &info);
+		}
+	}
+#endif
 	TCP_EVENTLOG_IN_PROBE_LOG(s, args->data_len, args->snd_una, args->snd_nxt,
 				  args->rcv_wnd, args->srtt >> 3);
 	return 0;
 }
+#endif
 
+#ifdef TCP_HAVE_TCP_RECEIVE_RESET
 TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 {
 	struct eventlog_session *s;
@@ -248,23 +700,26 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 	TCP_EVENTLOG_RESET_RECEIVED_LOG(s, 0);
 	return 0;
 }
+#endif
 
+#ifdef TCP_HAVE_TCP_SEND_RESET
 TRACEPOINT_PROBE(tcp, tcp_send_reset)
 {
-	__u64 sk = (__u64)(long)args->skaddr;
-	struct tcp_sk_info *info;
 	struct eventlog_session *s;
 
 	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
-	info = tcp_sk_cookie.lookup(&sk);
-	if (!info)
-		return 0;
-	s = eventlog_session_lookup(EL_PROVIDER_ID, info->cookie);
+	s = tcp_session_by_sk((__u64)(long)args->skaddr, (struct tcp_sk_info **)0);
+#ifdef TCP_TP_SEND_RESET_STATE
 	TCP_EVENTLOG_RESET_SENT_LOG(s, args->state);
+#else
+	TCP_EVENTLOG_RESET_SENT_LOG(s, 0);
+#endif
 	return 0;
 }
+#endif
 
+#ifdef TCP_HAVE_TCP_CONG_STATE_SET
 TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 {
 	__u64 sk = (__u64)(long)args->skaddr;
@@ -274,15 +729,77 @@ TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 
 	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
-	info = tcp_sk_cookie.lookup(&sk);
+	s = tcp_session_by_sk(sk, &info);
 	if (!info)
 		return 0;
 	old = info->ca_state;
 	info->ca_state = ca;
-	s = eventlog_session_lookup(EL_PROVIDER_ID, info->cookie);
 	if ((ca == TCP_CA_RECOVERY || ca == TCP_CA_LOSS) && old != ca)
 		TCP_EVENTLOG_ENTER_RECOVERY_LOG(s, ca);
 	else if (ca < TCP_CA_RECOVERY && (old == TCP_CA_RECOVERY || old == TCP_CA_LOSS))
 		TCP_EVENTLOG_EXIT_RECOVERY_LOG(s, old);
 	return 0;
 }
+#endif
+
+#if defined(TCP_HAVE_TCP_RCVBUF_GROW)
+TRACEPOINT_PROBE(tcp, tcp_rcvbuf_grow)
+{
+	struct eventlog_session *s;
+
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+		return 0;
+	s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
+	TCP_EVENTLOG_RCV_SPACE_LOG(s, args->space, args->rcvbuf, args->copied, args->rtt_us);
+	return 0;
+}
+#elif defined(TCP_HAVE_TCP_RCV_SPACE_ADJUST)
+TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
+{
+	struct eventlog_session *s;
+
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+		return 0;
+	s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
+	TCP_EVENTLOG_RCV_SPACE_LOG(s, 0, 0, 0, 0);
+	return 0;
+}
+#endif
+
+/* Only for sessions without sock_ops callbacks (older than the capture):
+ * sock_ops reports these itself for the others. */
+#ifdef TCP_HAVE_INET_SOCK_SET_STATE
+TRACEPOINT_PROBE(sock, inet_sock_set_state)
+{
+	struct tcp_sk_info *info;
+	struct eventlog_session *s;
+
+	if (args->protocol != TCP_IPPROTO_TCP || !eventlog_provider_enabled(EL_PROVIDER_ID))
+		return 0;
+	s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
+	if (!info || info->sockops)
+		return 0;
+	TCP_EVENTLOG_STATE_CHANGE_LOG(s, args->oldstate, args->newstate);
+	return 0;
+}
+#endif
+
+#ifdef TCP_HAVE_TCP_RETRANSMIT_SKB
+TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
+{
+	struct tcp_sk_info *info;
+	struct eventlog_session *s;
+
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+		return 0;
+	s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
+	if (!info || info->sockops)
+		return 0;
+#ifdef TCP_TP_RETRANSMIT_ERR
+	TCP_EVENTLOG_RETRANSMIT_LOG(s, 0, 1, args->err, args->state);
+#else
+	TCP_EVENTLOG_RETRANSMIT_LOG(s, 0, 1, 0, args->state);
+#endif
+	return 0;
+}
+#endif

@@ -1,20 +1,140 @@
 """The Linux TCP provider: every TCP socket of the host, session id = socket cookie.
 
-Programs (bpf/tcp_provider.bpf.c): a sock_ops program attached to the
-cgroup-v2 root with a BPF link (it goes away with the recorder, even after
-SIGKILL), and tcp tracepoints auto-attached by bcc through perf-event fds.
-Events follow schemas/tcp_eventlog_schema.src.
+Programs (bpf/tcp_provider.bpf.c): a sock_ops program and a setsockopt
+hook attached to the cgroup-v2 root (or to the cgroups a filter names) with
+BPF links (they go away with the recorder, even after SIGKILL), and tcp
+tracepoints auto-attached by bcc through perf-event fds. Events follow
+schemas/tcp_eventlog_schema.src.
+
+Which sessions are enabled (FreeBSD: ``kern.eventlog.tcp.default`` and the
+``TCP_EVENTLOG`` socket option):
+
+* ``default_enabled`` -- whether new sessions start enabled;
+* :class:`TcpFilter` -- with the default on, only matching connections are
+  enabled (the others still get a session, disabled, so they can opt in);
+  cgroup filters instead restrict which sockets are seen at all;
+* ``setsockopt(IPPROTO_TCP, TCP_EVENTLOG=81, 1|0)`` -- per connection, wins
+  over both; enabling dumps the connection's state at once (SESSION_CREATE,
+  CONN_SET_IP_V4/V6, CONN_PARAMS, CONN_OWNER). Set before ``connect()`` /
+  ``listen()`` it applies when the session starts. The hook consumes option
+  81 (so it succeeds instead of ENOPROTOOPT) and leaves every other option
+  to the kernel untouched. Accepted sockets do not inherit it from their
+  listener (as on FreeBSD). ``getsockopt(TCP_EVENTLOG)`` is not provided
+  (it still fails with ENOPROTOOPT).
+
+Dump state (``SUBSCRIPTION_DUMP_STATE``): connections older than the
+capture are listed with sock_diag in every network namespace
+(:mod:`pyelog.providers.tcp_diag`), get a session in the kernel map and
+are replayed (SESSION_CREATE, CONN_SET_IP, CONN_PARAMS and RTT from
+tcp_info, CONN_OWNER). sock_ops never ran for them, so afterwards they
+report only what tracepoints see: IN_PROBE, resets, recovery edges,
+RCV_SPACE, SESSION_END -- and, once tcp_probe has seen a segment of theirs
+(which teaches BPF the socket's address), STATE_CHANGE, RETRANSMIT
+(without seq), SOCKET_OPT and TCP_EVENTLOG. No OUT/IN/RTT_SAMPLE/CWND/RTO.
 """
 from __future__ import annotations
 
+import ctypes
+import ipaddress
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyelog.loader import EventlogError, Loader, ProviderInstance, ProviderSpec, attach_cgroup_link
+from pyelog.loader import (KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID, EventlogError,
+                           Loader, ProviderInstance, ProviderSpec, attach_cgroup_link)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "schemas" / "tcp_eventlog_schema.src"
 SOURCE = ROOT / "bpf" / "tcp_provider.bpf.c"
 BPF_CGROUP_SOCK_OPS = 3
+BPF_CGROUP_SETSOCKOPT = 22
+BPF_PROG_TYPE_CGROUP_SOCKOPT = 25
+TCP_EVENTLOG = 81
+TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+# Event ids and keyword bits of the schema used by the user-space replay.
+CONN_SET_IP_V4, CONN_SET_IP_V6, CONN_PARAMS, CONN_OWNER, RTT = 0, 1, 3, 5, 300
+KW_CONN, KW_RTT = 0x80, 0x100
+_F_PORT, _F_CIDR, _F_NETNS, _F_PID, _F_COMM = 0x1, 0x2, 0x4, 0x8, 0x10
+
+
+@dataclass
+class TcpFilter:
+    """Which connections the default enables (bcc tools' filters).
+
+    Kinds are ANDed; values within a kind ORed; an empty list does not
+    filter. ``ports``/``lports``/``rports`` form one kind: a connection
+    matches if its local port is in ports+lports or its remote port in
+    ports+rports. ``cidrs``: IPv4/IPv6 networks ("10.0.0.0/8", "::1") that
+    the local or the remote address is in (v4 CIDRs also match v4-mapped
+    IPv6 addresses). ``netns``: network namespace *inode numbers* (``ls -l
+    /proc/PID/ns/net``; :func:`pyelog.providers.tcp_diag.netns_inode` turns
+    a path or ``ip netns`` name into one); they must exist when the capture
+    starts. ``cgroups``: cgroup-v2 directories (absolute, or relative to the
+    cgroup2 mount), subtrees included: sockets of other cgroups are not
+    seen at all (the hooks are attached there rather than at the root).
+    ``pids``/``comms``: the process that called listen()/connect() (for
+    accepted sockets: the listener's), comm as in /proc/PID/comm.
+    """
+    ports: list[int] = field(default_factory=list)
+    lports: list[int] = field(default_factory=list)
+    rports: list[int] = field(default_factory=list)
+    cidrs: list[str] = field(default_factory=list)
+    netns: list[int] = field(default_factory=list)
+    cgroups: list[str] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    comms: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for p in (*self.ports, *self.lports, *self.rports):
+            if not 0 < int(p) < 65536:
+                raise EventlogError(f"invalid port {p}")
+        for c in self.cidrs:
+            try:
+                ipaddress.ip_network(c, strict=False)
+            except ValueError as e:
+                raise EventlogError(f"invalid address or CIDR {c!r}: {e}") from None
+        for c in self.comms:
+            if not c or len(c.encode()) > 15:
+                raise EventlogError(f"invalid command name {c!r} (1..15 bytes, as /proc/PID/comm)")
+
+    def port_bits(self) -> dict[int, int]:
+        """port -> 1 (local) | 2 (remote), as the BPF map holds them."""
+        bits: dict[int, int] = {}
+        for p in self.ports:
+            bits[int(p)] = bits.get(int(p), 0) | 3
+        for p in self.lports:
+            bits[int(p)] = bits.get(int(p), 0) | 1
+        for p in self.rports:
+            bits[int(p)] = bits.get(int(p), 0) | 2
+        return bits
+
+    def matches(self, lport: int, rport: int, laddr: str, raddr: str, netns_cookie: int,
+                pid: int, comm: str, netns_cookies: set[int]) -> bool:
+        """The BPF filter's verdict, in Python (for the dump-state replay)."""
+        bits = self.port_bits()
+        if bits and not (bits.get(lport, 0) & 1 or bits.get(rport, 0) & 2):
+            return False
+        if self.cidrs:
+            nets = [ipaddress.ip_network(c, strict=False) for c in self.cidrs]
+            addrs = []
+            for a in (laddr, raddr):
+                ip = ipaddress.ip_address(a)
+                addrs.append(ip)
+                if ip.version == 6 and ip.ipv4_mapped:
+                    addrs.append(ip.ipv4_mapped)
+            if not any(a in n for a in addrs for n in nets if a.version == n.version):
+                return False
+        if self.netns and netns_cookie not in netns_cookies:
+            return False
+        if self.pids and pid not in {int(p) for p in self.pids}:
+            return False
+        if self.comms and comm not in self.comms:
+            return False
+        return True
 
 
 def cgroup2_root() -> str:
@@ -27,10 +147,82 @@ def cgroup2_root() -> str:
     raise EventlogError("no cgroup2 file system is mounted (the TCP provider attaches sock_ops there)")
 
 
-def _attach(loader: Loader, inst: ProviderInstance) -> None:
-    from bcc import BPF
-    fn = loader.bpf.load_func(inst.fn("tcp_sockops"), BPF.SOCK_OPS)
-    loader.add_link(attach_cgroup_link(fn.fd, cgroup2_root(), BPF_CGROUP_SOCK_OPS))
+def cgroup_dirs(paths: list[str]) -> list[str]:
+    """Filter cgroups -> existing cgroup2 directories, nested ones dropped
+    (a program on a parent already runs for the child: twice would double
+    every event)."""
+    root = cgroup2_root()
+    dirs = []
+    for p in paths:
+        cand = p if os.path.isabs(p) and os.path.isdir(p) and p.startswith(root) else \
+            os.path.join(root, p.lstrip("/"))
+        if not os.path.isdir(cand):
+            raise EventlogError(f"no cgroup-v2 directory {p!r} (under {root})")
+        dirs.append(os.path.realpath(cand))
+    dirs = sorted(set(dirs))
+    return [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
+
+
+# -- what this kernel offers -----------------------------------------------------
+
+# tracepoint -> (fields the probe needs, optional fields -> macro)
+_TRACEPOINTS: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, str]]] = {
+    ("tcp", "tcp_destroy_sock"): (("sock_cookie", "skaddr"), {}),
+    ("tcp", "tcp_probe"): (("sock_cookie", "data_len", "snd_una", "snd_nxt", "rcv_wnd", "srtt"),
+                           {"skaddr": "TCP_TP_PROBE_SKADDR"}),
+    ("tcp", "tcp_receive_reset"): (("sock_cookie",), {}),
+    ("tcp", "tcp_send_reset"): (("skaddr",), {"state": "TCP_TP_SEND_RESET_STATE"}),
+    ("tcp", "tcp_cong_state_set"): (("skaddr", "cong_state"), {}),
+    ("tcp", "tcp_rcvbuf_grow"): (("sock_cookie", "space", "rcvbuf", "copied", "rtt_us"), {}),
+    ("tcp", "tcp_rcv_space_adjust"): (("sock_cookie",), {}),
+    ("sock", "inet_sock_set_state"): (("skaddr", "protocol", "oldstate", "newstate"), {}),
+    ("tcp", "tcp_retransmit_skb"): (("skaddr", "state"), {"err": "TCP_TP_RETRANSMIT_ERR"}),
+}
+
+
+def tracefs() -> str:
+    """The mounted tracefs (bcc reads tracepoint formats there)."""
+    for d in TRACEFS:
+        if os.path.isdir(os.path.join(d, "events")):
+            return d
+    raise EventlogError("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)")
+
+
+def tracepoint_fields(category: str, name: str) -> dict[str, str] | None:
+    """field name -> declaration of a tracepoint, or None if the kernel lacks it."""
+    path = os.path.join(tracefs(), "events", category, name, "format")
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    fields = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("field:"):
+            decl = line[len("field:"):].split(";")[0].strip()
+            fname = decl.split()[-1].split("[")[0]
+            fields[fname] = decl
+    return fields
+
+
+def kernel_features() -> dict[str, bool]:
+    """Macro -> present, for every tracepoint (and optional field) the provider
+    can use: what `pyelog selftest` may print, and what the C code sees."""
+    feats: dict[str, bool] = {}
+    for (cat, name), (needed, optional) in _TRACEPOINTS.items():
+        fields = tracepoint_fields(cat, name)
+        have = fields is not None and all(f in fields for f in needed)
+        feats[f"TCP_HAVE_{name.upper()}"] = have
+        for f, macro in optional.items():
+            feats[macro] = bool(have and f in fields)
+        if name == "tcp_send_reset":
+            feats["TCP_TP_SEND_RESET_REASON"] = bool(
+                have and "enum sk_rst_reason" in fields.get("reason", ""))
+    return feats
+
+
+def _defines() -> str:
+    return "\n".join(f"#define {m} 1" for m, on in kernel_features().items() if on)
 
 
 def producer_header() -> str:
@@ -40,7 +232,189 @@ def producer_header() -> str:
     return generate_producer(load_schema(SCHEMA))
 
 
-def provider(default_enabled: bool = True) -> ProviderSpec:
-    """The TCP provider spec (one instance per loader: its maps are not per-instance)."""
-    return ProviderSpec(name="tcp", source=SOURCE.read_text(), header=producer_header(),
-                        attach=_attach, default_enabled=default_enabled)
+# -- attach ----------------------------------------------------------------------
+
+class _Config:
+    """What provider() was asked for; read by attach and dump_state."""
+
+    def __init__(self, default_enabled: bool, filters: TcpFilter) -> None:
+        self.default_enabled = default_enabled
+        self.filters = filters
+        self.netns_cookies: list[int] = []
+
+
+def _write_maps(loader: Loader, cfg: _Config) -> None:
+    b = loader.bpf
+    f = cfg.filters
+    active = 0
+    for port, bits in f.port_bits().items():
+        b["tcp_f_port"][ctypes.c_uint16(port)] = ctypes.c_uint8(bits)
+        active |= _F_PORT
+    for c in f.cidrs:
+        net = ipaddress.ip_network(c, strict=False)
+        t = b["tcp_f_cidr4" if net.version == 4 else "tcp_f_cidr6"]
+        k = t.Key()
+        k.prefixlen = net.prefixlen
+        for i, byte in enumerate(net.network_address.packed):
+            k.addr[i] = byte
+        t[k] = ctypes.c_uint8(1)
+        active |= _F_CIDR
+    cfg.netns_cookies = tcp_diag_netns_cookies(f.netns)
+    for ck in cfg.netns_cookies:
+        b["tcp_f_netns"][ctypes.c_uint64(ck)] = ctypes.c_uint8(1)
+        active |= _F_NETNS
+    for pid in f.pids:
+        b["tcp_f_pid"][ctypes.c_uint32(int(pid))] = ctypes.c_uint8(1)
+        active |= _F_PID
+    for comm in f.comms:
+        t = b["tcp_f_comm"]
+        k = t.Key()
+        raw = comm.encode()
+        for i, byte in enumerate(raw):
+            k.c[i] = byte
+        t[k] = ctypes.c_uint8(1)
+        active |= _F_COMM
+    t = b["tcp_cfg_map"]
+    leaf = t.Leaf()
+    leaf.default_enabled = 1 if cfg.default_enabled else 0
+    leaf.active = active
+    t[t.Key(0)] = leaf
+
+
+def tcp_diag_netns_cookies(inodes: list[int]) -> list[int]:
+    from pyelog.providers.tcp_diag import netns_cookies
+    return netns_cookies([int(i) for i in inodes])
+
+
+def _attach(loader: Loader, inst: ProviderInstance) -> None:
+    from bcc import BPF
+    cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
+    _write_maps(loader, cfg)
+    sockops = loader.bpf.load_func(inst.fn("tcp_sockops"), BPF.SOCK_OPS)
+    setsockopt = loader.bpf.load_func(inst.fn("tcp_setsockopt"), BPF_PROG_TYPE_CGROUP_SOCKOPT,
+                                      attach_type=BPF_CGROUP_SETSOCKOPT)
+    where = cgroup_dirs(cfg.filters.cgroups) if cfg.filters.cgroups else [cgroup2_root()]
+    for d in where:
+        loader.add_link(attach_cgroup_link(sockops.fd, d, BPF_CGROUP_SOCK_OPS))
+        loader.add_link(attach_cgroup_link(setsockopt.fd, d, BPF_CGROUP_SETSOCKOPT))
+
+
+# -- dump state --------------------------------------------------------------------
+
+def _cgroup_ids(dirs: list[str]) -> set[int]:
+    ids = set()
+    for d in dirs:
+        for path, _subdirs, _files in os.walk(d):
+            try:
+                ids.add(os.stat(path).st_ino)
+            except OSError:
+                pass
+    return ids
+
+
+def _boot_us() -> int:
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // 1000
+
+
+def _ip_payload(s) -> tuple[int, bytes]:
+    fam = socket.AF_INET if s.family == socket.AF_INET else socket.AF_INET6
+    src = socket.inet_pton(fam, s.laddr)
+    dst = socket.inet_pton(fam, s.raddr)
+    sp, dp = socket.htons(s.lport), socket.htons(s.rport)
+    if fam == socket.AF_INET:
+        return CONN_SET_IP_V4, struct.pack("<4sH2x4sH2x", src, sp, dst, dp)
+    return CONN_SET_IP_V6, struct.pack("<16sH2x16sH2x", src, sp, dst, dp)
+
+
+def _params_payload(s) -> bytes:
+    i = s.info
+    opts = i.get("tcpi_options", 0)
+    flags = ((0x02 if opts & 1 else 0) | (0x01 if opts & 2 else 0) | (0x40 if opts & 4 else 0)
+             | (0x04 if opts & 8 else 0) | (0x10 if opts & 32 else 0))
+    return struct.pack("<IIIBBB16sx", 0, 0, i.get("tcpi_snd_mss", 0), i.get("tcpi_snd_wscale", 0),
+                       i.get("tcpi_rcv_wscale", 0), flags, s.cc.encode()[:15])
+
+
+def session_create_payload(netns_cookie: int, pid: int, family: int, comm: str) -> bytes:
+    """SESSION_CREATE's 32-byte payload (netns cookie, pid, family, comm)."""
+    return struct.pack("<QiH16s2x", netns_cookie, pid, family, comm.encode()[:15])
+
+
+def _dump_state(loader: Loader, inst: ProviderInstance, sub_index: int) -> None:
+    from pyelog.providers.tcp_diag import existing_cookies, existing_sockets
+    cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
+    table = loader.bpf["eventlog_sessions"]
+    cg_ids = _cgroup_ids(cgroup_dirs(cfg.filters.cgroups)) if cfg.filters.cgroups else None
+    ns_cookies = set(cfg.netns_cookies)
+    created: list = []
+    for s in existing_sockets():
+        if cg_ids is not None and s.cgroup_id not in cg_ids:
+            continue                  # not under a filtered cgroup: not seen at all
+        key = table.Key()
+        key.session_id = s.cookie
+        key.provider_id = inst.id
+        try:
+            enabled = bool(table[key].enabled)   # sock_ops got there first
+        except KeyError:
+            enabled = cfg.default_enabled and cfg.filters.matches(
+                s.lport, s.rport, s.laddr, s.raddr, s.netns_cookie, s.pid, s.comm, ns_cookies)
+            leaf = table.Leaf()
+            leaf.session_id = s.cookie
+            leaf.provider_id = inst.id
+            leaf.enabled = 1 if enabled else 0
+            leaf.generation = 0           # != the provider's: refreshed on first lookup
+            leaf.created_at = _boot_us()
+            try:
+                table[key] = leaf
+            except Exception:
+                continue                  # session map full: as sessions_failed in BPF
+            created.append(key)
+        if not enabled:
+            continue
+        fam = 2 if s.family == socket.AF_INET else 10
+
+        def emit(event_id: int, level: int, kw: int, payload: bytes) -> None:
+            loader.inject(inst, s.cookie, event_id, level, kw, payload, target=sub_index)
+
+        emit(SESSION_CREATE_ID, LEVEL_INFO, KEYWORD_SESSION,
+             session_create_payload(s.netns_cookie, s.pid, fam, s.comm))
+        emit(*_ip_payload(s)[:1], LEVEL_INFO, KW_CONN, _ip_payload(s)[1])
+        if s.state != 10:             # LISTEN: nothing negotiated
+            emit(CONN_PARAMS, LEVEL_INFO, KW_CONN, _params_payload(s))
+            i = s.info
+            emit(RTT, LEVEL_INFO, KW_RTT, struct.pack(
+                "<6I", i.get("tcpi_rtt", 0), i.get("tcpi_rtt", 0), i.get("tcpi_rttvar", 0),
+                i.get("tcpi_rto", 0), min(i.get("tcpi_min_rtt", 0), 0xFFFFFFFF), 0))
+        if s.pid:
+            emit(CONN_OWNER, LEVEL_INFO, KW_CONN, struct.pack("<i16s", s.pid, s.comm.encode()[:15]))
+    if created:
+        # A socket destroyed between the listing and the map update would
+        # leave its session behind (its destroy tracepoint ran before the
+        # entry existed): drop the sessions whose socket is gone now.
+        alive = existing_cookies()
+        for key in created:
+            if key.session_id not in alive:
+                try:
+                    del table[key]
+                except KeyError:
+                    pass
+
+
+def provider(default_enabled: bool = True, filters: TcpFilter | None = None) -> ProviderSpec:
+    """The TCP provider spec (one instance per loader: its maps are not per-instance).
+
+    default_enabled: new sessions start enabled ("all") or not ("none");
+    filters: with the default on, which connections it enables (TcpFilter).
+    The core's own default (ProviderSpec.default_enabled) is always off:
+    the provider enables sessions itself, after its filters and TCP_EVENTLOG.
+    """
+    filters = filters or TcpFilter()
+    spec = ProviderSpec(name="tcp", source=_defines() + "\n" + SOURCE.read_text(),
+                        header=producer_header(), attach=_attach, dump_state=_dump_state,
+                        default_enabled=False)
+    spec._tcp_config = _Config(default_enabled, filters)  # type: ignore[attr-defined]
+    return spec
+
+
+__all__ = ["TcpFilter", "provider", "kernel_features", "cgroup2_root", "cgroup_dirs",
+           "session_create_payload", "TCP_EVENTLOG"]
