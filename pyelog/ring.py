@@ -47,7 +47,10 @@ _LEN_TS = struct.Struct("<H6xQ")
 BUF_SLACK = 131136          # must match EVENTLOG_BUF_SLACK in eventlog.h
 STATE_SIZE = 128            # sizeof(struct eventlog_cpu_state)
 BUFFER_SIZE_MIN = 65536
-BUFFER_SIZE_MAX = (1 << 30) - 1
+# FreeBSD allows 2^30-1. Here the verifier refuses variable offsets of
+# 2^29 or more into one map value (BPF_MAX_VAR_OFF), and a record's tail
+# lies up to 64 KiB past its start: 512 MiB - 128 KiB per buffer is the cap.
+BUFFER_SIZE_MAX = (1 << 29) - (1 << 17)
 BUFFER_SIZE_DEFAULT = 512 * 1024
 
 # Offsets inside struct eventlog_cpu_state.
