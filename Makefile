@@ -1,7 +1,7 @@
 # pyelog: every target works on a fresh Debian machine of this kind, as root.
 PY := .venv/bin/python
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench soak clean
 
 setup:
 	./setup.sh
@@ -13,10 +13,19 @@ test: setup
 demo: setup
 	$(PY) -m pyelog.demo demo.elog
 
-# Reserved: arrives with its issue (benchmarks).
-
+# Benchmarks (bench/README.md): recorder, producer, workload, decoder in
+# under 10 minutes; soak records for 10 minutes. DECODER_SIZE=64M for a quick run.
 bench: setup
-	@echo "make bench: not implemented yet (issue 7)"; exit 1
+	PY=$(PY) bench/run.sh bench
+
+soak: setup
+	PY=$(PY) bench/run.sh soak
+
+# Kernel tests inside a Debian 12 VM (Vagrant + libvirt, vagrant/README.md):
+# tests/test_tcp_capture.py and a capture decoded here; FULL=1: whole suite.
+.PHONY: vm-test
+vm-test: setup
+	FULL=$(FULL) vagrant/vm-test.sh
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

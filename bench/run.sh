@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# make bench / make soak: run the benchmarks in order, each printing its
+# detail lines and one result line "<name>: <figures> ... ratio=<x>".
+#
+#   bench/run.sh bench   recorder, producer, workload, decoder (< 10 min)
+#   bench/run.sh soak    soak (10 min by default)
+#
+# Parameters (environment): DECODER_SIZE (default 1G), SOAK_SECONDS (600),
+# SOAK_RATE (1000000). Quick run: DECODER_SIZE=64M bench/run.sh bench
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+py=${PY:-$here/../.venv/bin/python}
+cd "$here/.."
+
+"$py" -c 'import sys; sys.path.insert(0, "bench"); import common; print("machine:", common.machine())'
+status=0
+run() {
+    echo "== $1"
+    "$py" "bench/$1.py" "${@:2}" || { echo "$1: FAILED (exit $?)"; status=1; }
+}
+case "${1:-bench}" in
+bench)
+    run recorder
+    run producer
+    run workload
+    run decoder --size "${DECODER_SIZE:-1G}"
+    ;;
+soak)
+    run soak --seconds "${SOAK_SECONDS:-600}" --rate "${SOAK_RATE:-1000000}"
+    ;;
+*)
+    echo "usage: $0 bench|soak" >&2
+    exit 2
+    ;;
+esac
+exit $status

@@ -1,0 +1,122 @@
+"""Benchmark 3, traced workload overhead: TCP throughput with and without tracing.
+
+Two loopback workloads, inside a network namespace created for the run
+(nothing leaves the machine):
+
+  bulk   iperf3 server and client, ``--seconds`` of one TCP stream: Gbit/s
+  conns  bench/drivers/connrate.c: connect, send 64 bytes, close, one
+         client thread against one server thread: connections/s
+
+under four conditions, interleaved in every round (in a rotated order) so
+that machine noise hits them alike:
+
+  none       nothing attached
+  info       pyelog's TCP provider at INFO (bench/record.py -> .elog file):
+             connection facts and state changes
+  verbose    the same at VERBOSE: adds per-segment events (OUT, IN, IN_PROBE,
+             CWND, RCV_SPACE)
+  tcpstates  bcc's tcpstates (bench/bcc_tcpstates.py, its probe inline)
+
+Figures are the median over ``--rounds``. The recorders see every TCP
+socket of the host, not only the namespace's.
+
+Result line: ``workload: bulk_none=.. bulk_info=.. bulk_verbose=..
+bulk_tcpstates=.. conns_none=.. ... info_slower_pct=.. verbose_slower_pct=..
+ratio=<bulk verbose / bulk none>``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import time
+
+from common import (Recorder, TcpStates, cleanup, driver, median, namespace, note, result,
+                    scratch_dir)
+
+CONDITIONS = ("none", "info", "verbose", "tcpstates")
+
+
+def bulk(ns: str, seconds: float) -> float:
+    """One iperf3 run on the namespace's loopback; received Gbit/s."""
+    srv = subprocess.Popen(["ip", "netns", "exec", ns, "iperf3", "-s", "-1", "-p", "5201"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):          # wait for the server's listening socket
+            time.sleep(0.05)
+            cli = subprocess.run(["ip", "netns", "exec", ns, "iperf3", "-c", "127.0.0.1",
+                                  "-p", "5201", "-t", str(seconds), "-J"],
+                                 capture_output=True, text=True)
+            if cli.returncode == 0:
+                return json.loads(cli.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+        raise RuntimeError(f"iperf3 client failed: {cli.stdout[-300:]} {cli.stderr[-300:]}")
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def conns(ns: str, seconds: float) -> float:
+    """One connrate run; connections/s."""
+    out = subprocess.run(["ip", "netns", "exec", ns, driver("connrate"), "-s", str(seconds)],
+                         check=True, capture_output=True, text=True).stdout
+    return float(out.split("rate=")[1])
+
+
+def start(cond: str, out: str):
+    if cond in ("info", "verbose"):
+        return Recorder("--provider", "tcp", "--level", cond.upper(), "-o", out)
+    if cond == "tcpstates":
+        return TcpStates("-o", out)
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    figs: dict[str, dict[str, list[float]]] = {c: {"bulk": [], "conns": [], "events": []}
+                                               for c in CONDITIONS}
+    try:
+        driver("connrate")
+        with namespace() as ns:
+            for r in range(a.rounds):
+                # Rotate the order each round: no condition always runs first.
+                for cond in CONDITIONS[r % 4:] + CONDITIONS[:r % 4]:
+                    out = os.path.join(scratch_dir(), f"{cond}.out")
+                    rec = start(cond, out)
+                    try:
+                        b = bulk(ns, a.seconds)
+                        c = conns(ns, a.seconds)
+                    finally:
+                        st = rec.stop() if rec else {}
+                    if os.path.exists(out):
+                        os.unlink(out)
+                    figs[cond]["bulk"].append(b)
+                    figs[cond]["conns"].append(c)
+                    figs[cond]["events"].append(st.get("written", 0))
+                    note(f"round {r + 1} {cond:9s}: bulk {b:.2f} Gbit/s, {c:.0f} conn/s, "
+                         f"recorded {st.get('written', 0):.0f} events, dropped {st.get('dropped', 0):.0f}")
+        m = {c: {k: median(v) for k, v in figs[c].items()} for c in CONDITIONS}
+
+        def slower(cond: str, k: str) -> float:
+            return 100 * (1 - m[cond][k] / m["none"][k])
+        for c in CONDITIONS[1:]:
+            note(f"{c:9s}: bulk {slower(c, 'bulk'):+.1f} % slower, conns {slower(c, 'conns'):+.1f} % slower")
+        result("workload",
+               bulk_none=m["none"]["bulk"], bulk_info=m["info"]["bulk"],
+               bulk_verbose=m["verbose"]["bulk"], bulk_tcpstates=m["tcpstates"]["bulk"],
+               conns_none=m["none"]["conns"], conns_info=m["info"]["conns"],
+               conns_verbose=m["verbose"]["conns"], conns_tcpstates=m["tcpstates"]["conns"],
+               info_slower_pct=max(slower("info", "bulk"), slower("info", "conns")),
+               verbose_slower_pct=max(slower("verbose", "bulk"), slower("verbose", "conns")),
+               tcpstates_slower_pct=max(slower("tcpstates", "bulk"), slower("tcpstates", "conns")),
+               ratio=m["verbose"]["bulk"] / m["none"]["bulk"])
+    finally:
+        cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
