@@ -3,28 +3,153 @@
 Subscribe as ``-c`` asks, then until SIGINT, SIGTERM or ``--duration``:
 drain the ring (woken per buffer swap or once a second, never per event)
 and hand every run of whole records to the output: a capture file
-(``-o FILE``), per-session files (``-o dir=PATH``) or elog text on stdout.
+(``-o FILE``, rotating with ``--rotate-size``/``--rotate-time``),
+per-session files (``-o dir=PATH``), elog text or JSON lines on stdout.
 On the way out the last buffers are drained, the file header gets the event
 and drop counts, and every probe is detached (the loader's links and perf
 fds die with the process even on SIGKILL).
+
+Everything that can go wrong before the first event -- not root, no bcc, a
+kernel that lacks something, a compiler or verifier refusal -- ends as one
+:class:`CaptureError` line; bcc's own compiler/verifier output is kept in a
+log file named in that line instead of flooding the terminal.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
+import tempfile
 import time
-from typing import Callable
+from typing import IO, Callable, Iterator, Protocol
 
-from .format import ElogWriter, Provider, iter_records
+from .format import ElogWriter, FileHeader, Provider, iter_records
 from .loader import EventlogError, Loader, ProviderSpec, SUBSCRIPTION_DUMP_STATE, Subscription
 from .persession import PerSessionWriter
+from .rotate import RotatingWriter
+from .status import StatusLine, wanted
 from .text import TextPrinter
 
 
-def provider_factories() -> dict[str, Callable[[], ProviderSpec]]:
-    """The providers a live capture can subscribe to, by name."""
+class CaptureError(Exception):
+    """Why a live capture cannot run: one line for the user, exit status 1."""
+
+
+def provider_factories(o=None) -> dict[str, Callable[[], ProviderSpec]]:
+    """The providers a live capture can subscribe to, by name.
+
+    ``o`` (parsed options) supplies the TCP provider's default and filters.
+    """
     from .providers import tcp, test
-    return {"tcp": tcp.provider, "test": test.provider}
+
+    def tcp_spec() -> ProviderSpec:
+        if o is None:
+            return tcp.provider()
+        return tcp.provider(default_enabled=o.tcp_default_enabled, filters=tcp_filter(o))
+    return {"tcp": tcp_spec, "test": test.provider}
+
+
+def tcp_filter(o):
+    """The TcpFilter for ``--port/--lport/--rport/--addr/--netns/--cgroup/--pid/--comm``."""
+    from .providers.tcp import TcpFilter
+    from .providers.tcp_diag import netns_inode
+    f = o.tcp_filters
+    return TcpFilter(ports=f["port"], lports=f["lport"], rports=f["rport"], cidrs=f["addr"],
+                     netns=[netns_inode(n) for n in f["netns"]], cgroups=f["cgroup"],
+                     pids=f["pid"], comms=f["comm"])
+
+
+def unavailable_reason() -> str | None:
+    """Why this process cannot capture, as advice; None when it can."""
+    if os.geteuid() != 0:
+        return "live capture loads eBPF programs and needs root: run it as root (e.g. with sudo)"
+    try:
+        import bcc  # noqa: F401
+    except ImportError:
+        return ("bcc is not importable: install Debian's python3-bpfcc (`make setup` does, "
+                "into a --system-site-packages venv)")
+    except Exception as e:  # a broken bcc install raises all sorts
+        return f"bcc failed to import ({e}): reinstall python3-bpfcc"
+    return None
+
+
+_HINTS = [
+    ("kernel headers", "kernel headers are missing: run `make setup` (linux-headers-$(uname -r))"),
+    ("Unable to find kernel", "kernel headers are missing: run `make setup` (linux-headers-$(uname -r))"),
+    ("Operation not permitted", "the kernel refused to load eBPF (root without CAP_BPF/CAP_SYS_ADMIN, "
+                                "a container, or kernel.unprivileged_bpf/lockdown settings)"),
+]
+
+
+def _first_error(log: str) -> str | None:
+    for line in log.splitlines():
+        if "error:" in line or "Error" in line:
+            return line.strip()
+    return None
+
+
+@contextlib.contextmanager
+def kernel_load_errors() -> Iterator[None]:
+    """Turn anything bcc raises while compiling, loading or attaching into a CaptureError.
+
+    bcc raises bare ``Exception`` (compile failure, ``load_func`` refused by
+    the verifier, attach failure) after printing pages of clang or verifier
+    output straight to file descriptor 2. That output goes to a log file for
+    the duration; on failure the error names it, on success it is deleted.
+    """
+    log = tempfile.NamedTemporaryFile(prefix="pyelog-load-", suffix=".log", delete=False)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    os.dup2(log.fileno(), 2)
+    restored = False
+
+    def restore() -> None:
+        nonlocal restored
+        if not restored:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            restored = True
+    try:
+        yield
+    except CaptureError:
+        restore()
+        os.unlink(log.name)
+        raise
+    except Exception as e:  # bcc's own exceptions are bare Exception
+        restore()
+        if isinstance(e, EventlogError) and e.__cause__ is None:
+            # The loader's own refusals (bad argument, missing cgroup2, ...) are
+            # already one clear line.
+            log.close()
+            os.unlink(log.name)
+            raise CaptureError(str(e)) from None
+        if isinstance(e, EventlogError):
+            e = e.__cause__
+        log.close()
+        with open(log.name, errors="replace") as f:
+            text = f.read()
+        what = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        detail = _first_error(text)
+        hint = next((h for key, h in _HINTS if key in what or key in text), None)
+        msg = f"cannot load the eBPF programs into this kernel: {what}"
+        if detail and detail not in what:
+            msg += f" ({detail})"
+        if hint:
+            msg += f"; {hint}"
+        if text.strip():
+            msg += f"; bcc output in {log.name}"
+        else:
+            os.unlink(log.name)
+        msg += "; `pyelog selftest` checks what this kernel offers"
+        raise CaptureError(msg) from None
+    else:
+        restore()
+        log.close()
+        os.unlink(log.name)
+    finally:
+        restore()
 
 
 class _Stop:
@@ -37,70 +162,210 @@ class _Stop:
         self.flag = True
 
 
-def run_capture(o, out=sys.stdout, err=sys.stderr) -> int:
+class Sink(Protocol):
+    """Where drained runs of records go."""
+
+    bytes_written: int
+
+    def write_run(self, run: memoryview) -> int: ...
+
+    def tick(self) -> None: ...
+
+    def close(self, dropped: int) -> None: ...
+
+
+class FileSink:
+    """``-o FILE``: one capture, or a rotating series of them."""
+
+    def __init__(self, o, providers: list[Provider], dropped: Callable[[], int]):
+        try:
+            if o.rotate_size or o.rotate_time:
+                self.writer = RotatingWriter(o.output, providers, max_bytes=o.rotate_size,
+                                             max_seconds=o.rotate_time, max_files=o.max_files,
+                                             dropped=dropped)
+            else:
+                self.writer = ElogWriter(o.output, providers)
+        except OSError as e:
+            raise CaptureError(f"fopen: {o.output}: {e.strerror}") from None
+
+    @property
+    def bytes_written(self) -> int:
+        return self.writer.bytes_written
+
+    def write_run(self, run: memoryview) -> int:
+        return self.writer.write_records(run)
+
+    def tick(self) -> None:
+        # Records reach the file once per wake-up: a SIGKILL loses at most
+        # the last second, and what is there reads to its last whole record.
+        self.writer.flush()
+        if isinstance(self.writer, RotatingWriter):
+            self.writer.tick()
+
+    def close(self, dropped: int) -> None:
+        self.writer.close(dropped_events=dropped)
+
+
+class SessionSink:
+    """``-o dir=PATH``: one capture per session."""
+
+    def __init__(self, o, providers: list[Provider]):
+        try:
+            self.writer = PerSessionWriter(o.output_dir, providers, tcp_names=o.format_tcp)
+        except OSError as e:
+            raise CaptureError(f"mkdir: {o.output_dir}: {e.strerror}") from None
+
+    @property
+    def bytes_written(self) -> int:
+        return self.writer.bytes_written
+
+    def write_run(self, run: memoryview) -> int:
+        n = 0
+        for rec in iter_records(run):
+            self.writer.write_record(rec)
+            n += 1
+        return n
+
+    def tick(self) -> None:
+        self.writer.flush()
+
+    def close(self, dropped: int) -> None:
+        self.writer.close()
+
+
+class LineSink:
+    """Text (elog(1) lines) or JSON lines on stdout, as events arrive."""
+
+    def __init__(self, o, providers: list[Provider], out: IO[str]):
+        from .cli import _consumers
+        names = {p.provider_id: p.name for p in providers}
+        decoder = _consumers(o.schemas)
+        self.out = out
+        self.providers = providers
+        self.json = o.json
+        self.bytes_written = 0
+        if o.json:
+            from .jsonl import JsonEventFormatter
+            self.printer = JsonEventFormatter(names, decoder)
+        else:
+            self.printer = TextPrinter(names, decoder, o.text)
+        self._started = False
+
+    def write_run(self, run: memoryview) -> int:
+        records = list(iter_records(run))
+        if not records:
+            return 0
+        chunks = []
+        if self.json and not self._started:
+            # The header line a JSON capture starts with, anchored like an
+            # .elog header (first event, wall clock now); counts stay 0 as
+            # in a capture that was never closed, so the stream converts.
+            from .jsonl import header_line
+            head = FileHeader(records[0].timestamp, time.time_ns() // 1000, 0, 0)
+            chunks.append(header_line(head, self.providers) + "\n")
+        self._started = True
+        chunks.extend(self.printer.line(r) + "\n" for r in records)
+        text = "".join(chunks)
+        self.out.write(text)
+        self.out.flush()
+        self.bytes_written += len(text)
+        return len(records)
+
+    def tick(self) -> None:
+        pass
+
+    def close(self, dropped: int) -> None:
+        self.out.flush()
+
+
+def _open_sessions(loader: Loader) -> int | None:
+    """Sessions alive in the kernel (created minus ended, over all providers)."""
+    try:
+        t = loader.bpf["eventlog_provider_stats"]
+        total = 0
+        for p in loader.providers:
+            v = t[t.Key(p.id)]
+            total += max(0, v.sessions_created - v.sessions_ended)
+        return total
+    except Exception:  # the status line is a nicety; never let it end a capture
+        return None
+
+
+def run_capture(o, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
     """Run a live capture for parsed elog options (see pyelog.cli.Options)."""
-    factories = provider_factories()
+    reason = unavailable_reason()
+    if reason:
+        raise CaptureError(reason)
+    factories = provider_factories(o)
     for s in o.subscriptions:
         if s.provider not in factories:
             known = ", ".join(sorted(factories))
-            raise EventlogError(f"provider {s.provider!r} not found (available: {known})")
-    loader = Loader(providers=[factories[name]() for name in dict.fromkeys(s.provider for s in o.subscriptions)])
-    flags = SUBSCRIPTION_DUMP_STATE if o.dump_state else 0
-    sub = loader.add_ring_subscriber(o.buffer_size, [
-        Subscription(s.provider, s.level, s.keywords, flags) for s in o.subscriptions])
+            raise CaptureError(f"provider {s.provider!r} not found (available: {known})")
+    with kernel_load_errors():
+        loader = Loader(providers=[factories[name]() for name in
+                                   dict.fromkeys(s.provider for s in o.subscriptions)])
+        flags = SUBSCRIPTION_DUMP_STATE if o.dump_state else 0
+        sub = loader.add_ring_subscriber(o.buffer_size, [
+            Subscription(s.provider, s.level, s.keywords, flags) for s in o.subscriptions])
+    providers = [Provider(*p) for p in sub.providers()]
+
+    def dropped() -> int:
+        return sub.stats().dropped if sub.reader is not None else 0
+
+    # Outputs are opened before the (slow) compile, as elog opens -o while
+    # parsing: a bad path fails at once.
+    sink: Sink
+    if o.output_dir:
+        sink = SessionSink(o, providers)
+    elif o.output:
+        sink = FileSink(o, providers, dropped)
+    else:
+        sink = LineSink(o, providers, out)
+    # Status only where it cannot mix with the events: a terminal on stderr
+    # while the events go to a file (or stdout is not that terminal).
+    status = None
+    if wanted(err) and not o.no_status and (o.output or o.output_dir or not wanted(out)):
+        status = StatusLine(err, lambda: _open_sessions(loader))
 
     stop = _Stop()
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    deadline = time.monotonic() + o.duration if o.duration else None
     received = 0
+    stats = None
     try:
+        try:
+            with kernel_load_errors():
+                loader.start()
+        except BaseException:
+            sink.close(0)
+            raise
         with loader:
-            providers = [Provider(*p) for p in sub.providers()]
+            deadline = time.monotonic() + o.duration if o.duration else None
             if o.providers:
                 print(f"[Providers] {len(providers)} registered: "
                       + " ".join(p.name for p in providers), file=err)
-            if o.output_dir:
-                sink = PerSessionWriter(o.output_dir, providers, tcp_names=o.format_tcp)
-
-                def consume(run) -> int:
-                    n = 0
-                    for rec in iter_records(run):
-                        sink.write_record(rec)
-                        n += 1
-                    return n
-            elif o.output:
-                sink = ElogWriter(o.output, providers)
-                consume = sink.write_records
-            else:
-                from .cli import _consumers
-                sink = None
-                printer = TextPrinter({p.provider_id: p.name for p in providers},
-                                      _consumers(o.schemas), o.text)
-
-                def consume(run) -> int:
-                    lines = [printer.line(r) for r in iter_records(run)]
-                    out.write("".join(line + "\n" for line in lines))
-                    out.flush()
-                    return len(lines)
-            while not stop.flag:
-                wait = 1.0
-                if deadline is not None:
-                    wait = deadline - time.monotonic()
-                    if wait <= 0:
-                        break
-                    wait = min(wait, 1.0)
-                for run in sub.drain(timeout=wait):
-                    received += consume(run)
-            for run in sub.drain(timeout=0):   # what is left after the stop
-                received += consume(run)
-            stats = sub.stats()
-            if isinstance(sink, ElogWriter):
-                sink.close(dropped_events=stats.dropped)
-            elif sink is not None:
-                sink.close()
+            try:
+                while not stop.flag:
+                    wait = 1.0
+                    if deadline is not None:
+                        wait = deadline - time.monotonic()
+                        if wait <= 0:
+                            break
+                        wait = min(wait, 1.0)
+                    for run in sub.drain(timeout=wait):
+                        received += sink.write_run(run)
+                    sink.tick()
+                    if status:
+                        status.update(received, dropped(), sink.bytes_written)
+                for run in sub.drain(timeout=0):   # what is left after the stop
+                    received += sink.write_run(run)
+                stats = sub.stats()
+            finally:
+                sink.close(stats.dropped if stats else dropped())
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        if status:
+            status.clear()
     if o.stats:
         print(f"\n[Stats]\n  Providers: {len(providers)}\n  Events received: {received}", file=err)
         if stats.dropped:
@@ -108,4 +373,3 @@ def run_capture(o, out=sys.stdout, err=sys.stderr) -> int:
         if stats.oversized:
             print(f"  Oversized events discarded: {stats.oversized}", file=err)
     return 0
-

@@ -4,6 +4,9 @@ The first argument picks a tool::
 
     pyelog [elog options]      capture or print events (elog(1)'s options)
     pyelog gen ...             schema compiler (eventlog_gen.awk's options)
+    pyelog convert ...         rewrite, merge, filter, split captures
+    pyelog summary FILE        one row per TCP connection of a capture
+    pyelog plot FILE -o PNG    one TCP connection's timeline as a picture
     pyelog selftest            check that this kernel can host pyelog
 
 elog's parser is mirrored: arguments are read left to right, long and short
@@ -23,11 +26,48 @@ from .loader import KEYWORD_SESSION, LEVELS, EventlogError, Subscription
 from .text import RawPayloads, TextOptions, TextPrinter
 
 USAGE = """\
-usage: pyelog [-c PROVIDER [LEVEL [KEYWORDS]]]... [options]
-       pyelog -r FILE [-e] [-n] [-t] [--delta-time] [-d] [-p] [-o FILE]
+usage: pyelog -c PROVIDER [LEVEL [KEYWORDS]] [-c ...] [options]
+       pyelog -r FILE [-e] [-n] [-t] [--delta-time] [-d] [-p] [-o FILE] [--json]
        pyelog convert IN... OUT | --split DIR [filters]   (pyelog convert -h)
+       pyelog summary FILE... [--json] [--listeners]      (pyelog summary -h)
+       pyelog plot FILE [--session ID] -o PNG             (pyelog plot -h)
        pyelog gen SCHEMA... (-h | -c | -M) [-o OUT]
        pyelog selftest
+
+Live capture (root):
+  -c, --capture PROVIDER [LEVEL [KEYWORDS]]
+                          subscribe to PROVIDER (tcp, test); repeatable.
+                          LEVEL: NONE ERROR WARN INFO VERBOSE TRACE or 0-5
+                          (default VERBOSE); KEYWORDS: 0xHEX or NAME|NAME
+                          (default all); SESSION is always added
+  -b, --buffer-size SIZE  per-CPU buffer, bytes with optional K/M/G,
+                          64KB to 1023MB (default 512K)
+  --duration SEC          stop after SEC seconds (0: until SIGINT/SIGTERM)
+  -D, --dump-state        start with the state of existing sessions
+  -o, --output FILE       write a binary capture (elog(5); .gz compresses)
+  -o dir=PATH             one capture per session, PATH/<session>.elog
+  -f, --format tcp        with -o dir=: name files
+                          <session>_<lport>_<raddr>_<rport>.elog
+  -s, --stats             print statistics to stderr at the end
+  --json                  print events as JSON lines instead of text
+  --rotate-size SIZE      with -o FILE: start a new file when this one
+                          reaches SIZE bytes (K/M/G)
+  --rotate-time SEC       with -o FILE: start a new file every SEC seconds
+                          (files: FILE, then FILE with .1, .2, ... before
+                          the extension, e.g. cap.elog cap.1.elog ...;
+                          each is a complete capture with its own header)
+  --max-files N           with rotation: keep only the newest N files
+  --no-status             no status line (shown on stderr when it is a
+                          terminal and the events go elsewhere)
+TCP provider (which connections the default enables; kinds are ANDed,
+repeated values ORed):
+  --tcp-default all|none  new connections start enabled (all, default) or
+                          only when they ask with setsockopt(TCP_EVENTLOG)
+  --port N, --lport N, --rport N   local or remote / local / remote port
+  --addr CIDR             local or remote address in CIDR (v4 or v6)
+  --netns NS              network namespace: inode, path or `ip netns` name
+  --cgroup PATH           only sockets of this cgroup-v2 subtree are seen
+  --pid N, --comm NAME    process that called connect()/listen()
 
 Reading a capture (.elog, or .elog.gz):
   -r, --read-binary FILE  print the events of FILE as text
@@ -71,17 +111,33 @@ class Options:
     schemas: list[str] = field(default_factory=list)
     raw: bool = False
     json: bool = False
+    rotate_size: int | None = None
+    rotate_time: int | None = None
+    max_files: int | None = None
+    no_status: bool = False
+    tcp_default_enabled: bool = True
+    tcp_filters: dict[str, list] = field(default_factory=lambda: {k: [] for k in _TCP_FILTERS})
     text: TextOptions = field(default_factory=TextOptions)
 
 
-def parse_size(text: str) -> int:
-    """elog's -b value: a number (C base-0 rules) with an optional K/M/G."""
+# flag -> (TcpFilter field key, value kind)
+_TCP_FILTERS = {"port": int, "lport": int, "rport": int, "addr": str, "netns": str,
+                "cgroup": str, "pid": int, "comm": str}
+
+
+def parse_bytes(text: str, what: str = "buffer size") -> int:
+    """A number (C base-0 rules) with an optional K/M/G (x1024^n), blanks allowed around the unit."""
     m = re.fullmatch(r"\s*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*([kKmMgG]?)\s*", text)
     if not m:
-        raise UsageError(f"invalid buffer size: {text}")
+        raise UsageError(f"invalid {what}: {text}")
     number, unit = m.groups()
     value = int(number, 0) if not re.fullmatch(r"0[0-7]+", number) else int(number, 8)
-    value <<= {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
+    return value << {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
+
+
+def parse_size(text: str) -> int:
+    """elog's -b value: :func:`parse_bytes`, 64 KiB to 1 GiB - 1."""
+    value = parse_bytes(text)
     if value < 65536:
         raise UsageError("buffer size too small (minimum 64KB)")
     if value > (1 << 30) - 1:
@@ -186,6 +242,33 @@ def parse_args(argv: list[str]) -> Options:
             o.raw = True
         elif a == "--json":
             o.json = True
+        elif a == "--rotate-size":
+            o.rotate_size = parse_bytes(value(a, "a size"), "rotation size")
+            if o.rotate_size < 4096:
+                raise UsageError("rotation size too small (minimum 4K)")
+        elif a == "--rotate-time":
+            v = value(a, "a number of seconds")
+            if not v.isdigit() or int(v) == 0:
+                raise UsageError(f"invalid rotation time: {v}")
+            o.rotate_time = int(v)
+        elif a == "--max-files":
+            v = value(a, "a number")
+            if not v.isdigit() or int(v) == 0:
+                raise UsageError(f"invalid number of files: {v}")
+            o.max_files = int(v)
+        elif a == "--no-status":
+            o.no_status = True
+        elif a == "--tcp-default":
+            v = value(a, "'all' or 'none'")
+            if v not in ("all", "none"):
+                raise UsageError("--tcp-default requires 'all' or 'none'")
+            o.tcp_default_enabled = v == "all"
+        elif a.startswith("--") and a[2:] in _TCP_FILTERS:
+            kind = _TCP_FILTERS[a[2:]]
+            v = value(a, "a number" if kind is int else "a value")
+            if kind is int and not v.isdigit():
+                raise UsageError(f"{a} requires a number: {v}")
+            o.tcp_filters[a[2:]].append(kind(v))
         else:
             raise UsageError(f"unknown argument: {a} (use --capture or -c)")
         i += 1
@@ -195,6 +278,13 @@ def parse_args(argv: list[str]) -> Options:
             raise UsageError("--read-binary cannot be used with subscribe options")
     elif not o.subscriptions:
         raise UsageError("no subscriptions specified (use --capture or -c)")
+    if (o.rotate_size or o.rotate_time) and (not o.output or o.read_binary is not None):
+        raise UsageError("--rotate-size/--rotate-time require a live capture with -o FILE")
+    if o.max_files and not (o.rotate_size or o.rotate_time):
+        raise UsageError("--max-files requires --rotate-size or --rotate-time")
+    if o.json and (o.output or o.output_dir) and o.read_binary is None:
+        raise UsageError("--json prints to stdout; it cannot be combined with -o "
+                         "(convert a capture with `pyelog convert FILE.elog FILE.jsonl`)")
     return o
 
 
@@ -261,12 +351,24 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "selftest":
         from .selftest import main as selftest_main
         return selftest_main(argv[1:])
+    if argv and argv[0] == "summary":
+        from .summary import main as summary_main
+        return summary_main(argv[1:], _consumers)
+    if argv and argv[0] == "plot":
+        from .plot import main as plot_main
+        return plot_main(argv[1:], _consumers)
+    o = None
     try:
         o = parse_args(argv)
         if o.read_binary is not None:
             return read_capture(o)
-        from .capture import run_capture
-        return run_capture(o)
+        from .capture import CaptureError, run_capture
+        try:
+            return run_capture(o)
+        except CaptureError as e:
+            sys.stdout.flush()
+            print(f"pyelog: {e}", file=sys.stderr)
+            return 1
     except EventlogError as e:
         print(f"pyelog: {e}", file=sys.stderr)
         return 1
@@ -278,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ElogFormatError as e:
         sys.stdout.flush()
-        print(f"pyelog: {o.read_binary}: {e.message}", file=sys.stderr)
+        print(f"pyelog: {o.read_binary if o else ''}: {e.message}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # Reader went away (e.g. `| head`): not an error worth a traceback.

@@ -65,6 +65,7 @@ class PerSessionWriter:
         self._open: dict[int, tuple[ElogWriter, str]] = {}
         self._conn: dict[int, tuple[int, str, int]] = {}
         self.files_written: list[str] = []
+        self._closed_bytes = 0
         # Every live session holds a file open; let as many as the hard limit allows.
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < hard:
@@ -84,9 +85,24 @@ class PerSessionWriter:
         if rec.event_id == SESSION_END_ID:
             self._finish(sid)
 
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written to every file so far."""
+        return self._closed_bytes + sum(w.bytes_written for w, _ in self._open.values())
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._open)
+
+    def flush(self) -> None:
+        """Push what the open files hold to the kernel (so a SIGKILL loses little)."""
+        for w, _ in self._open.values():
+            w.flush()
+
     def _finish(self, sid: int) -> None:
         writer, path = self._open.pop(sid)
         writer.close(dropped_events=0)
+        self._closed_bytes += writer.bytes_written
         conn = self._conn.pop(sid, None)
         if self.tcp_names and conn:
             lport, raddr, rport = conn
