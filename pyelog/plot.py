@@ -1,0 +1,191 @@
+"""``pyelog plot``: one TCP connection's timeline as a picture (matplotlib).
+
+    pyelog plot FILE [--session ID] -o PNG
+
+Three panels over time since the session's first event, in milliseconds:
+
+* congestion window (segments): OUT's ``cwnd`` and CWND events;
+* RTT (µs): RTT_SAMPLE measurements and smoothed RTT (RTT_SAMPLE, RTT);
+* bytes in flight: the highest sequence sent (OUT ``seq + len``, IN_PROBE
+  ``snd_nxt``) minus the highest acknowledged (IN_PROBE ``snd_una``, IN ``ack``).
+
+Retransmissions are red vertical lines (RETRANSMIT, and RTO in orange),
+state changes grey dashed lines labelled with the new state. Without
+``--session`` the connection that moved the most bytes is plotted (its id
+is printed on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+
+from .format import ElogFormatError, Record
+from .summary import (IN, IN_PROBE, OUT, RETRANSMIT, RTT, RTT_SAMPLE, STATE_CHANGE, _MOD,
+                      _seq_diff, summarize)
+
+CWND, RTO = 200, 400
+
+
+@dataclass
+class Timeline:
+    """The series one plot draws, times in ms since the session's first event."""
+    session_id: int
+    title: str = ""
+    cwnd: list[tuple[float, int]] = field(default_factory=list)
+    rtt: list[tuple[float, int]] = field(default_factory=list)
+    srtt: list[tuple[float, int]] = field(default_factory=list)
+    inflight: list[tuple[float, int]] = field(default_factory=list)
+    retransmits: list[float] = field(default_factory=list)
+    rtos: list[float] = field(default_factory=list)
+    states: list[tuple[float, str]] = field(default_factory=list)
+
+
+def timeline(records: list[Record], provider_names: dict[int, str], decoder,
+             session_id: int) -> Timeline:
+    """Collect one session's series from a capture's records."""
+    consumer = decoder.get("tcp")
+    states = consumer.enums.get("tcp_state", {})
+    t = Timeline(session_id)
+    t0 = None
+    snd_nxt = snd_una = None
+
+    def later(new: int, old: int | None) -> int:
+        return new if old is None or _seq_diff(new, old) > 0 else old
+
+    for rec in records:
+        if rec.session_id != session_id or provider_names.get(rec.provider_id) != "tcp":
+            continue
+        if t0 is None:
+            t0 = rec.timestamp
+        ms = (rec.timestamp - t0) / 1000
+        f = consumer.decode(rec.event_id, rec.payload)
+        eid = rec.event_id
+        if f is None:
+            continue
+        if eid == OUT:
+            t.cwnd.append((ms, f["cwnd"]))
+            snd_nxt = later((f["seq"] + f["len"]) % _MOD, snd_nxt)
+        elif eid == CWND:
+            t.cwnd.append((ms, f["cwnd"]))
+        elif eid == IN_PROBE:
+            snd_una = later(f["snd_una"], snd_una)
+            snd_nxt = later(f["snd_nxt"], snd_nxt)
+        elif eid == IN and f["flags"] & 0x10:
+            snd_una = later(f["ack"], snd_una)
+        elif eid == RTT_SAMPLE:
+            if f["rtt_us"]:
+                t.rtt.append((ms, f["rtt_us"]))
+            if f["srtt_us"]:
+                t.srtt.append((ms, f["srtt_us"]))
+        elif eid == RTT:
+            if f["srtt"]:
+                t.srtt.append((ms, f["srtt"]))
+        elif eid == RETRANSMIT:
+            t.retransmits.append(ms)
+        elif eid == RTO:
+            t.rtos.append(ms)
+        elif eid == STATE_CHANGE:
+            t.states.append((ms, states.get(f["new_state"], str(f["new_state"]))))
+        if eid in (OUT, IN_PROBE, IN) and snd_nxt is not None and snd_una is not None:
+            t.inflight.append((ms, max(0, _seq_diff(snd_nxt, snd_una))))
+    if t0 is None:
+        raise ElogFormatError(f"no TCP events for session {session_id} in the capture")
+    return t
+
+
+def render(t: Timeline, path: str) -> None:
+    """Draw the timeline into ``path`` (PNG, or whatever the suffix says)."""
+    import matplotlib
+    matplotlib.use("Agg")          # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, sharex=True, figsize=(11, 8))
+    panels = [
+        (axes[0], "cwnd (segments)", [(t.cwnd, "cwnd", "tab:blue", "steps-post")]),
+        (axes[1], "RTT (µs)", [(t.rtt, "sample", "tab:green", None),
+                               (t.srtt, "smoothed", "tab:olive", "steps-post")]),
+        (axes[2], "bytes in flight", [(t.inflight, "in flight", "tab:purple", "steps-post")]),
+    ]
+    for ax, label, series in panels:
+        drawn = False
+        for points, name, color, style in series:
+            if not points:
+                continue
+            xs, ys = zip(*points)
+            if style:
+                ax.plot(xs, ys, drawstyle=style, color=color, label=name, linewidth=1.2)
+            else:
+                ax.plot(xs, ys, ".", color=color, label=name, markersize=4)
+            drawn = True
+        if not drawn:
+            ax.text(0.5, 0.5, "no events for this panel in the capture", transform=ax.transAxes,
+                    ha="center", va="center", color="grey")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        for x in t.retransmits:
+            ax.axvline(x, color="red", linewidth=0.8, alpha=0.7)
+        for x in t.rtos:
+            ax.axvline(x, color="orange", linewidth=1.2, alpha=0.8)
+        for x, _state in t.states:
+            ax.axvline(x, color="grey", linestyle="--", linewidth=0.8, alpha=0.6)
+        if drawn and len(series) > 1:
+            ax.legend(loc="upper right", fontsize="small")
+    top = axes[0]
+    for x, state in t.states:
+        top.annotate(state, (x, 1.0), xycoords=("data", "axes fraction"), rotation=45,
+                     fontsize="x-small", color="dimgrey", ha="left", va="bottom")
+    marks = []
+    if t.retransmits:
+        marks.append(f"{len(t.retransmits)} retransmissions (red)")
+    if t.rtos:
+        marks.append(f"{len(t.rtos)} RTOs (orange)")
+    axes[2].set_xlabel("ms since the session's first event"
+                       + (" — " + ", ".join(marks) if marks else ""))
+    fig.suptitle(t.title or f"TCP session {t.session_id}", y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str], decoder_for) -> int:
+    """``pyelog plot``; ``decoder_for(schemas)`` supplies the TCP schema consumer."""
+    from .convert import open_capture
+    p = argparse.ArgumentParser(prog="pyelog plot", description=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", metavar="FILE", help="a capture (.elog, .elog.gz, .jsonl)")
+    p.add_argument("--session", type=int, metavar="ID", help="session id (default: the busiest)")
+    p.add_argument("-o", "--output", required=True, metavar="PNG", help="picture to write")
+    p.add_argument("--schema", action="append", default=[], metavar="FILE|DIR",
+                   help="extra schema file or directory")
+    a = p.parse_args(argv)
+    try:
+        decoder = decoder_for(a.schema)
+        with open_capture(a.file) as r:
+            records = list(r)
+            names = r.provider_names
+        rows = {s.session_id: s for s in summarize(records, names, decoder)}
+        sid = a.session
+        if sid is None:
+            busy = [s for s in rows.values() if not s.listener]
+            if not busy:
+                raise ElogFormatError("no TCP connection in the capture")
+            sid = max(busy, key=lambda s: (s.bytes_sent + s.bytes_received, s.segs_out)).session_id
+            print(f"pyelog plot: session {sid}", file=sys.stderr)
+        t = timeline(records, names, decoder, sid)
+        s = rows.get(sid)
+        if s and s.laddr:
+            t.title = (f"TCP session {sid}: {s.laddr}:{s.lport} → {s.raddr}:{s.rport}"
+                       f" ({s.comm or '?'}, {s.bytes_sent} B sent, {s.bytes_received} B received)")
+        render(t, a.output)
+    except OSError as e:
+        print(f"pyelog plot: {e.filename or a.output}: {e.strerror}", file=sys.stderr)
+        return 1
+    except ElogFormatError as e:
+        print(f"pyelog plot: {e.message}", file=sys.stderr)
+        return 1
+    except ImportError as e:
+        print(f"pyelog plot: matplotlib is needed ({e}): pip install matplotlib, "
+              "or apt-get install python3-matplotlib", file=sys.stderr)
+        return 1
+    return 0
