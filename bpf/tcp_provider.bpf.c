@@ -35,6 +35,113 @@
 enum sk_rst_reason { PYELOG_SK_RST_REASON_UNUSED };
 #endif
 
+/*
+ * Outbox: one emit site per program.  Every generated _LOG macro calls
+ * eventlog_event_write(), which inlines the delivery to every subscriber;
+ * with this many emit sites (and a few subscribers) sock_ops outgrew the
+ * verifier's 16-bit jump range, and bcc cannot make BPF-to-BPF calls.  So
+ * events are queued here (per CPU, one outbox per nesting depth: a softirq
+ * program may interrupt a syscall one on the same CPU) and delivered by one
+ * loop when the program ends (tcp_out_end), in order.
+ */
+#define TCP_OUT_MAX 8
+#define TCP_OUT_PAYLOAD 48
+#define TCP_OUT_DEPTH 4
+struct tcp_out_ev {
+	__u64 session_id;
+	__u32 id;
+	__u32 level;
+	__u32 kw;
+	__u32 len;
+	__u8 payload[TCP_OUT_PAYLOAD];
+};
+struct tcp_outbox {
+	__u32 n;
+	__u32 lost;              /* more than TCP_OUT_MAX events in one run */
+	struct tcp_out_ev ev[TCP_OUT_MAX];
+};
+BPF_PERCPU_ARRAY(tcp_outbox_map, struct tcp_outbox, TCP_OUT_DEPTH);
+BPF_PERCPU_ARRAY(tcp_out_depth, __u32, 1);
+
+static __always_inline struct tcp_outbox *tcp_outbox(void)
+{
+	__u32 z = 0;
+	__u32 *d = tcp_out_depth.lookup(&z);
+	if (!d || *d == 0 || *d > TCP_OUT_DEPTH)
+		return (struct tcp_outbox *)0;
+	__u32 k = *d - 1;
+	return tcp_outbox_map.lookup(&k);
+}
+
+static __always_inline void tcp_out_begin(void)
+{
+	__u32 z = 0;
+	__u32 *d = tcp_out_depth.lookup(&z);
+	if (!d)
+		return;
+	*d += 1;
+	struct tcp_outbox *ob = tcp_outbox();
+	if (ob)
+		ob->n = 0;
+}
+
+static __always_inline int
+tcp_out_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw, const void *p, __u32 len)
+{
+	struct tcp_outbox *ob;
+	__u32 n;
+
+	if (!s)
+		return 0;
+	ob = tcp_outbox();
+	if (!ob)
+		return 0;
+	n = ob->n;
+	if (n >= TCP_OUT_MAX) {
+		ob->lost++;
+		return 0;
+	}
+	struct tcp_out_ev *e = &ob->ev[n & (TCP_OUT_MAX - 1)];
+	e->session_id = s->session_id;
+	e->id = id;
+	e->level = level;
+	e->kw = kw;
+	len &= 63;
+	if (len > TCP_OUT_PAYLOAD)
+		len = TCP_OUT_PAYLOAD;
+	e->len = len;
+	if (len)
+		bpf_probe_read_kernel(e->payload, len, p);
+	ob->n = n + 1;
+	return 1;
+}
+#define eventlog_event_write(s, id, level, kw, p, len) tcp_out_add((s), (id), (level), (kw), (p), (len))
+
+static __always_inline void tcp_out_end(void)
+{
+	__u32 z = 0;
+	__u32 *d = tcp_out_depth.lookup(&z);
+	struct tcp_outbox *ob = tcp_outbox();
+
+	if (ob) {
+		__u32 n = ob->n;
+#pragma clang loop unroll(disable)
+		for (__u32 i = 0; i < TCP_OUT_MAX; i++) {
+			if (i >= n)
+				break;
+			struct tcp_out_ev *e = &ob->ev[i];
+			__u32 len = e->len;
+			if (len > TCP_OUT_PAYLOAD)
+				len = TCP_OUT_PAYLOAD;
+			eventlog_emit(EL_PROVIDER_ID, e->session_id, 0, e->id, e->level, e->kw,
+				      e->payload, len, (const void *)0, 0, -1);
+		}
+		ob->n = 0;
+	}
+	if (d && *d)
+		*d -= 1;
+}
+
 #define TCP_ST_ESTABLISHED 1
 #define TCP_ST_CLOSE 7
 #define TCP_ST_LISTEN 10
@@ -330,8 +437,15 @@ static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
 {
 	struct eventlog_session *s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 
-	if (s)
+	if (s) {
+		/* SESSION_END through the outbox, after this run's other
+		 * events; the core then only frees the entry. */
+		if (s->enabled)
+			tcp_out_add(s, EVENTLOG_SESSION_END_ID, EVENTLOG_LEVEL_INFO,
+				    EVENTLOG_KEYWORD_SESSION, (const void *)0, 0);
+		s->enabled = 0;
 		eventlog_session_destroy(s);
+	}
 	if (sk)
 		tcp_sk_cookie.delete(&sk);
 }
@@ -422,29 +536,29 @@ tcp_established(struct bpf_sock_ops *skops, struct eventlog_session *s, int pass
 	tcp_log_rtt(s, st, skops->srtt_us >> 3, skops->rtt_min);
 }
 
-int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
+static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
 	__u64 cookie;
 	struct eventlog_session *s;
 
 	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-		return 1;
+		return;
 	cookie = bpf_get_socket_cookie(skops);
 
 	switch (op) {
 	case BPF_SOCK_OPS_TCP_LISTEN_CB:
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		tcp_session_begin(skops, cookie, 0);
-		return 1;
+		return;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		s = tcp_session_begin(skops, cookie, 1);
 		tcp_established(skops, s, 1);
-		return 1;
+		return;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 		tcp_established(skops, s, 0);
-		return 1;
+		return;
 	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
 		if (skops->skb_tcp_flags == TCP_FLAG_SYNACK && !skops->is_fullsock) {
 			/* A listener's SYN-ACK (request socket, no session):
@@ -454,14 +568,14 @@ int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 			tcp_syn_options(skops, BPF_LOAD_HDR_OPT_TCP_SYN, &v.snd_wscale, &v.flags);
 			tcp_syn_key(skops, &k);
 			tcp_syn_opts.update(&k, &v);
-			return 1;
+			return;
 		}
 		break;
 	}
 
 	s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 	if (!s)
-		return 1;
+		return;
 
 	switch (op) {
 	case BPF_SOCK_OPS_STATE_CB:
@@ -473,8 +587,13 @@ int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 				st = tcp_sk_store.sk_storage_get(sk, 0, 0);
 			tcp_log_rtt(s, st, skops->srtt_us >> 3, skops->rtt_min);
 		}
+#ifndef TCP_HAVE_TCP_DESTROY_SOCK
+		/* Without tcp:tcp_destroy_sock, CLOSE is the last we hear of
+		 * it (with it, the session outlives CLOSE until the socket
+		 * is freed: an RST is sent *after* the move to CLOSE). */
 		if (skops->args[1] == TCP_ST_CLOSE)
 			tcp_session_end(cookie, (__u64)(long)skops->sk);
+#endif
 		break;
 	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
 		/* Also called without a segment (MSS computation): real
@@ -531,6 +650,14 @@ int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 					    (__s32)skops->args[2], skops->state);
 		break;
 	}
+	return;
+}
+
+int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
+{
+	tcp_out_begin();
+	tcp_sockops_body(skops);
+	tcp_out_end();
 	return 1;
 }
 
@@ -587,7 +714,7 @@ static __always_inline void tcp_eventlog_opt(struct bpf_sockopt *ctx, struct bpf
 	TCP_EVENTLOG_SOCKET_OPT_UINT32_LOG(s, TCP_OPT_EVENTLOG, 1);
 }
 
-int EL_FN(tcp_setsockopt)(struct bpf_sockopt *ctx)
+static __always_inline int tcp_setsockopt_body(struct bpf_sockopt *ctx)
 {
 	struct bpf_sock *sk = ctx->sk;
 	__s32 level = ctx->level, name = ctx->optname, optlen = ctx->optlen;
@@ -650,13 +777,27 @@ int EL_FN(tcp_setsockopt)(struct bpf_sockopt *ctx)
 	return 1;
 }
 
+int EL_FN(tcp_setsockopt)(struct bpf_sockopt *ctx)
+{
+	int ret;
+
+	tcp_out_begin();
+	ret = tcp_setsockopt_body(ctx);
+	tcp_out_end();
+	return ret;
+}
+
 /* ---- tracepoints ------------------------------------------------------------- */
 
 #ifdef TCP_HAVE_TCP_DESTROY_SOCK
 TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
 {
-	/* Always, even with no subscriber: this is what frees the state. */
-	tcp_session_end(args->sock_cookie, (__u64)(long)args->skaddr);
+	tcp_out_begin();
+	do {
+		/* Always, even with no subscriber: this is what frees the state. */
+		tcp_session_end(args->sock_cookie, (__u64)(long)args->skaddr);
+	} while (0);
+	tcp_out_end();
 	return 0;
 }
 #endif
@@ -664,27 +805,31 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
 #ifdef TCP_HAVE_TCP_PROBE
 TRACEPOINT_PROBE(tcp, tcp_probe)
 {
-	struct eventlog_session *s;
+	tcp_out_begin();
+	do {
+		struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-		return 0;
-	s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
-	if (!s)
-		return 0;
+		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+			break;
+		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
+		if (!s)
+			break;
 #ifdef TCP_TP_PROBE_SKADDR
-	{
-		/* Sessions from the dump-state replay: learn the socket
-		 * address (user space cannot), so that the tracepoints and the
-		 * setsockopt hook that only know the address find them. */
-		__u64 sk = (__u64)(long)args->skaddr;
-		if (!tcp_sk_cookie.lookup(&sk)) {
-			struct tcp_sk_info info = { .cookie = args->sock_cookie };
-			tcp_sk_cookie.update(&sk, &info);
+		{
+			/* Sessions from the dump-state replay: learn the socket
+			 * address (user space cannot), so that the tracepoints and the
+			 * setsockopt hook that only know the address find them. */
+			__u64 sk = (__u64)(long)args->skaddr;
+			if (!tcp_sk_cookie.lookup(&sk)) {
+				struct tcp_sk_info info = { .cookie = args->sock_cookie };
+				tcp_sk_cookie.update(&sk, &info);
+			}
 		}
-	}
 #endif
-	TCP_EVENTLOG_IN_PROBE_LOG(s, args->data_len, args->snd_una, args->snd_nxt,
-				  args->rcv_wnd, args->srtt >> 3);
+		TCP_EVENTLOG_IN_PROBE_LOG(s, args->data_len, args->snd_una, args->snd_nxt,
+					  args->rcv_wnd, args->srtt >> 3);
+	} while (0);
+	tcp_out_end();
 	return 0;
 }
 #endif
@@ -692,12 +837,16 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 #ifdef TCP_HAVE_TCP_RECEIVE_RESET
 TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 {
-	struct eventlog_session *s;
+	tcp_out_begin();
+	do {
+		struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-		return 0;
-	s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
-	TCP_EVENTLOG_RESET_RECEIVED_LOG(s, 0);
+		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+			break;
+		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
+		TCP_EVENTLOG_RESET_RECEIVED_LOG(s, 0);
+	} while (0);
+	tcp_out_end();
 	return 0;
 }
 #endif
@@ -705,16 +854,20 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 #ifdef TCP_HAVE_TCP_SEND_RESET
 TRACEPOINT_PROBE(tcp, tcp_send_reset)
 {
-	struct eventlog_session *s;
+	tcp_out_begin();
+	do {
+		struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-		return 0;
-	s = tcp_session_by_sk((__u64)(long)args->skaddr, (struct tcp_sk_info **)0);
+		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+			break;
+		s = tcp_session_by_sk((__u64)(long)args->skaddr, (struct tcp_sk_info **)0);
 #ifdef TCP_TP_SEND_RESET_STATE
-	TCP_EVENTLOG_RESET_SENT_LOG(s, args->state);
+		TCP_EVENTLOG_RESET_SENT_LOG(s, args->state);
 #else
-	TCP_EVENTLOG_RESET_SENT_LOG(s, 0);
+		TCP_EVENTLOG_RESET_SENT_LOG(s, 0);
 #endif
+	} while (0);
+	tcp_out_end();
 	return 0;
 }
 #endif
@@ -722,22 +875,26 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 #ifdef TCP_HAVE_TCP_CONG_STATE_SET
 TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 {
-	__u64 sk = (__u64)(long)args->skaddr;
-	struct tcp_sk_info *info;
-	struct eventlog_session *s;
-	__u8 ca = args->cong_state, old;
+	tcp_out_begin();
+	do {
+		__u64 sk = (__u64)(long)args->skaddr;
+		struct tcp_sk_info *info;
+		struct eventlog_session *s;
+		__u8 ca = args->cong_state, old;
 
-	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-		return 0;
-	s = tcp_session_by_sk(sk, &info);
-	if (!info)
-		return 0;
-	old = info->ca_state;
-	info->ca_state = ca;
-	if ((ca == TCP_CA_RECOVERY || ca == TCP_CA_LOSS) && old != ca)
-		TCP_EVENTLOG_ENTER_RECOVERY_LOG(s, ca);
-	else if (ca < TCP_CA_RECOVERY && (old == TCP_CA_RECOVERY || old == TCP_CA_LOSS))
-		TCP_EVENTLOG_EXIT_RECOVERY_LOG(s, old);
+		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+			break;
+		s = tcp_session_by_sk(sk, &info);
+		if (!info)
+			break;
+		old = info->ca_state;
+		info->ca_state = ca;
+		if ((ca == TCP_CA_RECOVERY || ca == TCP_CA_LOSS) && old != ca)
+			TCP_EVENTLOG_ENTER_RECOVERY_LOG(s, ca);
+		else if (ca < TCP_CA_RECOVERY && (old == TCP_CA_RECOVERY || old == TCP_CA_LOSS))
+			TCP_EVENTLOG_EXIT_RECOVERY_LOG(s, old);
+	} while (0);
+	tcp_out_end();
 	return 0;
 }
 #endif
@@ -745,23 +902,31 @@ TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 #if defined(TCP_HAVE_TCP_RCVBUF_GROW)
 TRACEPOINT_PROBE(tcp, tcp_rcvbuf_grow)
 {
-	struct eventlog_session *s;
+	tcp_out_begin();
+	do {
+		struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-		return 0;
-	s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
-	TCP_EVENTLOG_RCV_SPACE_LOG(s, args->space, args->rcvbuf, args->copied, args->rtt_us);
+		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+			break;
+		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
+		TCP_EVENTLOG_RCV_SPACE_LOG(s, args->space, args->rcvbuf, args->copied, args->rtt_us);
+	} while (0);
+	tcp_out_end();
 	return 0;
 }
 #elif defined(TCP_HAVE_TCP_RCV_SPACE_ADJUST)
 TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 {
-	struct eventlog_session *s;
+	tcp_out_begin();
+	do {
+		struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-		return 0;
-	s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
-	TCP_EVENTLOG_RCV_SPACE_LOG(s, 0, 0, 0, 0);
+		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+			break;
+		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
+		TCP_EVENTLOG_RCV_SPACE_LOG(s, 0, 0, 0, 0);
+	} while (0);
+	tcp_out_end();
 	return 0;
 }
 #endif
@@ -771,15 +936,19 @@ TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 #ifdef TCP_HAVE_INET_SOCK_SET_STATE
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
-	struct tcp_sk_info *info;
-	struct eventlog_session *s;
+	tcp_out_begin();
+	do {
+		struct tcp_sk_info *info;
+		struct eventlog_session *s;
 
-	if (args->protocol != TCP_IPPROTO_TCP || !eventlog_provider_enabled(EL_PROVIDER_ID))
-		return 0;
-	s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
-	if (!info || info->sockops)
-		return 0;
-	TCP_EVENTLOG_STATE_CHANGE_LOG(s, args->oldstate, args->newstate);
+		if (args->protocol != TCP_IPPROTO_TCP || !eventlog_provider_enabled(EL_PROVIDER_ID))
+			break;
+		s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
+		if (!info || info->sockops)
+			break;
+		TCP_EVENTLOG_STATE_CHANGE_LOG(s, args->oldstate, args->newstate);
+	} while (0);
+	tcp_out_end();
 	return 0;
 }
 #endif
@@ -787,19 +956,23 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 #ifdef TCP_HAVE_TCP_RETRANSMIT_SKB
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
-	struct tcp_sk_info *info;
-	struct eventlog_session *s;
+	tcp_out_begin();
+	do {
+		struct tcp_sk_info *info;
+		struct eventlog_session *s;
 
-	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-		return 0;
-	s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
-	if (!info || info->sockops)
-		return 0;
+		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+			break;
+		s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
+		if (!info || info->sockops)
+			break;
 #ifdef TCP_TP_RETRANSMIT_ERR
-	TCP_EVENTLOG_RETRANSMIT_LOG(s, 0, 1, args->err, args->state);
+		TCP_EVENTLOG_RETRANSMIT_LOG(s, 0, 1, args->err, args->state);
 #else
-	TCP_EVENTLOG_RETRANSMIT_LOG(s, 0, 1, 0, args->state);
+		TCP_EVENTLOG_RETRANSMIT_LOG(s, 0, 1, 0, args->state);
 #endif
+	} while (0);
+	tcp_out_end();
 	return 0;
 }
 #endif

@@ -269,9 +269,7 @@ def _write_maps(loader: Loader, cfg: _Config) -> None:
     for comm in f.comms:
         t = b["tcp_f_comm"]
         k = t.Key()
-        raw = comm.encode()
-        for i, byte in enumerate(raw):
-            k.c[i] = byte
+        k.c = comm.encode()
         t[k] = ctypes.c_uint8(1)
         active |= _F_COMM
     t = b["tcp_cfg_map"]

@@ -1,0 +1,480 @@
+"""The TCP provider on the running kernel, driven through the Loader API.
+
+Every connection is made inside network namespaces created with pyroute2
+(tests/netns.py): on their loopback, or across a veth pair joining two of
+them; nothing leaves the machine. One Loader (one bcc compile, ~2 s) per
+test; several subscribers in one Loader when a test compares filters.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from netns import Namespace, so_cookie, veth_pair  # noqa: E402
+
+from pyelog.consumer import ConsumerSet  # noqa: E402
+from pyelog.loader import (DUMP_COMPLETE_ID, LEVEL_ERROR, LEVEL_INFO, LEVEL_TRACE,  # noqa: E402
+                           LEVEL_VERBOSE, SESSION_CREATE_ID, SESSION_END_ID,
+                           SUBSCRIPTION_DUMP_STATE, Loader, Subscription)
+from pyelog.providers import tcp  # noqa: E402
+from pyelog.ring import iter_records  # noqa: E402
+
+pytestmark = pytest.mark.kernel
+
+CONN_V4, CONN_V6, CONN_PARAMS, MSS, CONN_OWNER, CC_ALGO_CHANGE = 0, 1, 3, 4, 5, 7
+IN, OUT, CWND, ENTER_RECOVERY, EXIT_RECOVERY = 100, 101, 200, 202, 203
+RTT, RTT_SAMPLE, RTO, SOCKET_OPT = 300, 301, 400, 700
+STATE_CHANGE, RETRANSMIT, RESET_SENT, RESET_RECEIVED, IN_PROBE = 1000, 1001, 1002, 1003, 1005
+SOCKET_OPT_SOCKET = 1006
+KW = {"RX": 0x1, "TX": 0x2, "ALL": 0xFFFFFFFF}
+TCP_EVENTLOG = 81
+CONSUMERS = ConsumerSet.default()
+
+
+class Rec(collections.namedtuple("Rec", "session event ts payload")):
+    def text(self) -> str:
+        return CONSUMERS.format_payload("tcp", self.event, self.payload)
+
+
+def drain(sub, settle: float = 0.4) -> list[Rec]:
+    time.sleep(settle)
+    out = []
+    for _ in range(3):                   # until a pass finds nothing more
+        n = len(out)
+        for run in sub.drain(0.2):
+            for h, p in iter_records(run):
+                out.append(Rec(h[5], h[6], h[4], bytes(p)))
+        if len(out) == n:
+            break
+    return out
+
+
+def by_session(recs: list[Rec]) -> dict[int, list[Rec]]:
+    d = collections.defaultdict(list)
+    for r in recs:
+        d[r.session].append(r)
+    return d
+
+
+def exchange(ns: Namespace, family=socket.AF_INET, host="127.0.0.1", port=6000, nbytes=20000,
+             before_connect=None, after_connect=None):
+    """Client/server exchange inside ``ns``; returns (srv, cli, acc) cookies."""
+    with ns.enter():
+        srv = socket.socket(family)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, port))
+        srv.listen()
+        cli = socket.socket(family)
+    if before_connect:
+        before_connect(cli)
+    cli.connect((host, port))
+    acc, _ = srv.accept()
+    if after_connect:
+        after_connect(cli, acc)
+    cli.sendall(b"x" * nbytes)
+    got = 0
+    while got < nbytes:
+        got += len(acc.recv(65536))
+    acc.sendall(b"y" * 100)
+    cli.recv(100)
+    cookies = so_cookie(srv), so_cookie(cli), so_cookie(acc)
+    cli.close()
+    acc.close()
+    srv.close()
+    return cookies
+
+
+def map_keys(loader: Loader) -> tuple[set, set]:
+    """(session ids of the tcp provider, cookies in tcp_sk_cookie)."""
+    sessions = {k.session_id for k in loader.bpf["eventlog_sessions"].keys()}
+    cookies = {v.cookie for v in loader.bpf["tcp_sk_cookie"].values()}
+    return sessions, cookies
+
+
+# -- sessions, connection facts, options -------------------------------------------
+
+def test_sessions_conn_params_options_and_timestamps():
+    """Session ids are SO_COOKIE; CONN_PARAMS carries negotiated options and
+    the cc name; setsockopt shows up as SOCKET_OPT*/CC_ALGO_CHANGE; RTT at
+    ESTABLISHED and when leaving it; per-session timestamps never go back."""
+    L = Loader([tcp.provider()])
+    sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
+    with L, Namespace() as ns:
+        def after(cli, acc):
+            cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            cli.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")
+        srv, cli, acc = exchange(ns, after_connect=after)
+        recs = drain(sub)
+        sessions, _ = map_keys(L)
+    s = by_session(recs)
+    for sid in (srv, cli, acc):
+        ids = [r.event for r in s[sid]]
+        assert ids[0] == SESSION_CREATE_ID and ids[-1] == SESSION_END_ID, ids
+        assert CONN_V4 in ids and sid not in sessions
+        ts = [r.ts for r in s[sid]]
+        assert ts == sorted(ts)
+    for sid in (cli, acc):
+        params = [r for r in s[sid] if r.event == CONN_PARAMS]
+        assert len(params) == 1 and len(params[0].payload) == 32
+        iss, irs, mss, sws, rws, flags, cc = struct.unpack("<IIIBBB16sx", params[0].payload)
+        assert mss > 0 and iss and irs
+        # Linux negotiates SACK, timestamps and window scaling by default.
+        assert flags & 0x01 and flags & 0x02 and flags & 0x40 and sws > 0
+        assert cc.rstrip(b"\0")
+        assert sum(r.event == RTT for r in s[sid]) >= 1
+    # client ISS = accepted IRS and vice versa
+    (ci, cr), (ai, ar) = [struct.unpack_from("<II", next(r for r in s[x] if r.event == CONN_PARAMS).payload)
+                          for x in (cli, acc)]
+    assert ci == ar and cr == ai
+    texts = [r.text() for r in s[cli]]
+    assert "Socket option TCP_NODELAY set to 1" in texts
+    assert "Socket option SO_RCVBUF set to 65536" in texts
+    assert "CC algorithm changed to reno" in texts
+    # the listener's SO_REUSEADDR was set before listen(): replayed at session start
+    assert "Socket option SO_REUSEADDR set to 1" in [r.text() for r in s[srv]]
+    owner = next(r for r in s[cli] if r.event == CONN_OWNER)
+    assert struct.unpack_from("<i", owner.payload)[0] == os.getpid()
+    create = next(r for r in s[acc] if r.event == SESSION_CREATE_ID)
+    assert struct.unpack_from("<Qi", create.payload)[1] == os.getpid()   # the listener's owner
+
+
+def test_keyword_and_level_filters_ipv6():
+    """RX: IN and no OUT; TX: OUT and no IN; ERROR: neither; TRACE: RTT_SAMPLE."""
+    L = Loader([tcp.provider()])
+    rx = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_VERBOSE, KW["RX"])])
+    tx = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_VERBOSE, KW["TX"])])
+    err = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_ERROR, KW["ALL"])])
+    trace = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_TRACE, KW["ALL"])])
+    with L, Namespace() as ns:
+        cookies = exchange(ns, socket.AF_INET6, "::1", 6001, nbytes=50000)
+        got = {name: drain(sub, 0.3 if name == "rx" else 0)
+               for name, sub in (("rx", rx), ("tx", tx), ("err", err), ("trace", trace))}
+    ids = {k: {r.event for r in v} for k, v in got.items()}
+    assert IN in ids["rx"] and OUT not in ids["rx"]
+    assert OUT in ids["tx"] and IN not in ids["tx"]
+    assert not ids["err"] & {IN, OUT, IN_PROBE}
+    assert RTT_SAMPLE in ids["trace"] and CONN_V6 in ids["trace"]
+    trace_sessions = {r.session for r in got["trace"]}
+    assert set(cookies) <= trace_sessions
+
+
+# -- which sessions are enabled ---------------------------------------------------
+
+def test_tcp_eventlog_opt_in_with_default_none():
+    """Default "none": only connections that set TCP_EVENTLOG=1 are logged
+    (set before connect, or after it: then the state is dumped at once);
+    TCP_EVENTLOG=0 stops logging; other options behave as without the hook."""
+    L = Loader([tcp.provider(default_enabled=False)])
+    sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_VERBOSE, KW["ALL"])])
+    with L, Namespace() as ns:
+        seen = {}
+
+        def opt_before(cli):
+            cli.setsockopt(socket.IPPROTO_TCP, TCP_EVENTLOG, 1)
+
+        def opt_after(cli, acc):
+            cli.setsockopt(socket.IPPROTO_TCP, TCP_EVENTLOG, 1)
+            # Every other option still reaches the kernel.
+            cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            seen["nodelay"] = cli.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            cli.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+            seen["rcvbuf"] = cli.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            with pytest.raises(OSError):        # unknown options still fail
+                cli.setsockopt(socket.IPPROTO_TCP, 200, 1)
+
+        def opt_off(cli, acc):
+            cli.setsockopt(socket.IPPROTO_TCP, TCP_EVENTLOG, 1)
+            cli.setsockopt(socket.IPPROTO_TCP, TCP_EVENTLOG, 0)
+
+        a = exchange(ns, port=6010, before_connect=opt_before)
+        b = exchange(ns, port=6011, after_connect=opt_after)
+        c = exchange(ns, port=6012)                 # never asks
+        d = exchange(ns, port=6013, after_connect=opt_off)
+        recs = drain(sub)
+    assert seen == {"nodelay": 1, "rcvbuf": 65536}   # Linux doubles SO_RCVBUF
+    s = by_session(recs)
+    logged = set(s) - {DUMP_COMPLETE_ID}
+    assert logged == {a[1], b[1], d[1]}, (logged, a, b, c, d)
+    ids_a = [r.event for r in s[a[1]]]
+    assert ids_a[0] == SESSION_CREATE_ID and CONN_PARAMS in ids_a and OUT in ids_a and SESSION_END_ID in ids_a
+    ids_b = [r.event for r in s[b[1]]]
+    # the opt-in dump: SESSION_CREATE, CONN_SET_IP_V4, CONN_PARAMS, then traffic
+    assert ids_b[:3] == [SESSION_CREATE_ID, CONN_V4, CONN_PARAMS], ids_b
+    assert OUT in ids_b and SESSION_END_ID in ids_b
+    ids_d = [r.event for r in s[d[1]]]
+    assert OUT not in ids_d and IN not in ids_d and SESSION_END_ID not in ids_d
+
+
+def test_filters_port_cidr_comm():
+    """With the default on, a TcpFilter enables only what matches."""
+    f = tcp.TcpFilter(lports=[6020, 6021], cidrs=["::1/128", "127.0.0.0/8"], comms=["elog-yes"])
+    L = Loader([tcp.provider(filters=f)])
+    sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
+    libc = ctypes.CDLL(None)
+
+    def in_thread(name, fn):
+        out = {}
+
+        def run():
+            libc.prctl(15, name.encode(), 0, 0, 0)       # PR_SET_NAME: the thread's comm
+            out["v"] = fn()
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+        return out["v"]
+
+    with L, Namespace() as ns:
+        yes = in_thread("elog-yes", lambda: exchange(ns, port=6020))
+        yes6 = in_thread("elog-yes", lambda: exchange(ns, socket.AF_INET6, "::1", 6021))
+        wrong_comm = in_thread("elog-no", lambda: exchange(ns, port=6021))
+        wrong_port = in_thread("elog-yes", lambda: exchange(ns, port=6022))
+        recs = drain(sub)
+    logged = {r.session for r in recs}
+    # lports: the listener and the accepted socket match (local port 6020);
+    # the client's local port is ephemeral (6020 is its remote port).
+    assert {yes[0], yes[2], yes6[0], yes6[2]} <= logged
+    assert yes[1] not in logged
+    assert not logged & set(wrong_comm) and not logged & set(wrong_port)
+
+
+def test_filter_netns_and_pid():
+    """netns (by inode) and pid filters; a cgroup-less subprocess is another pid."""
+    with Namespace() as ns_yes, Namespace() as ns_no:
+        f = tcp.TcpFilter(netns=[ns_yes.inode()], pids=[os.getpid()])
+        L = Loader([tcp.provider(filters=f)])
+        sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
+        with L:
+            yes = exchange(ns_yes, port=6030)
+            no = exchange(ns_no, port=6030)
+            recs = drain(sub)
+    logged = {r.session for r in recs}
+    assert set(yes) <= logged and not logged & set(no)
+
+
+# -- dump state ------------------------------------------------------------------
+
+def test_dump_state_reports_older_connection():
+    """A connection opened before the capture: SESSION_CREATE, CONN_SET_IP,
+    CONN_PARAMS (from tcp_info) at subscribe time, then DUMP_COMPLETE; its
+    later segments (tcp_probe) and its end are logged under the same id."""
+    with Namespace() as ns:
+        with ns.enter():
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 6040))
+            srv.listen()
+            cli = socket.socket()
+        cli.connect(("127.0.0.1", 6040))
+        acc, _ = srv.accept()
+        cookies = so_cookie(srv), so_cookie(cli), so_cookie(acc)
+        L = Loader([tcp.provider()])
+        sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_VERBOSE, KW["ALL"],
+                                                           SUBSCRIPTION_DUMP_STATE)])
+        with L:
+            cli.sendall(b"x" * 5000)
+            got = 0
+            while got < 5000:
+                got += len(acc.recv(65536))
+            cli.close()
+            acc.close()
+            srv.close()
+            recs = drain(sub)
+            sessions, sk_cookies = map_keys(L)
+    done = [i for i, r in enumerate(recs) if r.event == DUMP_COMPLETE_ID]
+    assert len(done) == 1, (len(recs), sub.stats())
+    dumped = by_session(recs[:done[0]])
+    for sid in cookies:
+        ids = [r.event for r in dumped[sid]]
+        assert ids[:2] == [SESSION_CREATE_ID, CONN_V4], ids
+        assert sid not in sessions          # ended with the socket
+    for sid in cookies[1:]:
+        assert CONN_PARAMS in [r.event for r in dumped[sid]]
+        p = next(r for r in dumped[sid] if r.event == CONN_PARAMS)
+        assert struct.unpack_from("<I", p.payload, 8)[0] > 0          # mss
+    create = next(r for r in dumped[cookies[1]] if r.event == SESSION_CREATE_ID)
+    assert struct.unpack_from("<Qi", create.payload)[1] == os.getpid()
+    after = by_session(recs[done[0] + 1:])
+    assert IN_PROBE in [r.event for r in after[cookies[2]]]    # acc received the data
+    for sid in cookies:
+        assert SESSION_END_ID in [r.event for r in after[sid]]
+    assert not set(cookies) & sk_cookies
+
+
+# -- loss on a veth pair ------------------------------------------------------------
+
+# No netem on this kernel (CONFIG_NET_SCH_NETEM is off): loss comes from a tc
+# BPF classifier (cls_bpf, direct action, clsact ingress) on the receiver's
+# veth that drops every 9th TCP segment carrying data.
+DROPPER = r"""
+#include <uapi/linux/if_ether.h>
+#include <uapi/linux/ip.h>
+#include <uapi/linux/tcp.h>
+#include <uapi/linux/pkt_cls.h>
+BPF_ARRAY(seen, u64, 2);
+int drop_some(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + sizeof(*eth);
+	if ((void *)(ip + 1) > end || eth->h_proto != bpf_htons(ETH_P_IP) || ip->protocol != 6)
+		return TC_ACT_OK;
+	struct tcphdr *th = (void *)ip + ip->ihl * 4;
+	if ((void *)(th + 1) > end)
+		return TC_ACT_OK;
+	int len = bpf_ntohs(ip->tot_len) - ip->ihl * 4 - th->doff * 4;
+	if (len <= 0)
+		return TC_ACT_OK;
+	u32 k = 0, d = 1;
+	u64 *n = seen.lookup(&k);
+	if (!n)
+		return TC_ACT_OK;
+	u64 c = __sync_fetch_and_add(n, 1);
+	if (c % 9 == 8) {
+		u64 *dropped = seen.lookup(&d);
+		if (dropped)
+			__sync_fetch_and_add(dropped, 1);
+		return TC_ACT_SHOT;
+	}
+	return TC_ACT_OK;
+}
+"""
+
+
+def test_loss_on_veth_gives_retransmits_with_the_right_session():
+    from bcc import BPF
+    from pyroute2 import NetNS
+    dropper = BPF(text=DROPPER)
+    fn = dropper.load_func("drop_some", BPF.SCHED_CLS)
+    L = Loader([tcp.provider()])
+    sub = L.add_ring_subscriber(4 << 20, [Subscription("tcp", LEVEL_VERBOSE, KW["ALL"])])
+    try:
+        with L, Namespace() as a, Namespace() as b:
+            ia, ib = veth_pair(a, b)
+            with NetNS(b.name) as ipr:
+                idx = ipr.link_lookup(ifname=ib)[0]
+                ipr.tc("add", "clsact", idx)
+                ipr.tc("add-filter", "bpf", idx, ":1", fd=fn.fd, name="drop_some",
+                       parent="ffff:fff2", classid=1, direct_action=True)
+            with b.enter():
+                srv = socket.socket()
+                srv.bind(("10.231.0.2", 6050))
+                srv.listen()
+            with a.enter():
+                cli = socket.socket()
+            cli.connect(("10.231.0.2", 6050))
+            acc, _ = srv.accept()
+            total = 2_000_000
+
+            def reader():
+                got = 0
+                while got < total:
+                    got += len(acc.recv(1 << 16))
+            t = threading.Thread(target=reader)
+            t.start()
+            cli.sendall(b"z" * total)
+            t.join(30)
+            cookies = so_cookie(cli), so_cookie(acc)
+            cli.close()
+            acc.close()
+            srv.close()
+            recs = drain(sub, 0.5)
+            dropped = dropper["seen"][ctypes.c_int(1)].value
+    finally:
+        dropper.cleanup()
+    assert dropped > 0
+    loss = [r for r in recs if r.event in (RETRANSMIT, RTO, ENTER_RECOVERY)]
+    assert loss, "no loss events although the classifier dropped %d segments" % dropped
+    # the sender retransmits: its events carry the client's cookie
+    assert {r.session for r in loss if r.event == RETRANSMIT} == {cookies[0]}
+    assert ENTER_RECOVERY in {r.event for r in loss if r.session == cookies[0]}
+
+
+# -- no state left behind -------------------------------------------------------------
+
+def test_rst_closed_pairs_leave_no_state():
+    """10 pairs closed with SO_LINGER 0 (RST): resets are logged, sessions end."""
+    L = Loader([tcp.provider()])
+    sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
+    with L, Namespace() as ns:
+        before = map_keys(L)
+        with ns.enter():
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 6060))
+            srv.listen(16)
+        ours = {so_cookie(srv)}
+        for _ in range(10):
+            with ns.enter():
+                cli = socket.socket()
+            cli.connect(("127.0.0.1", 6060))
+            acc, _ = srv.accept()
+            cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            ours |= {so_cookie(cli), so_cookie(acc)}
+            cli.close()                      # RST to acc
+            acc.close()
+        srv.close()
+        recs = drain(sub)
+        after = map_keys(L)
+    s = by_session(recs)
+    assert sum(RESET_SENT in [r.event for r in s[c]] for c in ours) == 10
+    assert sum(RESET_RECEIVED in [r.event for r in s[c]] for c in ours) == 10
+    assert all(SESSION_END_ID in [r.event for r in s[c]] for c in ours)
+    assert not ours & after[0] and not ours & after[1]
+
+
+CHURN = r"""
+import socket, sys
+sys.stdin.readline()                       # moved into the cgroup: go
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(128)
+addr = srv.getsockname()
+for i in range(int(sys.argv[1])):
+    c = socket.socket(); c.connect(addr); a, _ = srv.accept()
+    if i % 2:                              # half RST, half FIN (TIME_WAIT)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+    c.close(); a.close()
+srv.close()
+print("done", flush=True)
+"""
+
+
+def test_10000_short_connections_leave_the_maps_as_they_were():
+    """A churning process alone in its own cgroup (a TcpFilter cgroup, so the
+    hooks see only it and map sizes can be compared exactly)."""
+    root = tcp.cgroup2_root()
+    cg = os.path.join(root, f"pyelog-test-{uuid.uuid4().hex[:8]}")
+    os.mkdir(cg)
+    try:
+        L = Loader([tcp.provider(filters=tcp.TcpFilter(cgroups=[cg]))])
+        sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
+        with L, Namespace() as ns:
+            before = tuple(len(L.bpf[m]) for m in ("eventlog_sessions", "tcp_sk_cookie"))
+            p = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", CHURN, "10000"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(p.pid))
+            t0 = time.monotonic()
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            while p.poll() is None:              # keep the ring drained meanwhile
+                list(sub.drain(0.5))
+            elapsed = time.monotonic() - t0
+            assert p.stdout.read().strip() == "done"
+            time.sleep(0.5)
+            stats = L.provider_stats(L.providers[0])
+            after = tuple(len(L.bpf[m]) for m in ("eventlog_sessions", "tcp_sk_cookie"))
+    finally:
+        os.rmdir(cg)
+    assert stats["sessions_created"] >= 20001, stats     # 10000 x (client + accepted) + listener
+    assert after == before, (before, after, stats)
+    print(f"10000 connections in {elapsed:.1f} s")
