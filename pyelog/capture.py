@@ -83,9 +83,14 @@ _HINTS = [
 
 
 def _first_error(log: str) -> str | None:
-    for line in log.splitlines():
-        if "error:" in line or "Error" in line:
-            return line.strip()
+    """The line of bcc's output that says what went wrong."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line:                      # clang
+            return line
+    for i, line in enumerate(lines):
+        if line.startswith("processed ") and "insns" in line and i:
+            return "verifier: " + lines[i - 1]   # the verifier's complaint precedes its tally
     return None
 
 
