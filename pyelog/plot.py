@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .format import ElogFormatError, Record
-from .summary import (IN, IN_PROBE, OUT, RETRANSMIT, RTT, RTT_SAMPLE, STATE_CHANGE, _MOD,
+from .summary import (CONN_PARAMS, IN, IN_PROBE, OUT, RETRANSMIT, RTT, RTT_SAMPLE, STATE_CHANGE, _MOD,
                       _seq_diff, summarize)
 
 CWND, RTO = 200, 400
@@ -65,7 +65,12 @@ def timeline(records: list[Record], provider_names: dict[int, str], decoder,
             continue
         if eid == OUT:
             t.cwnd.append((ms, f["cwnd"]))
+            if snd_una is None and f["flags"] & 0x02:
+                snd_una = f["seq"]                   # our SYN: the first unacknowledged byte
             snd_nxt = later((f["seq"] + f["len"]) % _MOD, snd_nxt)
+        elif eid == CONN_PARAMS and f["iss"]:
+            # Established: our SYN (ISS) has been acknowledged.
+            snd_una = later((f["iss"] + 1) % _MOD, snd_una)
         elif eid == CWND:
             t.cwnd.append((ms, f["cwnd"]))
         elif eid == IN_PROBE:
@@ -137,9 +142,10 @@ def render(t: Timeline, path: str) -> None:
                      fontsize="x-small", color="dimgrey", ha="left", va="bottom")
     marks = []
     if t.retransmits:
-        marks.append(f"{len(t.retransmits)} retransmissions (red)")
+        n = len(t.retransmits)
+        marks.append(f"{n} retransmission{'s' if n > 1 else ''} (red)")
     if t.rtos:
-        marks.append(f"{len(t.rtos)} RTOs (orange)")
+        marks.append(f"{len(t.rtos)} RTO{'s' if len(t.rtos) > 1 else ''} (orange)")
     axes[2].set_xlabel("ms since the session's first event"
                        + (" — " + ", ".join(marks) if marks else ""))
     fig.suptitle(t.title or f"TCP session {t.session_id}", y=0.995)

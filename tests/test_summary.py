@@ -1,0 +1,162 @@
+"""``pyelog summary`` and ``pyelog plot`` on hand-made TCP captures (exact numbers)."""
+from __future__ import annotations
+
+import json
+import socket
+import struct
+
+import pytest
+
+from pyelog import cli
+from pyelog.consumer import ConsumerSet
+from pyelog.format import SESSION_CREATE_ID, SESSION_END_ID, ElogReader, ElogWriter
+from pyelog.plot import timeline
+from pyelog.summary import summarize
+
+ACK, SYN, FIN, PSH = 0x10, 0x02, 0x01, 0x08
+EST, SYN_SENT, CLOSE_WAIT, LISTEN, CLOSED = 1, 2, 8, 10, 7
+
+
+class Session:
+    """Builds one TCP session's events with the schema's payload layouts."""
+
+    def __init__(self, w: ElogWriter, sid: int, t0: int):
+        self.w, self.sid, self.t = w, sid, t0
+
+    def ev(self, event_id: int, payload: bytes = b"", dt: int = 100) -> "Session":
+        self.t += dt
+        self.w.write_event(provider_id=1, timestamp=self.t, session_id=self.sid,
+                           event_id=event_id, payload=payload, cpu=0, thread_id=1)
+        return self
+
+    def create(self, pid=321, comm=b"curl"):
+        return self.ev(SESSION_CREATE_ID, struct.pack("<QiH16s2x", 1, pid, 2, comm))
+
+    def conn(self, laddr, lport, raddr, rport):
+        return self.ev(0, struct.pack("<4sH2x4sH2x", socket.inet_aton(laddr), socket.htons(lport),
+                                      socket.inet_aton(raddr), socket.htons(rport)))
+
+    def params(self, iss, irs):
+        return self.ev(3, struct.pack("<IIIBBB16sx", iss, irs, 1460, 7, 7, 0, b"cubic"))
+
+    def out(self, seq, length, ack=0, flags=ACK, cwnd=10):
+        return self.ev(101, struct.pack("<IIHHIIB3x", seq % 2**32, ack % 2**32, flags, 0, length, cwnd, EST))
+
+    def inn(self, seq, length, ack, flags=ACK):
+        return self.ev(100, struct.pack("<IIHHIB3x", seq % 2**32, ack % 2**32, flags, 500, length, EST))
+
+    def probe(self, length, snd_una, snd_nxt):
+        return self.ev(1005, struct.pack("<5I", length, snd_una % 2**32, snd_nxt % 2**32, 65535, 40))
+
+    def state(self, old, new):
+        return self.ev(1000, struct.pack("<BB", old, new))
+
+    def rtt_sample(self, us):
+        return self.ev(301, struct.pack("<II", us, us))
+
+    def rtt(self, rtt, min_rtt):
+        return self.ev(300, struct.pack("<6I", rtt, rtt, 0, 0, min_rtt, 1))
+
+    def retransmit(self, seq, segs=1):
+        return self.ev(1001, struct.pack("<IIiB3x", seq % 2**32, segs, 0, EST))
+
+    def end(self):
+        return self.ev(SESSION_END_ID)
+
+
+ISS = 2**32 - 700          # the client's data crosses the 32-bit wrap
+IRS = 5000
+
+
+@pytest.fixture
+def capture(tmp_path):
+    path = tmp_path / "tcp.elog"
+    w = ElogWriter(path, [(1, "tcp")], start_utc_us=1_700_000_000_000_000)
+    Session(w, 9, 1_000_000).create().conn("0.0.0.0", 80, "0.0.0.0", 0).state(CLOSED, LISTEN)
+    c = Session(w, 10, 2_000_000)
+    c.create().conn("10.0.0.1", 40000, "10.0.0.2", 80).out(ISS, 0, flags=SYN)
+    c.state(SYN_SENT, EST).params(ISS, IRS).rtt_sample(50)
+    c.out(ISS + 1, 1000, ack=IRS + 1).out(ISS + 1001, 1000, ack=IRS + 1, cwnd=12)
+    c.retransmit(ISS + 1, 1).out(ISS + 1, 1000, ack=IRS + 1, cwnd=5)   # a resend counts once
+    c.probe(0, ISS + 2001, ISS + 2001).rtt_sample(80).rtt(80, 45)
+    c.out(ISS + 2001, 500, ack=IRS + 1, flags=ACK | PSH, cwnd=6)
+    c.probe(300, ISS + 2501, ISS + 2501)
+    c.inn(IRS + 301, 0, ISS + 2501, flags=ACK | FIN).state(EST, CLOSE_WAIT)
+    c.out(ISS + 2501, 0, ack=IRS + 302)                                # acks 300 bytes + FIN
+    c.end()
+    # An unfinished one: no CONN_PARAMS, no end.
+    u = Session(w, 11, 3_000_000)
+    u.create().conn("10.0.0.1", 40001, "10.0.0.3", 443).out(100, 0, flags=SYN).out(101, 40).out(141, 60)
+    w.close()
+    return path
+
+
+def test_summarize_numbers(capture):
+    with ElogReader(capture) as r:
+        rows = {s.session_id: s for s in summarize(r, r.provider_names, ConsumerSet.default())}
+    c = rows[10]
+    assert (c.laddr, c.lport, c.raddr, c.rport) == ("10.0.0.1", 40000, "10.0.0.2", 80)
+    assert (c.pid, c.comm) == (321, "curl")
+    assert c.bytes_sent == 2500 and c.bytes_received == 300
+    assert c.segs_out == 6 and c.segs_in == 2
+    assert c.retransmits == 1
+    assert (c.rtt_min_us, c.rtt_max_us) == (45, 80)
+    assert c.state == "CLOSE_WAIT" and c.ended
+    assert c.start_us == 2_000_100 and c.duration_ms == pytest.approx(1.8)   # 19 events, 100 µs apart
+    u = rows[11]
+    assert u.bytes_sent == 100 and not u.ended and u.state == ""
+    assert rows[9].listener and not c.listener
+
+
+def test_summary_cli(capture, capsys):
+    assert cli.main(["summary", str(capture)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:5] == ["SESSION", "PID", "COMM", "LOCAL", "REMOTE"]
+    assert len(out) == 3                                       # the listener is left out
+    assert out[1].split()[:8] == ["10", "321", "curl", "10.0.0.1:40000", "10.0.0.2:80", "1.800",
+                                  "2500", "300"]
+    assert out[2].split()[-1] == "?*"                          # never ended, no state seen
+    assert cli.main(["summary", str(capture), "--json", "--listeners"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["session_id"] for r in rows] == [9, 10, 11]
+    assert rows[1]["bytes_sent"] == 2500 and rows[1]["duration_ms"] == 1.8
+
+
+def test_summary_of_json_capture(capture, tmp_path, capsys):
+    js = tmp_path / "tcp.jsonl"
+    assert cli.main(["convert", str(capture), str(js)]) == 0
+    capsys.readouterr()
+    assert cli.main(["summary", str(js), "--json"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert rows[0]["bytes_received"] == 300
+
+
+def test_summary_errors(tmp_path, capsys):
+    assert cli.main(["summary", str(tmp_path / "nope.elog")]) == 1
+    assert "nope.elog" in capsys.readouterr().err
+    empty = tmp_path / "e.elog"
+    empty.write_bytes(b"")
+    assert cli.main(["summary", str(empty)]) == 1
+    assert "File is empty" in capsys.readouterr().err
+
+
+def test_timeline_series(capture):
+    with ElogReader(capture) as r:
+        recs, names = list(r), r.provider_names
+    t = timeline(recs, names, ConsumerSet.default(), 10)
+    assert [c for _, c in t.cwnd] == [10, 10, 12, 5, 6, 10]
+    assert [x for _, x in t.rtt] == [50, 80]
+    assert len(t.retransmits) == 1
+    assert [s for _, s in t.states] == ["ESTABLISHED", "CLOSE_WAIT"]
+    # Two segments out and nothing acked, then acked, then 500 more out.
+    flights = [f for _, f in t.inflight]
+    assert max(flights) == 2000 and flights[-1] == 0
+
+
+def test_plot_png(capture, tmp_path, capsys):
+    png = tmp_path / "t.png"
+    assert cli.main(["plot", str(capture), "-o", str(png)]) == 0
+    assert "session 10" in capsys.readouterr().err            # the busiest, said so
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main(["plot", str(capture), "--session", "12345", "-o", str(png)]) == 1
+    assert "no TCP events for session 12345" in capsys.readouterr().err
