@@ -66,8 +66,10 @@ class StatusLine:
         try:
             width = os.get_terminal_size(self.stream.fileno()).columns - 1
         except (OSError, ValueError, AttributeError):
+            width = 0
+        if width < 20:          # unknown (0 columns, e.g. under script(1)): assume 80
             width = 79
-        self.stream.write("\r\033[K" + text[:max(width, 20)])
+        self.stream.write("\r\033[K" + text[:width])
         self.stream.flush()
         self._shown = True
 

@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -313,3 +314,16 @@ def test_summary_matches_the_traffic(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not shutil.which("script"), reason="needs script(1) for a terminal")
+def test_status_line_on_a_terminal(tmp_path):
+    path = tmp_path / "st.elog"
+    cmd = f"{sys.executable} -m pyelog.cli -c tcp -o {path} --duration 3"
+    # Bytes: text mode would turn the carriage returns into newlines.
+    p = subprocess.run(["script", "-qc", cmd, "/dev/null"], capture_output=True, timeout=120)
+    out = p.stdout.decode()
+    assert "Traceback" not in out
+    assert re.search(r"\r\033\[Kpyelog: \d+ ev/s  \d+ events  \d+ dropped  \d+ sessions open  "
+                     r"[\d.]+ (B|KiB|MiB) written", out), out
+    assert out.rstrip("\r\n").endswith("\r\033[K")      # erased at the end
