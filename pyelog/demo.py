@@ -3,7 +3,8 @@
 Starts ``pyelog -c tcp -o demo.elog`` in the background, runs a few
 loopback connections inside a network namespace of its own (nothing leaves
 the machine), stops the recorder with SIGTERM and prints the first events of
-the capture as elog(1) text.
+the capture as elog(1) text, then ``pyelog summary`` of it (one row per
+connection).
 """
 from __future__ import annotations
 
@@ -53,13 +54,18 @@ def main(output: str = "demo.elog") -> int:
     try:
         with NetNS(ns_name) as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-        rec = subprocess.Popen([sys.executable, "-m", "pyelog.cli", "-s", "-c", "tcp", "-o", output])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "sock_ops" not in subprocess.run(
-                ["bpftool", "link", "show"], capture_output=True, text=True).stdout:
-            if rec.poll() is not None:
-                return 1
-            time.sleep(0.2)
+        # -p: the provider line on stderr says the recorder is attached
+        # (more reliable than looking for its link among everybody's).
+        # --netns: only the demo's own connections, not the rest of the machine's.
+        rec = subprocess.Popen([sys.executable, "-m", "pyelog.cli", "-p", "-s", "-c", "tcp",
+                                "--netns", ns_name, "-o", output], stderr=subprocess.PIPE, text=True)
+        for line in rec.stderr:
+            sys.stderr.write(line)
+            if line.startswith("[Providers]"):
+                break
+        else:
+            return rec.wait() or 1
+        threading.Thread(target=lambda: sys.stderr.writelines(rec.stderr), daemon=True).start()
         _workload(ns_name)
         time.sleep(0.5)
         rec.send_signal(signal.SIGTERM)
@@ -73,7 +79,9 @@ def main(output: str = "demo.elog") -> int:
     lines = text.stdout.splitlines()
     print("\n".join(lines[:40]))
     print(f"... {len(lines)} events in {output} ({os.path.getsize(output)} bytes)")
-    return text.returncode
+    print(f"\n== connections (pyelog summary {output}) ==")
+    summary = subprocess.run([sys.executable, "-m", "pyelog.cli", "summary", output])
+    return text.returncode or summary.returncode
 
 
 if __name__ == "__main__":
