@@ -730,15 +730,17 @@ static __always_inline int tcp_setsockopt_body(struct bpf_sockopt *ctx)
 	}
 	if ((level != SOL_TCP && level != SOL_SOCKET) || !sk || sk->protocol != TCP_IPPROTO_TCP)
 		return 1;
-	if (optlen >= 4 && p + 4 <= end)
+	/* optlen -1: an earlier program in the chain (another pyelog
+	 * recorder) consumed the option; the value is still in the buffer. */
+	if ((optlen >= 4 || optlen == -1) && p + 4 <= end)
 		val = *(__u32 *)p;
-	else if (optlen >= 1 && p + 1 <= end)
+	else if ((optlen >= 1 || optlen == -1) && p + 1 <= end)
 		val = *p;
 
 	if (level == SOL_TCP && name == TCP_OPT_EVENTLOG) {
 		/* Ours, not the kernel's (which would say ENOPROTOOPT):
 		 * optlen = -1 returns success without the kernel handler. */
-		if (optlen < 1)
+		if (optlen == 0)
 			return 0;      /* EPERM: nothing to read */
 		tcp_eventlog_opt(ctx, sk, val != 0);
 		ctx->optlen = -1;

@@ -150,19 +150,41 @@ def test_keyword_filter_rx_only(tmp_path):
     assert IN in ids and OUT not in ids
 
 
+def _owned_bpf_ids(pid: int) -> tuple[set[int], set[int]]:
+    """(link ids, prog ids) held by a process's fds (from /proc/PID/fdinfo),
+    so that other recorders running on the machine meanwhile do not count."""
+    links, progs = set(), set()
+    d = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(d):
+        try:
+            info = Path(d, fd).read_text()
+        except OSError:
+            continue
+        for line in info.splitlines():
+            key, _, val = line.partition(":")
+            if key == "link_id":
+                links.add(int(val))
+            elif key == "prog_id":
+                progs.add(int(val))
+    return links, progs
+
+
 def test_sigkill_leaves_nothing_attached(tmp_path):
     path = tmp_path / "killed.elog"
     p = _start_capture(["-c", "tcp", "-o", str(path)])
     _exchange(socket.AF_INET, "127.0.0.1", 5003)
     time.sleep(1.5)
+    links, progs = _owned_bpf_ids(p.pid)
+    assert links                       # sock_ops and setsockopt links at least
     p.kill()
     p.wait(10)
     p.stderr.close()
     time.sleep(0.5)
-    links = subprocess.run(["bpftool", "link", "show"], capture_output=True, text=True).stdout
-    assert "sock_ops" not in links
-    progs = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True).stdout
-    assert "tcp_sockops" not in progs
+    import json
+    left = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
+                                     text=True).stdout or "[]")
+    assert not {lk["id"] for lk in left} & links
+    assert not {lk["prog_id"] for lk in left if "prog_id" in lk} & progs
     # Whatever reached the file reads up to its last whole record.
     if os.path.getsize(path):
         list(ElogReader(path))
