@@ -103,7 +103,8 @@ def kernel_load_errors() -> Iterator[None]:
     output straight to file descriptor 2. That output goes to a log file for
     the duration; on failure the error names it, on success it is deleted.
     """
-    log = tempfile.NamedTemporaryFile(prefix="pyelog-load-", suffix=".log", delete=False)
+    # Unnamed until needed: a recorder killed mid-compile leaves nothing behind.
+    log = tempfile.TemporaryFile()
     sys.stderr.flush()
     saved = os.dup(2)
     os.dup2(log.fileno(), 2)
@@ -120,21 +121,17 @@ def kernel_load_errors() -> Iterator[None]:
         yield
     except CaptureError:
         restore()
-        os.unlink(log.name)
         raise
     except Exception as e:  # bcc's own exceptions are bare Exception
         restore()
         if isinstance(e, EventlogError) and e.__cause__ is None:
             # The loader's own refusals (bad argument, missing cgroup2, ...) are
             # already one clear line.
-            log.close()
-            os.unlink(log.name)
             raise CaptureError(str(e)) from None
         if isinstance(e, EventlogError):
             e = e.__cause__
-        log.close()
-        with open(log.name, errors="replace") as f:
-            text = f.read()
+        log.seek(0)
+        text = log.read().decode(errors="replace")
         what = (str(e).strip().splitlines() or [type(e).__name__])[0]
         detail = _first_error(text)
         hint = next((h for key, h in _HINTS if key in what or key in text), None)
@@ -144,17 +141,15 @@ def kernel_load_errors() -> Iterator[None]:
         if hint:
             msg += f"; {hint}"
         if text.strip():
-            msg += f"; bcc output in {log.name}"
-        else:
-            os.unlink(log.name)
+            with tempfile.NamedTemporaryFile("w", prefix="pyelog-load-", suffix=".log",
+                                             delete=False) as kept:
+                kept.write(text)
+            msg += f"; bcc output in {kept.name}"
         msg += "; `pyelog selftest` checks what this kernel offers"
         raise CaptureError(msg) from None
-    else:
-        restore()
-        log.close()
-        os.unlink(log.name)
     finally:
         restore()
+        log.close()
 
 
 class _Stop:
