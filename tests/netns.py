@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import uuid
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from pyroute2 import IPRoute, NetNS, netns
 
@@ -78,3 +78,52 @@ def veth_pair(a: Namespace, b: Namespace, addr_a: str = "10.231.0.1", addr_b: st
 def so_cookie(sock: socket.socket) -> int:
     """The socket's cookie (SOL_SOCKET, SO_COOKIE = 57): its session id in the TCP provider."""
     return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, 57, 8), "little")
+
+
+class Exchange(NamedTuple):
+    """The cookies (session ids) of one exchange's sockets, and the client's port."""
+    listener: int
+    client: int
+    server: int
+    client_port: int
+
+    @property
+    def cookies(self) -> tuple[int, int, int]:
+        return self.listener, self.client, self.server
+
+
+def exchange(ns: Namespace, port: int, *, family: int = socket.AF_INET, host: str = "127.0.0.1",
+             send: int = 20000, reply: int = 100,
+             before_connect: Callable[[socket.socket], None] | None = None,
+             after_connect: Callable[[socket.socket, socket.socket], None] | None = None) -> Exchange:
+    """A client sends ``send`` bytes, the server replies ``reply``, all three sockets close.
+
+    The sockets are created inside ``ns`` (on its loopback, or wherever
+    ``host`` lives there); the hooks run on the client before connect() and
+    on the client and accepted socket after accept().
+    """
+    with ns.enter():
+        srv = socket.socket(family)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, port))
+        srv.listen()
+        cli = socket.socket(family)
+    if before_connect:
+        before_connect(cli)
+    cli.connect((host, port))
+    acc, _ = srv.accept()
+    if after_connect:
+        after_connect(cli, acc)
+    cli.sendall(b"s" * send)
+    got = 0
+    while got < send:
+        got += len(acc.recv(65536))
+    acc.sendall(b"r" * reply)
+    got = 0
+    while got < reply:
+        got += len(cli.recv(65536))
+    info = Exchange(so_cookie(srv), so_cookie(cli), so_cookie(acc), cli.getsockname()[1])
+    cli.close()
+    acc.close()
+    srv.close()
+    return info

@@ -18,110 +18,25 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from netns import Namespace, so_cookie  # noqa: E402
+import netns  # noqa: E402
+from netns import Namespace  # noqa: E402
+from recorder import PYELOG, Recorder  # noqa: E402
 
 from pyelog.format import SESSION_CREATE_ID, SESSION_END_ID, ElogReader  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 
-PYELOG = [sys.executable, "-m", "pyelog.cli"]
 
-
-class Recorder:
-    """A background ``pyelog -p ...``; its stderr is collected by a thread."""
-
-    def __init__(self, args: list[str], stdout=subprocess.DEVNULL):
-        self.p = subprocess.Popen(PYELOG + ["-p", *args], stdout=stdout, stderr=subprocess.PIPE,
-                                  text=True)
-        self.err_lines: list[str] = []
-        self._t = threading.Thread(target=self._collect, daemon=True)
-        self._t.start()
-        deadline = time.monotonic() + 60
-        while not any(line.startswith("[Providers]") for line in self.err_lines):
-            if self.p.poll() is not None:
-                self._t.join(5)
-                pytest.fail(f"pyelog exited early ({self.p.returncode}): {self.stderr}")
-            if time.monotonic() > deadline:
-                self.p.kill()
-                pytest.fail("pyelog did not attach within 60 s")
-            time.sleep(0.1)
-        time.sleep(0.2)
-
-    def _collect(self) -> None:
-        for line in self.p.stderr:
-            self.err_lines.append(line)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.err_lines)
-
-    def stop(self, sig: int = signal.SIGTERM, settle: float = 0.5) -> int:
-        time.sleep(settle)
-        self.p.send_signal(sig)
-        try:
-            rc = self.p.wait(60)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            pytest.fail(f"pyelog did not stop on signal {sig}")
-        self._t.join(10)
-        assert "Traceback" not in self.stderr, self.stderr
-        return rc
-
-    def bpf_ids(self) -> tuple[set[int], set[int]]:
-        """(prog ids, link ids) the recorder holds fds for."""
-        progs, links = set(), set()
-        fdinfo = f"/proc/{self.p.pid}/fdinfo"
-        for fd in os.listdir(fdinfo):
-            try:
-                text = Path(fdinfo, fd).read_text()
-            except OSError:
-                continue
-            for key, bucket in (("prog_id", progs), ("link_id", links)):
-                m = re.search(rf"^{key}:\s*(\d+)", text, re.M)
-                if m:
-                    bucket.add(int(m.group(1)))
-        return progs, links
-
-    def events_received(self) -> int:
-        m = re.search(r"Events received: (\d+)", self.stderr)
-        assert m, self.stderr
-        return int(m.group(1))
-
-
-def exchange(port: int, send: int = 20000, reply: int = 700, host: str = "127.0.0.1",
-             family: int = socket.AF_INET) -> dict:
-    """A client sends ``send`` bytes, the server replies ``reply``, both close.
-
-    Inside a fresh namespace; returns the cookies and the client's port.
-    """
+def exchange(port: int, **kw) -> netns.Exchange:
+    """One exchange (see netns.exchange) in a fresh namespace of its own."""
     with Namespace() as ns:
-        with ns.enter():
-            srv = socket.socket(family)
-            srv.bind((host, port))
-            srv.listen()
-            cli = socket.socket(family)
-        cli.connect((host, port))
-        acc, _ = srv.accept()
-        cli.sendall(b"s" * send)
-        got = 0
-        while got < send:
-            got += len(acc.recv(65536))
-        acc.sendall(b"r" * reply)
-        got = 0
-        while got < reply:
-            got += len(cli.recv(65536))
-        info = {"client": so_cookie(cli), "server": so_cookie(acc), "listener": so_cookie(srv),
-                "client_port": cli.getsockname()[1]}
-        cli.close()
-        acc.close()
-        srv.close()
+        info = netns.exchange(ns, port, **kw)
         time.sleep(0.2)
     return info
 
@@ -150,11 +65,11 @@ def test_dir_output_with_tcp_names(tmp_path):
     names = sorted(os.listdir(out))
     # Every session of ours has its file, named <cookie>_<lport>_<raddr>_<rport>.elog.
     for info, port in ((a, 5101), (b, 5102)):
-        cli = [n for n in names if n.startswith(f"{info['client']}_")]
-        srv = [n for n in names if n.startswith(f"{info['server']}_")]
-        assert cli == [f"{info['client']}_{info['client_port']}_127.0.0.1_{port}.elog"], names
-        assert srv == [f"{info['server']}_{port}_127.0.0.1_{info['client_port']}.elog"], names
-        assert any(n.startswith(f"{info['listener']}_{port}_") for n in names), names
+        cli = [n for n in names if n.startswith(f"{info.client}_")]
+        srv = [n for n in names if n.startswith(f"{info.server}_")]
+        assert cli == [f"{info.client}_{info.client_port}_127.0.0.1_{port}.elog"], names
+        assert srv == [f"{info.server}_{port}_127.0.0.1_{info.client_port}.elog"], names
+        assert any(n.startswith(f"{info.listener}_{port}_") for n in names), names
     total = 0
     for n in names:
         recs = records(out / n)
@@ -188,7 +103,7 @@ def test_sigint_is_a_clean_stop(tmp_path):
     n = assert_header_counts(path)
     assert n == rec.events_received()
     sids = {r.session_id for r in records(path)}
-    assert {info["client"], info["server"]} <= sids
+    assert {info.client, info.server} <= sids
 
 
 def test_sigkill_file_reads_and_nothing_stays_attached(tmp_path):
@@ -257,8 +172,8 @@ def test_live_text_and_json(tmp_path):
         finally:
             assert rec.stop() == 0
     text = out.read_text()
-    assert f"[tcp][{info['client']}][SESSION_CREATE]" in text
-    assert f"IPv4 connection 127.0.0.1:{info['client_port']} -> 127.0.0.1:5105" in text
+    assert f"[tcp][{info.client}][SESSION_CREATE]" in text
+    assert f"IPv4 connection 127.0.0.1:{info.client_port} -> 127.0.0.1:5105" in text
     assert re.search(r"^\[ ?\d+\][0-9a-f]{4,}::\d\d+:\d\d:\d\d\.\d{6} \[tcp\]", text, re.M)
     assert "\033[K" not in rec.stderr          # no status line: stderr is not a terminal
 
@@ -272,10 +187,10 @@ def test_live_text_and_json(tmp_path):
     lines = [json.loads(line) for line in jl.read_text().splitlines()]
     assert lines[0]["elog"] == 1 and lines[0]["providers"]
     events = lines[1:]
-    mine = [e for e in events if e["session_id"] == info["client"]]
+    mine = [e for e in events if e["session_id"] == info.client]
     assert mine[0]["event"] == "SESSION_CREATE"
     conn = next(e for e in mine if e["event"] == "CONN_SET_IP_V4")
-    assert conn["fields"]["dst_port"] == 5106 and conn["fields"]["src_port"] == info["client_port"]
+    assert conn["fields"]["dst_port"] == 5106 and conn["fields"]["src_port"] == info.client_port
     assert mine[-1]["event"] == "SESSION_END"
     # A live JSON stream is a capture: it converts to elog(5).
     back = tmp_path / "back.elog"
@@ -297,20 +212,20 @@ def test_summary_matches_the_traffic(tmp_path):
     rows = {r["session_id"]: r for r in map(json.loads, p.stdout.splitlines())}
     for i, sent, got, port, addr in ((info, 300_000, 4321, 5107, "127.0.0.1"),
                                      (info6, 12345, 99, 5108, "::1")):
-        cli, srv = rows[i["client"]], rows[i["server"]]
+        cli, srv = rows[i.client], rows[i.server]
         assert (cli["bytes_sent"], cli["bytes_received"]) == (sent, got), cli
         assert (srv["bytes_sent"], srv["bytes_received"]) == (got, sent), srv
-        assert (cli["laddr"], cli["lport"], cli["raddr"], cli["rport"]) == (addr, i["client_port"], addr, port)
+        assert (cli["laddr"], cli["lport"], cli["raddr"], cli["rport"]) == (addr, i.client_port, addr, port)
         assert cli["ended"] and srv["ended"]
         assert cli["segs_out"] >= 3 and srv["segs_in"] >= 1
         assert cli["retransmits"] == 0
         assert 0 < cli["rtt_min_us"] <= cli["rtt_max_us"]
         assert cli["duration_ms"] > 0
-        assert i["listener"] not in rows           # listeners only with --listeners
+        assert i.listener not in rows           # listeners only with --listeners
     table = subprocess.run(PYELOG + ["summary", str(path)], capture_output=True, text=True).stdout
-    assert f"127.0.0.1:{info['client_port']}" in table and "300000" in table
+    assert f"127.0.0.1:{info.client_port}" in table and "300000" in table
     png = tmp_path / "s.png"
-    p = subprocess.run(PYELOG + ["plot", str(path), "--session", str(info["client"]), "-o", str(png)],
+    p = subprocess.run(PYELOG + ["plot", str(path), "--session", str(info.client), "-o", str(png)],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -18,81 +17,32 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from netns import Namespace, so_cookie  # noqa: E402
+from netns import Namespace, exchange  # noqa: E402
+from recorder import PYELOG, Recorder  # noqa: E402
 
 from pyelog.format import ElogReader, SESSION_CREATE_ID, SESSION_END_ID  # noqa: E402
 
 pytestmark = pytest.mark.kernel
-
-PYELOG = [sys.executable, "-m", "pyelog.cli"]
 CONN_V4, CONN_V6, IN, OUT = 0, 1, 100, 101
 
 
-def _start_capture(args: list[str]) -> subprocess.Popen:
-    p = subprocess.Popen(PYELOG + args, stderr=subprocess.PIPE, text=True)
-    # Wait until the programs are attached: the sock_ops link shows up.
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            pytest.fail(f"pyelog exited early: {p.stderr.read()}")
-        links = subprocess.run(["bpftool", "link", "show"], capture_output=True, text=True).stdout
-        if "sock_ops" in links:
-            break
-        time.sleep(0.2)
-    else:
-        p.kill()
-        pytest.fail("pyelog did not attach within 30 s")
-    time.sleep(0.3)
-    return p
-
-
 def _exchange(family: int, host: str, port: int) -> list[int]:
-    """One client/server exchange in a fresh namespace; returns the three cookies."""
+    """One exchange in a fresh namespace; returns the listener, client and server cookies."""
     with Namespace() as ns:
-        with ns.enter():
-            srv = socket.socket(family)
-            srv.bind((host, port))
-            srv.listen()
-            cli = socket.socket(family)
-        cli.connect((host, port))
-        acc, _ = srv.accept()
-        cli.sendall(b"x" * 5000)
-        got = 0
-        while got < 5000:
-            got += len(acc.recv(65536))
-        acc.sendall(b"y" * 100)
-        cli.recv(100)
-        cookies = [so_cookie(srv), so_cookie(cli), so_cookie(acc)]
-        cli.close()
-        acc.close()
-        srv.close()
-    return cookies
-
-
-def _stop(p: subprocess.Popen) -> str:
-    time.sleep(0.5)
-    p.send_signal(signal.SIGTERM)
-    try:
-        rc = p.wait(30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        pytest.fail("pyelog did not stop on SIGTERM")
-    err = p.stderr.read()
-    assert rc == 0, err
-    assert "Traceback" not in err
-    return err
+        x = exchange(ns, port, family=family, host=host, send=5000)
+    return [x.listener, x.client, x.server]
 
 
 @pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
 def test_loopback_capture(tmp_path, family, host):
     path = tmp_path / "tcp.elog"
     port = 5001
-    p = _start_capture(["-s", "-c", "tcp", "-o", str(path)])
+    rec = Recorder(["-s", "-c", "tcp", "-o", str(path)])
     try:
         cookies = _exchange(family, host, port)
     finally:
-        err = _stop(p)
-    assert "[Stats]" in err and "Events received:" in err
+        assert rec.stop() == 0, rec.stderr
+    assert "[Stats]" in rec.stderr and "Events received:" in rec.stderr
 
     reader = ElogReader(path)
     records = list(reader)
@@ -141,44 +91,24 @@ def test_loopback_capture(tmp_path, family, host):
 
 def test_keyword_filter_rx_only(tmp_path):
     path = tmp_path / "rx.elog"
-    p = _start_capture(["-c", "tcp", "VERBOSE", "RX", "-o", str(path)])
+    rec = Recorder(["-c", "tcp", "VERBOSE", "RX", "-o", str(path)])
     try:
         _exchange(socket.AF_INET, "127.0.0.1", 5002)
     finally:
-        _stop(p)
+        assert rec.stop() == 0, rec.stderr
     ids = {r.event_id for r in ElogReader(path)}
     assert IN in ids and OUT not in ids
 
 
-def _owned_bpf_ids(pid: int) -> tuple[set[int], set[int]]:
-    """(link ids, prog ids) held by a process's fds (from /proc/PID/fdinfo),
-    so that other recorders running on the machine meanwhile do not count."""
-    links, progs = set(), set()
-    d = f"/proc/{pid}/fdinfo"
-    for fd in os.listdir(d):
-        try:
-            info = Path(d, fd).read_text()
-        except OSError:
-            continue
-        for line in info.splitlines():
-            key, _, val = line.partition(":")
-            if key == "link_id":
-                links.add(int(val))
-            elif key == "prog_id":
-                progs.add(int(val))
-    return links, progs
-
-
 def test_sigkill_leaves_nothing_attached(tmp_path):
     path = tmp_path / "killed.elog"
-    p = _start_capture(["-c", "tcp", "-o", str(path)])
+    rec = Recorder(["-c", "tcp", "-o", str(path)])
     _exchange(socket.AF_INET, "127.0.0.1", 5003)
     time.sleep(1.5)
-    links, progs = _owned_bpf_ids(p.pid)
+    progs, links = rec.bpf_ids()
     assert links                       # sock_ops and setsockopt links at least
-    p.kill()
-    p.wait(10)
-    p.stderr.close()
+    rec.p.kill()
+    rec.p.wait(10)
     time.sleep(0.5)
     import json
     left = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from netns import Namespace, so_cookie, veth_pair  # noqa: E402
+from netns import Namespace, exchange, so_cookie, veth_pair  # noqa: E402
 
 from pyelog.consumer import ConsumerSet  # noqa: E402
 from pyelog.loader import (DUMP_COMPLETE_ID, LEVEL_ERROR, LEVEL_INFO, LEVEL_TRACE,  # noqa: E402
@@ -68,34 +68,6 @@ def by_session(recs: list[Rec]) -> dict[int, list[Rec]]:
     return d
 
 
-def exchange(ns: Namespace, family=socket.AF_INET, host="127.0.0.1", port=6000, nbytes=20000,
-             before_connect=None, after_connect=None):
-    """Client/server exchange inside ``ns``; returns (srv, cli, acc) cookies."""
-    with ns.enter():
-        srv = socket.socket(family)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((host, port))
-        srv.listen()
-        cli = socket.socket(family)
-    if before_connect:
-        before_connect(cli)
-    cli.connect((host, port))
-    acc, _ = srv.accept()
-    if after_connect:
-        after_connect(cli, acc)
-    cli.sendall(b"x" * nbytes)
-    got = 0
-    while got < nbytes:
-        got += len(acc.recv(65536))
-    acc.sendall(b"y" * 100)
-    cli.recv(100)
-    cookies = so_cookie(srv), so_cookie(cli), so_cookie(acc)
-    cli.close()
-    acc.close()
-    srv.close()
-    return cookies
-
-
 def map_keys(loader: Loader) -> tuple[set, set]:
     """(session ids of the tcp provider, cookies in tcp_sk_cookie)."""
     sessions = {k.session_id for k in loader.bpf["eventlog_sessions"].keys()}
@@ -116,7 +88,7 @@ def test_sessions_conn_params_options_and_timestamps():
             cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             cli.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             cli.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"reno")
-        srv, cli, acc = exchange(ns, after_connect=after)
+        srv, cli, acc, _ = exchange(ns, 6000, after_connect=after)
         recs = drain(sub)
         sessions, _ = map_keys(L)
     s = by_session(recs)
@@ -159,7 +131,7 @@ def test_keyword_and_level_filters_ipv6():
     err = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_ERROR, KW["ALL"])])
     trace = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_TRACE, KW["ALL"])])
     with L, Namespace() as ns:
-        cookies = exchange(ns, socket.AF_INET6, "::1", 6001, nbytes=50000)
+        cookies = exchange(ns, 6001, family=socket.AF_INET6, host="::1", send=50000)
         got = {name: drain(sub, 0.3 if name == "rx" else 0)
                for name, sub in (("rx", rx), ("tx", tx), ("err", err), ("trace", trace))}
     ids = {k: {r.event for r in v} for k, v in got.items()}
@@ -168,7 +140,7 @@ def test_keyword_and_level_filters_ipv6():
     assert not ids["err"] & {IN, OUT, IN_PROBE}
     assert RTT_SAMPLE in ids["trace"] and CONN_V6 in ids["trace"]
     trace_sessions = {r.session for r in got["trace"]}
-    assert set(cookies) <= trace_sessions
+    assert set(cookies.cookies) <= trace_sessions
 
 
 # -- which sessions are enabled ---------------------------------------------------
@@ -238,7 +210,7 @@ def test_filters_port_cidr_comm():
 
     with L, Namespace() as ns:
         yes = in_thread("elog-yes", lambda: exchange(ns, port=6020))
-        yes6 = in_thread("elog-yes", lambda: exchange(ns, socket.AF_INET6, "::1", 6021))
+        yes6 = in_thread("elog-yes", lambda: exchange(ns, 6021, family=socket.AF_INET6, host="::1"))
         wrong_comm = in_thread("elog-no", lambda: exchange(ns, port=6021))
         wrong_port = in_thread("elog-yes", lambda: exchange(ns, port=6022))
         recs = drain(sub)
@@ -247,7 +219,7 @@ def test_filters_port_cidr_comm():
     # the client's local port is ephemeral (6020 is its remote port).
     assert {yes[0], yes[2], yes6[0], yes6[2]} <= logged
     assert yes[1] not in logged
-    assert not logged & set(wrong_comm) and not logged & set(wrong_port)
+    assert not logged & set(wrong_comm.cookies) and not logged & set(wrong_port.cookies)
 
 
 def test_filter_netns_and_pid():
@@ -261,7 +233,7 @@ def test_filter_netns_and_pid():
             no = exchange(ns_no, port=6030)
             recs = drain(sub)
     logged = {r.session for r in recs}
-    assert set(yes) <= logged and not logged & set(no)
+    assert set(yes.cookies) <= logged and not logged & set(no.cookies)
 
 
 # -- dump state ------------------------------------------------------------------

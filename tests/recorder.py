@@ -1,0 +1,81 @@
+"""A ``pyelog`` recorder running in the background, as users run it, for kernel tests.
+
+``-p`` is always passed: the recorder's ``[Providers]`` line on stderr says
+that its programs are attached, which (unlike looking for any sock_ops link
+in bpftool) holds even while other recorders run on the machine.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+PYELOG = [sys.executable, "-m", "pyelog.cli"]
+
+
+class Recorder:
+    """A background ``pyelog -p ...``; its stderr is collected by a thread."""
+
+    def __init__(self, args: list[str], stdout=subprocess.DEVNULL):
+        self.p = subprocess.Popen(PYELOG + ["-p", *args], stdout=stdout, stderr=subprocess.PIPE,
+                                  text=True)
+        self.err_lines: list[str] = []
+        self._t = threading.Thread(target=self._collect, daemon=True)
+        self._t.start()
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("[Providers]") for line in self.err_lines):
+            if self.p.poll() is not None:
+                self._t.join(5)
+                pytest.fail(f"pyelog exited early ({self.p.returncode}): {self.stderr}")
+            if time.monotonic() > deadline:
+                self.p.kill()
+                pytest.fail("pyelog did not attach within 60 s")
+            time.sleep(0.1)
+        time.sleep(0.2)
+
+    def _collect(self) -> None:
+        for line in self.p.stderr:
+            self.err_lines.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err_lines)
+
+    def stop(self, sig: int = signal.SIGTERM, settle: float = 0.5) -> int:
+        time.sleep(settle)
+        self.p.send_signal(sig)
+        try:
+            rc = self.p.wait(60)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            pytest.fail(f"pyelog did not stop on signal {sig}")
+        self._t.join(10)
+        assert "Traceback" not in self.stderr, self.stderr
+        return rc
+
+    def bpf_ids(self) -> tuple[set[int], set[int]]:
+        """(prog ids, link ids) the recorder holds fds for."""
+        progs, links = set(), set()
+        fdinfo = f"/proc/{self.p.pid}/fdinfo"
+        for fd in os.listdir(fdinfo):
+            try:
+                text = Path(fdinfo, fd).read_text()
+            except OSError:
+                continue
+            for key, bucket in (("prog_id", progs), ("link_id", links)):
+                m = re.search(rf"^{key}:\s*(\d+)", text, re.M)
+                if m:
+                    bucket.add(int(m.group(1)))
+        return progs, links
+
+    def events_received(self) -> int:
+        m = re.search(r"Events received: (\d+)", self.stderr)
+        assert m, self.stderr
+        return int(m.group(1))
