@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Run inside the VM as root (make vm-test does): record TCP with
+# `pyelog -c tcp -o OUT` around loopback connections made in a network
+# namespace of its own, so the host can decode the capture with `pyelog -r`.
+# Usage: guest-capture.sh OUT.elog
+set -euo pipefail
+out=${1:?usage: guest-capture.sh OUT.elog}
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+ns=pyelog-vm-$$
+rec=
+cleanup() {
+    [ -n "$rec" ] && kill "$rec" 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+rm -f "$out"
+$py -m pyelog.cli -s -c tcp -o "$out" &
+rec=$!
+# Recording starts once the sock_ops link is attached (bcc compiles first:
+# seconds under KVM, tens of seconds under TCG).
+for _ in $(seq 600); do
+    bpftool link show 2>/dev/null | grep -q sock_ops && break
+    kill -0 "$rec" 2>/dev/null || { echo "guest-capture: recorder exited early" >&2; exit 1; }
+    sleep 0.5
+done
+bpftool link show | grep -q sock_ops || { echo "guest-capture: recorder never attached" >&2; exit 1; }
+
+ip netns exec "$ns" "$py" - <<'PY'
+import socket, threading
+srv = socket.create_server(("127.0.0.1", 5201))
+def serve(n):
+    for _ in range(n):
+        c, _ = srv.accept()
+        while c.recv(65536):
+            pass
+        c.close()
+t = threading.Thread(target=serve, args=(3,))
+t.start()
+for _ in range(3):
+    with socket.create_connection(("127.0.0.1", 5201)) as c:
+        c.sendall(b"x" * 65536)
+t.join()
+srv.close()
+PY
+sleep 1
+kill -TERM "$rec"
+wait "$rec"
+rec=
+ls -l "$out"
