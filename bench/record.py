@@ -6,7 +6,7 @@
 Builds a Loader with one ring subscriber (test provider: and session 1),
 prints ``ready pid=<pid> prog_id=<test_ctl id>`` once every probe is
 attached (bench/drivers/testrun_loop.c drives test_ctl by that id), then runs the same loop as ``pyelog -c ... -o FILE``
-(pyelog/capture.py: ``drain(timeout=1.0)`` -> ``ElogWriter.write_records``)
+(pyelog/capture.py: ``drain_counted(timeout=1.0)`` -> ``ElogWriter.write_records(run, n)``)
 until SIGTERM/SIGINT, drains what is left and prints one line::
 
     written=N dropped=N emitted=N bytes=N swaps=N maxrss_kib=N
@@ -76,12 +76,12 @@ def main() -> int:
         print(f"ready pid={os.getpid()} prog_id={ctl_id}", flush=True)
         # The loop of pyelog/capture.py, unchanged in substance.
         while not stop:
-            for run in sub.drain(timeout=1.0):
-                writer.write_records(run)
+            for run, n in sub.drain_counted(timeout=1.0):
+                writer.write_records(run, n)
         if driver is not None:
             emitted = driver.disarm_getppid() + 1
-        for run in sub.drain(timeout=0):
-            writer.write_records(run)
+        for run, n in sub.drain_counted(timeout=0):
+            writer.write_records(run, n)
         st = sub.stats()
         writer.close(dropped_events=st.dropped)
         prog_ns = busiest_prog_ns(loader.bpf.funcs.values()) if stats_fd is not None else 0.0

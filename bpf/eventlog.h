@@ -28,7 +28,8 @@
  * One deliberate difference from FreeBSD: the CAS on the state word
  * *reserves* the record's bytes before they are copied, and a second
  * counter, written[b], is advanced (atomic add) once the copy is done.  The
- * reader only consumes a buffer when written[b] == reader_len.  FreeBSD
+ * reader only consumes a buffer when the low 32 bits of written[b] equal
+ * reader_len (the high 32 bits count the records, for the reader).  FreeBSD
  * copies first and commits with the CAS afterwards, which is only safe when
  * nothing can interrupt the copy: on Linux a sock_ops program in process
  * context can be interrupted mid-copy by a softirq or IPI program on the
@@ -133,7 +134,7 @@ struct eventlog_provider_stats {
 /* Per subscriber, per CPU control block (mmapped by the reader). */
 struct eventlog_cpu_state {
 	__u64 state;            /* packed word, see top of file */
-	__u64 written[2];       /* bytes whose copy finished, per buffer */
+	__u64 written[2];       /* per buffer: records << 32 | bytes copied */
 	__u64 dropped;          /* events lost: buffer full (exact) */
 	__u64 oversized;        /* events > 65535 bytes discarded */
 	__u64 swaps;            /* writer-initiated swaps */
@@ -242,8 +243,12 @@ eventlog_copy(struct eventlog_cpu_state *st, char *buf, __u64 size, __u64 active
 		st->max_ts[active] = hdr->timestamp;
 	if (st->min_ts[active] == 0 || hdr->timestamp < st->min_ts[active])
 		st->min_ts[active] = hdr->timestamp;
-	/* Full barrier: the copy is visible before the reader sees the count. */
-	__sync_fetch_and_add(&st->written[active], total);
+	/* Full barrier: the copy is visible before the reader sees the count.
+	 * Low 32 bits: bytes copied (compared with reader_len); high 32 bits:
+	 * records copied, so the reader never walks a buffer to count it.
+	 * One atomic for both; bytes never carry into the count (a buffer is
+	 * < 2^29 bytes). */
+	__sync_fetch_and_add(&st->written[active], total | (1ULL << 32));
 }
 
 /* @EVENTLOG_SUBSCRIBERS@ : pyelog/loader.py inserts the per-subscriber maps

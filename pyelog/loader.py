@@ -19,9 +19,9 @@ Typical use (the live CLI)::
     with loader:                          # start(); close() on exit
         writer = ElogWriter(path, sub.providers())
         while not stop:
-            for run in sub.drain(timeout=1.0):   # wakes per swap or 1 s
-                writer.write_records(run)
-        for run in sub.drain(): writer.write_records(run)   # final drain
+            for run, n in sub.drain_counted(timeout=1.0):   # wakes per swap or 1 s
+                writer.write_records(run, n)
+        for run, n in sub.drain_counted(): writer.write_records(run, n)   # final drain
         writer.close(dropped_events=sub.stats().dropped)
 
 Subscribers are fixed at :meth:`Loader.start` (each one has its own maps,
@@ -172,6 +172,15 @@ class Subscriber:
         if self.reader is None:
             raise EventlogError("loader not started")
         return self.reader.read(timeout, ordered)
+
+    def drain_counted(self, timeout: float = 0.0,
+                      ordered: bool = True) -> Iterator[tuple[memoryview, int]]:
+        """:meth:`drain` yielding ``(run, records in run)`` (RingReader.read_counted):
+        pass the count on (``ElogWriter.write_records(run, n)``) instead of
+        walking the run to count it."""
+        if self.reader is None:
+            raise EventlogError("loader not started")
+        return self.reader.read_counted(timeout, ordered)
 
 
 class RingSubscriber(Subscriber):

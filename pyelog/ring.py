@@ -14,9 +14,12 @@ The reader:
   (``swap_allowed``) and the active one holds data, with the same CAS the
   writers use (writers also swap proactively when their buffer fills, and
   then ring the doorbell);
-* consumes a reader buffer only when ``written[b] == reader_len`` (every
-  reserved record fully copied: see the reserve-then-copy note in
-  eventlog.h); a CPU whose copy is still in flight is simply retried later;
+* consumes a reader buffer only when the low 32 bits of ``written[b]``
+  equal ``reader_len`` (every reserved record fully copied: see the
+  reserve-then-copy note in eventlog.h); a CPU whose copy is still in
+  flight is simply retried later. The high 32 bits count the records
+  copied (writers add ``bytes | 1 << 32`` in their one atomic), so each run
+  is handed out with its record count and nobody walks it to count;
 * hands out contiguous runs of whole records as memoryviews straight into
   the mapped buffer (no per-event copy), merged across CPUs in timestamp
   order within one drain epoch; when the buffers' timestamp ranges do not
@@ -30,6 +33,11 @@ Atomic operations on the shared words go through libatomic (real
 Wake-ups come from a small BPF ring buffer ("doorbell") that writers poke
 only when they swap buffers; :meth:`RingReader.read` waits on it with
 epoll, so the reader wakes per buffer, or after ``timeout``, never per event.
+A busy reader (its last drain took at least ``buffer_size // 8`` bytes, or
+found a buffer it holds still being copied into, which keeps writers from
+swapping and so from ringing) waits at most :data:`BUSY_WAIT` instead, taking half-full buffers rather
+than sleeping until a writer fills one: at high rates the writers then have
+more than one buffer of slack.
 """
 from __future__ import annotations
 
@@ -52,6 +60,8 @@ BUFFER_SIZE_MIN = 65536
 # lies up to 64 KiB past its start: 512 MiB - 128 KiB per buffer is the cap.
 BUFFER_SIZE_MAX = (1 << 29) - (1 << 17)
 BUFFER_SIZE_DEFAULT = 512 * 1024
+# Longest doorbell wait after a drain of >= buffer_size // 8 bytes.
+BUSY_WAIT = 0.001
 
 # Offsets inside struct eventlog_cpu_state.
 _OFF_STATE = 0
@@ -64,6 +74,7 @@ _OFF_MAX_TS = 64            # u64[2]
 
 _SEQ_CST = 5
 _POS_MASK = 0x3FFFFFFF
+_LOW32 = 0xFFFFFFFF
 
 
 class RingCorrupt(RuntimeError):
@@ -174,6 +185,9 @@ class RingReader:
         self._bell = _Doorbell(bell_fd) if bell_fd is not None else None
         self._a = atomics()
         self.bytes = 0
+        self.records = 0        # records handed out by this reader
+        self._busy = False      # the last drain was large: wait briefly
+        self._in_flight = False  # a held buffer still had a copy in flight
 
     # -- protocol primitives ------------------------------------------------
     def _addr(self, cpu: int, off: int) -> int:
@@ -186,11 +200,11 @@ class RingReader:
     def _u64(self, cpu: int, off: int) -> int:
         return self._a.load(self._addr(cpu, off), _SEQ_CST)
 
-    def _take(self, cpu: int) -> tuple[int, int] | None:
+    def _take(self, cpu: int) -> tuple[int, int, int] | None:
         """Make sure this CPU's reader buffer holds data if any exists.
 
-        Returns (reader buffer index, reader_len) when a buffer is ready to
-        be consumed (all its reserved bytes written), else None.
+        Returns (reader buffer index, reader_len, records) when a buffer is
+        ready to be consumed (all its reserved bytes written), else None.
         """
         addr = self._addr(cpu, _OFF_STATE)
         word = self._a.load(addr, _SEQ_CST)
@@ -209,9 +223,14 @@ class RingReader:
         rb = active ^ 1
         if rlen == 0:
             return None
-        if self._u64(cpu, _OFF_WRITTEN + 8 * rb) != rlen:
-            return None                     # a reserved copy is still in flight
-        return rb, rlen
+        written = self._u64(cpu, _OFF_WRITTEN + 8 * rb)
+        if written & _LOW32 != rlen:
+            # A reserved copy is still in flight. The reader holds this
+            # buffer, so writers cannot swap (nor ring) until it is taken:
+            # look again soon, not after a whole timeout.
+            self._in_flight = True
+            return None
+        return rb, rlen, written >> 32
 
     def _release(self, cpu: int, rb: int) -> None:
         """Reader buffer fully consumed: let writers swap into it again."""
@@ -237,46 +256,65 @@ class RingReader:
              max_rounds: int = 4) -> Iterator[memoryview]:
         """Yield contiguous runs of whole records, then release the buffers.
 
-        Waits up to ``timeout`` seconds for a doorbell first (0: don't wait),
-        then drains every CPU: each round takes the ready reader buffers,
-        yields their records (merged by timestamp when ``ordered``), and
-        releases them, which lets writers swap again. A yielded memoryview
-        points into the shared buffer and is valid only until the generator
-        is resumed: write or copy it before asking for the next run.
+        Waits up to ``timeout`` seconds for a doorbell first (0: don't wait;
+        at most :data:`BUSY_WAIT` when the previous drain was large), then
+        drains every CPU: each round takes the ready reader buffers, yields
+        their records (merged by timestamp when ``ordered``), and releases
+        them, which lets writers swap again. A yielded memoryview points
+        into the shared buffer and is valid only until the generator is
+        resumed: write or copy it before asking for the next run.
+        """
+        for run, _count in self.read_counted(timeout, ordered, max_rounds):
+            yield run
+
+    def read_counted(self, timeout: float = 0.0, ordered: bool = True,
+                     max_rounds: int = 4) -> Iterator[tuple[memoryview, int]]:
+        """:meth:`read`, yielding ``(run, records in run)``.
+
+        The counts come from the writers' ``written`` words (whole buffers)
+        or from the merge's index (merged runs): nothing walks a run only to
+        count it.
         """
         if timeout > 0:
-            self.wait(timeout)
-        for _ in range(max_rounds):
-            batch = []
-            for cpu in self.cpus:
-                got = self._take(cpu)
-                if got is not None:
-                    batch.append((cpu, got[0], got[1]))
-            if not batch:
-                return
-            try:
-                for run in self._runs(batch, ordered):
-                    self.bytes += len(run)
-                    yield run
-            finally:
-                for cpu, rb, _ in batch:
-                    self._release(cpu, rb)
+            self.wait(min(timeout, BUSY_WAIT) if self._busy else timeout)
+        before = self.bytes
+        self._in_flight = False
+        try:
+            for _ in range(max_rounds):
+                batch = []
+                for cpu in self.cpus:
+                    got = self._take(cpu)
+                    if got is not None:
+                        batch.append((cpu, *got))
+                if not batch:
+                    return
+                try:
+                    for run, n in self._runs(batch, ordered):
+                        self.bytes += len(run)
+                        self.records += n
+                        yield run, n
+                finally:
+                    for cpu, rb, _, _ in batch:
+                        self._release(cpu, rb)
+        finally:
+            self._busy = self._in_flight or self.bytes - before >= self.buffer_size // 8
 
-    def _runs(self, batch: list[tuple[int, int, int]], ordered: bool) -> Iterator[memoryview]:
+    def _runs(self, batch: list[tuple[int, int, int, int]],
+              ordered: bool) -> Iterator[tuple[memoryview, int]]:
         view = self._view
         spans = []
-        for cpu, rb, rlen in batch:
+        for cpu, rb, rlen, n in batch:
             base = (cpu * 2 + rb) * self.elem
             lo = self._u64(cpu, _OFF_MIN_TS + 8 * rb)
             hi = self._u64(cpu, _OFF_MAX_TS + 8 * rb)
-            spans.append((lo, hi, base, rlen))
+            spans.append((lo, hi, base, rlen, n))
         spans.sort()
         disjoint = all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
         if not ordered or disjoint:
-            for _, _, base, rlen in spans:
-                yield view[base:base + rlen]
+            for _, _, base, rlen, n in spans:
+                yield view[base:base + rlen], n
             return
-        yield from self._merge([(base, rlen) for _, _, base, rlen in spans])
+        yield from self._merge([(base, rlen) for _, _, base, rlen, _ in spans])
 
     def _index(self, base: int, rlen: int) -> tuple[list[int], list[int]]:
         offs: list[int] = []
@@ -294,8 +332,8 @@ class RingReader:
         offs.append(end)
         return offs, tss
 
-    def _merge(self, bufs: list[tuple[int, int]]) -> Iterator[memoryview]:
-        """k-way merge by timestamp, emitting runs (bisect finds run ends)."""
+    def _merge(self, bufs: list[tuple[int, int]]) -> Iterator[tuple[memoryview, int]]:
+        """k-way merge by timestamp, emitting (run, records) (bisect finds run ends)."""
         view = self._view
         idx = [self._index(base, rlen) for base, rlen in bufs]
         heads = [0] * len(idx)
@@ -304,7 +342,7 @@ class RingReader:
             if len(live) == 1:
                 i = live[0]
                 offs, tss = idx[i]
-                yield view[offs[heads[i]]:offs[-1]]
+                yield view[offs[heads[i]]:offs[-1]], len(tss) - heads[i]
                 return
             i = min(live, key=lambda b: idx[b][1][heads[b]])
             bound = min(idx[b][1][heads[b]] for b in live if b != i)
@@ -312,7 +350,7 @@ class RingReader:
             j = bisect.bisect_right(tss, bound, heads[i])
             if j <= heads[i]:
                 j = heads[i] + 1
-            yield view[offs[heads[i]]:offs[j]]
+            yield view[offs[heads[i]]:offs[j]], j - heads[i]
             heads[i] = j
             if j >= len(tss):
                 live.remove(i)

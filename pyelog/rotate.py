@@ -157,6 +157,10 @@ class RotatingWriter:
             room = self.max_bytes - w.bytes_written
             if not w.started:
                 room -= 44 + 34 * len(self.providers)     # header and table come with the first record
+            if count is not None and written == 0 and len(view) <= room:
+                # The whole run fits and the ring counted it: no walk.
+                written += w.write_records(view, count)
+                break
             nbytes, n = split_point(view, max(room, 0))
             if n == 0:
                 if w.started:                              # full: next file
