@@ -230,10 +230,13 @@ def _swap16(v: str) -> str:
 
 def _text_expr(f: Field, v: str) -> str:
     """Python expression giving the field's text as FreeBSD's %N rendering does."""
+    # The dict lookup inline; the function only when the value is not cached
+    # (labels and cached flag texts are never empty strings' stand-ins: the
+    # fallbacks return the same text for an empty label).
     if f.annotation == "enum":
-        return f"_enum_{f.table}({v})"
+        return f"(_ENUM_{f.table}.get({v}) or _enum_{f.table}({v}))"
     if f.annotation == "flag":
-        return f"_flag_{f.table}({v})"
+        return f"(_FLAG_TEXT_{f.table}.get({v}) or _flag_{f.table}({v}))"
     if f.annotation == "hex":
         return f"'0x%x' % ({v} & 0x{_M32 if f.size <= 4 else _M64:X})"
     if f.annotation == "ntohs":
@@ -494,6 +497,15 @@ def generate_consumer(schema: Schema) -> str:
           "    return formatter(payload)",
           "",
           "",
+          "def formatter(event_id):",
+          '    """payload -> elog(1) text for one event id: format_payload without the per-call lookup."""',
+          "    function = _FORMATTERS.get(event_id)",
+          "    if function is None:",
+          "        text = '[UNKNOWN_EVENT_ID:%d]' % event_id",
+          "        return lambda payload: text",
+          "    return function",
+          "",
+          "",
           "def decode(event_id, payload):",
           '    """{field name: value} for one event payload, or None for unknown ids.',
           "",
@@ -526,9 +538,10 @@ def _consumer_event(e: Event) -> list[str]:
     unpack = [f"    size = len(payload)",
               f"    if size < {s.size}:",
               f"        payload = bytes(payload) + bytes({s.size} - size)",
-              f"    {', '.join(names[:len(fixed)])}, = {st}.unpack_from(payload)"]
+              f"    {', '.join(names[:len(fixed)])}, = _unpack_{e.name}(payload)"]
     empty_create = e.id == SESSION_CREATE_ID
-    o += [f"{st} = _struct.Struct({_struct_format(s)!r})", "", ""]
+    o += [f"{st} = _struct.Struct({_struct_format(s)!r})",
+          f"_unpack_{e.name} = {st}.unpack_from", "", ""]
     o += [f"def _format_{e.name}(payload):"]
     if empty_create:
         o += ["    if not payload:", "        return 'Session created'"]

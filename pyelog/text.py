@@ -68,6 +68,12 @@ class TextPrinter:
 
     ``utc_anchor`` is ``(capture_start, start_utc_us)`` from a file header;
     None (or a zero ``start_utc_us``) prints time since boot, as live mode does.
+
+    Per line the work is one f-string: the ``[provider][``, ``][NAME]`` parts
+    and the payload formatter are looked up once per (provider id, event id),
+    ``[cpu]tid::`` once per (cpu, thread), the ``HH:MM:SS.`` prefix once per
+    second of capture time. Options are
+    read when the printer is made.
     """
 
     def __init__(self, provider_names: dict[int, str], decoder: PayloadDecoder,
@@ -79,45 +85,105 @@ class TextPrinter:
         self._count = 0
         self._first: int | None = None
         self._prev: int | None = None
+        o = self.options
+        self._plain = not (o.numbers or o.relative or o.delta)
+        # utc = ts + offset; the cached text is that of second _sec.
+        self._offset = self.utc_anchor[1] - self.utc_anchor[0] if self.utc_anchor else 0
+        self._sec: int | None = None
+        self._sec_text: str | None = None
+        self._events: dict[int, tuple[str, str, object]] = {}
+        self._cpu_tid: dict[int, str] = {}     # "[cpu]tid::" by (cpu << 33) + tid
+
+    def _second_text(self, sec: int) -> str | None:
+        """``HH:MM:SS.`` (``YYYY-MM-DD HH:MM:SS.`` with -d) of one second; None if out of range."""
+        if self.utc_anchor is None:
+            return f"{sec // 3600:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}."
+        try:
+            t = _EPOCH + _dt.timedelta(seconds=sec)
+        except OverflowError:
+            return None
+        return f"{t:%Y-%m-%d %H:%M:%S}." if self.options.date else f"{t:%H:%M:%S}."
 
     def timestamp_text(self, ts: int) -> str:
-        if self.utc_anchor is None:
-            secs, us = divmod(ts, 1_000_000)
-            return f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}.{us:06d}"
-        capture_start, start_utc_us = self.utc_anchor
-        utc = start_utc_us + (ts - capture_start)
-        try:
-            t = _EPOCH + _dt.timedelta(microseconds=utc)
-        except OverflowError:
+        utc = ts + self._offset
+        sec, us = divmod(utc, 1_000_000)
+        if sec != self._sec:
+            self._sec_text = self._second_text(sec)
+            self._sec = sec
+        pre = self._sec_text
+        if pre is None:
             return f"<utc {utc}>"
-        if self.options.date:
-            return f"{t:%Y-%m-%d %H:%M:%S}.{t.microsecond:06d}"
-        return f"{t:%H:%M:%S}.{t.microsecond:06d}"
+        return f"{pre}{us:06d}"
+
+    def _event(self, provider_id: int, event_id: int) -> tuple[str, str, object]:
+        """(`` [provider][``, ``]`` or ``][NAME]``, payload -> text) of one event kind."""
+        provider = self.provider_names.get(provider_id, "?")
+        close = "]"
+        if self.options.event_names:
+            if event_id == SESSION_END_ID:
+                name = "SESSION_END"
+            else:
+                name = self.decoder.event_name(provider, event_id) or f"?{event_id}"
+            close = f"][{name}]"
+        fmt = _payload_formatter(self.decoder, provider, event_id)
+        entry = (f" [{provider}][", close, fmt)
+        if len(self._events) < 65536:
+            self._events[provider_id << 32 | event_id] = entry
+        return entry
 
     def line(self, rec: Record) -> str:
         """The text line for one record (without newline)."""
+        _, cpu, provider_id, _, ts, session_id, event_id, tid, payload = rec
+        entry = self._events.get(provider_id << 32 | event_id)
+        if entry is None:
+            entry = self._event(provider_id, event_id)
+        head, close, fmt = entry
+        text = fmt(payload) or f"[UNKNOWN_EVENT_ID:{event_id}]"
+        self._count += 1
+        sec, us = divmod(ts + self._offset, 1_000_000)
+        if sec != self._sec:
+            self._sec_text = self._second_text(sec)
+            self._sec = sec
+        ct = self._cpu_tid.get((cpu << 33) + tid)      # tid is an s32: no collisions
+        if ct is None:
+            ct = f"[{cpu:2d}]{tid & 0xFFFFFFFF:04x}::"
+            if len(self._cpu_tid) < 65536:
+                self._cpu_tid[(cpu << 33) + tid] = ct
+        pre = self._sec_text
+        if pre is not None:
+            line = f"{ct}{pre}{us:06d}{head}{session_id}{close} {text}"
+        else:
+            line = f"{ct}{self.timestamp_text(ts)}{head}{session_id}{close} {text}"
+        if self._plain:
+            return line
         o = self.options
         parts = []
-        self._count += 1
         if o.numbers:
             parts.append(f"{self._count:<8d} ")
         if o.relative:
             if self._first is None:
-                self._first = rec.timestamp
-            parts.append(f"+{_seconds(rec.timestamp - self._first)} ")
+                self._first = ts
+            parts.append(f"+{_seconds(ts - self._first)} ")
         if o.delta:
-            prev = rec.timestamp if self._prev is None else self._prev
-            parts.append(f"d{_seconds(rec.timestamp - prev)} ")
-        self._prev = rec.timestamp
-        provider = self.provider_names.get(rec.provider_id, "?")
-        parts.append(f"[{rec.cpu:2d}]{rec.thread_id & 0xFFFFFFFF:04x}::{self.timestamp_text(rec.timestamp)}"
-                     f" [{provider}][{rec.session_id}]")
-        if o.event_names:
-            if rec.event_id == SESSION_END_ID:
-                name = "SESSION_END"
-            else:
-                name = self.decoder.event_name(provider, rec.event_id) or f"?{rec.event_id}"
-            parts.append(f"[{name}]")
-        text = self.decoder.format_payload(provider, rec.event_id, rec.payload)
-        parts.append(" " + (text or f"[UNKNOWN_EVENT_ID:{rec.event_id}]"))
+            prev = ts if self._prev is None else self._prev
+            parts.append(f"d{_seconds(ts - prev)} ")
+        self._prev = ts
+        parts.append(line)
         return "".join(parts)
+
+
+def _payload_formatter(decoder: PayloadDecoder, provider: str, event_id: int):
+    """payload -> text for one (provider, event id): the generated per-event
+    function itself when the decoder is a schema ConsumerSet, otherwise a
+    call through the decoder's ``format_payload``."""
+    from .consumer import ConsumerSet
+    if type(decoder) is ConsumerSet:
+        consumer = decoder.get(provider)
+        if consumer is None:
+            text = f"[UNKNOWN_PROVIDER:{provider}]"
+            return lambda payload: text
+        formatter = getattr(consumer.module, "formatter", None)
+        if formatter is not None:
+            return formatter(event_id)
+    fmt = decoder.format_payload
+    return lambda payload: fmt(provider, event_id, payload)
