@@ -35,23 +35,45 @@ def header_line(header: FileHeader, providers: list[Provider]) -> str:
 
 
 class JsonEventFormatter:
-    """One JSON object per record, with names and fields from a decoder."""
+    """One JSON object per record, with names and fields from a decoder.
+
+    The line is what ``json.dumps`` gives for the object (same key order and
+    separators), assembled with one f-string: integers and the hex payload
+    need no escaping, the provider and event names are encoded once per
+    (provider id, event id), and only the decoded fields go through one
+    encoder bound at construction (``json.dumps(..., default=...)`` would
+    build a new encoder per call).
+    """
 
     def __init__(self, provider_names: dict[int, str], decoder: PayloadDecoder):
         self.provider_names = provider_names
         self.decoder = decoder
+        self._encode = json.JSONEncoder(default=_jsonable).encode
+        self._decode = getattr(decoder, "decode", None)
+        self._events: dict[int, tuple[str, str, str]] = {}
+
+    def _event(self, provider_id: int, event_id: int) -> tuple[str, str, str]:
+        provider = self.provider_names.get(provider_id, "?")
+        enc = self._encode
+        entry = (provider, enc(provider), enc(self.decoder.event_name(provider, event_id)))
+        if len(self._events) < 65536:
+            self._events[provider_id << 32 | event_id] = entry
+        return entry
 
     def line(self, rec: Record) -> str:
-        provider = self.provider_names.get(rec.provider_id, "?")
-        decode = getattr(self.decoder, "decode", None)
-        fields = decode(provider, rec.event_id, rec.payload) if decode else None
-        return json.dumps({
-            "timestamp": rec.timestamp, "cpu": rec.cpu, "thread_id": rec.thread_id,
-            "provider_id": rec.provider_id, "provider": provider,
-            "session_id": rec.session_id, "event_id": rec.event_id,
-            "event": self.decoder.event_name(provider, rec.event_id),
-            "reserved": rec.reserved, "fields": fields, "payload": rec.payload.hex(),
-        }, default=_jsonable)
+        _, cpu, provider_id, reserved, ts, session_id, event_id, tid, payload = rec
+        entry = self._events.get(provider_id << 32 | event_id)
+        if entry is None:
+            entry = self._event(provider_id, event_id)
+        provider, provider_json, event_json = entry
+        decode = self._decode
+        fields = decode(provider, event_id, payload) if decode else None
+        fields_json = "null" if fields is None else self._encode(fields)
+        return (f'{{"timestamp": {ts}, "cpu": {cpu}, "thread_id": {tid}, '
+                f'"provider_id": {provider_id}, "provider": {provider_json}, '
+                f'"session_id": {session_id}, "event_id": {event_id}, '
+                f'"event": {event_json}, "reserved": {reserved}, '
+                f'"fields": {fields_json}, "payload": "{payload.hex()}"}}')
 
 
 class JsonReader(CaptureSource):
