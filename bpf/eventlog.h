@@ -101,7 +101,7 @@ struct eventlog_session {
 	__u32 generation;        /* provider filter generation last applied */
 	__u32 override_level;    /* per-session filter; both 0 = none */
 	__u32 override_keywords;
-	__u32 _pad;
+	__u32 provider_word;     /* free for the provider (the core never uses it) */
 	__u64 created_at;        /* us since boot */
 };
 

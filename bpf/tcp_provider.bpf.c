@@ -353,8 +353,48 @@ static __always_inline void tcp_emit_params(struct eventlog_session *s, struct t
 
 /* ---- sock_ops ----------------------------------------------------------- */
 
+/* sock_ops callbacks that run per segment (header options written and
+ * parsed, RTT samples) cost on every segment of every socket, whether or
+ * not anyone listens: ask for each only when some subscription (the
+ * provider's aggregate filter: max level, OR of keywords) wants an event it
+ * feeds. WRITE_HDR_OPT feeds OUT (and, on a listener, the SYN-ACK options
+ * of CONN_PARAMS), PARSE_ALL_HDR_OPT feeds IN, RTT feeds RTT_SAMPLE, CWND
+ * and the RTT summary's statistics. State changes, retransmissions and RTOs
+ * are rare and always on. The aggregate, not the session's own filter: a
+ * disabled session may be enabled later (TCP_EVENTLOG). */
+#define TCP_AGG_WANTS(p, ev) ((p)->level >= TCP_EVENTLOG_##ev##_LEVEL && \
+			      ((p)->keywords & TCP_EVENTLOG_##ev##_KEYWORDS))
+
+static __always_inline __u32 tcp_cb_flags(int listener)
+{
+	__u32 id = EL_PROVIDER_ID;
+	struct eventlog_provider *p = eventlog_providers.lookup(&id);
+	__u32 f = BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG |
+		  BPF_SOCK_OPS_RTO_CB_FLAG;
+
+	if (!p)
+		return f;
+	if (TCP_AGG_WANTS(p, OUT) || (listener && TCP_AGG_WANTS(p, CONN_PARAMS)))
+		f |= BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
+	if (TCP_AGG_WANTS(p, IN))
+		f |= BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG;
+	if (TCP_AGG_WANTS(p, RTT) || TCP_AGG_WANTS(p, RTT_SAMPLE) || TCP_AGG_WANTS(p, CWND))
+		f |= BPF_SOCK_OPS_RTT_CB_FLAG;
+	return f;
+}
+
+/* Set the callback flags for the filter generation the session was last
+ * refreshed at; provider_word remembers it (+1: 0 = never set), so a
+ * subscription change reaches each socket at its next sock_ops callback. */
+static __always_inline void
+tcp_set_cb_flags(struct bpf_sock_ops *skops, struct eventlog_session *s, int listener)
+{
+	bpf_sock_ops_cb_flags_set(skops, tcp_cb_flags(listener));
+	s->provider_word = s->generation + 1;
+}
+
 static __always_inline struct eventlog_session *
-tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive)
+tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, int listener)
 {
 	__u32 zero = 0;
 	struct tcp_cfg *cfg = tcp_cfg_map.lookup(&zero);
@@ -407,10 +447,7 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive)
 		struct tcp_sk_info info = { .cookie = cookie, .sockops = 1 };
 		tcp_sk_cookie.update(&key, &info);
 	}
-	bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG |
-				  BPF_SOCK_OPS_RETRANS_CB_FLAG | BPF_SOCK_OPS_RTO_CB_FLAG |
-				  BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG |
-				  BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+	tcp_set_cb_flags(skops, s, listener);
 	if (!enabled)
 		return s;
 	eventlog_session_set_enabled(s, 1);
@@ -548,11 +585,13 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 
 	switch (op) {
 	case BPF_SOCK_OPS_TCP_LISTEN_CB:
+		tcp_session_begin(skops, cookie, 0, 1);
+		return;
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-		tcp_session_begin(skops, cookie, 0);
+		tcp_session_begin(skops, cookie, 0, 0);
 		return;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		s = tcp_session_begin(skops, cookie, 1);
+		s = tcp_session_begin(skops, cookie, 1, 0);
 		tcp_established(skops, s, 1);
 		return;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
@@ -576,6 +615,8 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 	s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 	if (!s)
 		return;
+	if (s->provider_word != s->generation + 1 && skops->is_fullsock)
+		tcp_set_cb_flags(skops, s, skops->state == TCP_ST_LISTEN);
 
 	switch (op) {
 	case BPF_SOCK_OPS_STATE_CB:
