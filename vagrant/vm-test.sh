@@ -127,7 +127,9 @@ trap 'exit 143' TERM
 t=$SECONDS
 log "vagrant up (SSH on 127.0.0.1:$port)"
 # (Vagrant's upload progress is one \r-separated line per box: keep the rest.)
-vagrant up --provider=libvirt 2>&1 | stdbuf -oL tr '\r' '\n' | grep --line-buffered -v 'Progress: '
+# Each line gets the seconds since `vagrant up` started.
+vagrant up --provider=libvirt 2>&1 | stdbuf -oL tr '\r' '\n' | grep --line-buffered -v 'Progress: ' |
+    while IFS= read -r line; do printf '[%4d s] %s\n' $((SECONDS - t)) "$line"; done
 mark "vagrant up + provision" "$t"
 vagrant ssh-config >"$dot/ssh-config"
 guest() { ssh -F "$dot/ssh-config" default "$@"; }
