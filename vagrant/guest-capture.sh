@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run inside the VM as root (make vm-test does): record TCP with
 # `pyelog -c tcp -o OUT` around loopback connections made in a network
-# namespace of its own, so the host can decode the capture with `pyelog -r`.
+# namespace of its own (--netns: only those), so the host can decode the
+# capture with `pyelog -r`.
 # Usage: guest-capture.sh OUT.elog
 set -euo pipefail
 out=${1:?usage: guest-capture.sh OUT.elog}
@@ -12,22 +13,26 @@ rec=
 cleanup() {
     [ -n "$rec" ] && kill "$rec" 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
+    [ -n "${err:-}" ] && rm -f "$err"
 }
 trap cleanup EXIT
 
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 rm -f "$out"
-$py -m pyelog.cli -s -c tcp -o "$out" &
+err=$(mktemp)
+# -p: the recorder's "[Providers]" line on stderr says its programs are
+# attached (true even while other recorders run); --netns: only this
+# namespace's connections.
+$py -m pyelog.cli -p -s -c tcp --netns "$ns" -o "$out" 2>"$err" &
 rec=$!
-# Recording starts once the sock_ops link is attached (bcc compiles first:
-# seconds under KVM, tens of seconds under TCG).
+# bcc compiles first: seconds under KVM, about a minute under TCG.
 for _ in $(seq 600); do
-    bpftool link show 2>/dev/null | grep -q sock_ops && break
-    kill -0 "$rec" 2>/dev/null || { echo "guest-capture: recorder exited early" >&2; exit 1; }
+    grep -q '^\[Providers\]' "$err" && break
+    kill -0 "$rec" 2>/dev/null || { cat "$err" >&2; echo "guest-capture: recorder exited early" >&2; exit 1; }
     sleep 0.5
 done
-bpftool link show | grep -q sock_ops || { echo "guest-capture: recorder never attached" >&2; exit 1; }
+grep -q '^\[Providers\]' "$err" || { cat "$err" >&2; echo "guest-capture: recorder never attached" >&2; exit 1; }
 
 ip netns exec "$ns" "$py" - <<'PY'
 import socket, threading
@@ -50,4 +55,6 @@ sleep 1
 kill -TERM "$rec"
 wait "$rec"
 rec=
+cat "$err" >&2
+rm -f "$err"
 ls -l "$out"
