@@ -24,7 +24,7 @@ import os
 import struct
 import time
 import zlib
-from typing import BinaryIO, Iterable, Iterator, NamedTuple
+from typing import BinaryIO, Generator, Iterable, Iterator, NamedTuple
 
 import construct as cs
 
@@ -306,17 +306,14 @@ class ElogReader(CaptureSource):
         ]
         self.data_offset = off + want
 
-    def runs(self) -> Iterator[tuple[memoryview, int, int]]:
-        """Yield ``(buffer, count, offset)``: runs of whole records, in order.
-
-        This is the per-buffer path for copying records without decoding them
-        (rewrite, split, merge). ``offset`` is the file offset of the run.
-        """
+    def _chunks(self) -> Generator[tuple[bytes, int], int, None]:
+        """Yield ``(buf, file offset of buf)``; the caller sends back how many
+        bytes of ``buf`` it consumed (whole records), and the rest is carried
+        into the next chunk."""
         f = self._f
         read = getattr(f, "read1", f.read)
         pending = b""
         pos = self.data_offset
-        unpack = _LENGTH.unpack_from
         while True:
             try:
                 # read1: a gzip stream cut short raises EOFError from the
@@ -331,6 +328,21 @@ class ElogReader(CaptureSource):
                 self.truncated_bytes = len(pending)
                 return
             buf = pending + chunk if pending else chunk
+            used = yield buf, pos
+            pos += used
+            pending = buf[used:]
+
+    def runs(self) -> Iterator[tuple[memoryview, int, int]]:
+        """Yield ``(buffer, count, offset)``: runs of whole records, in order.
+
+        This is the per-buffer path for copying records without decoding them
+        (rewrite, split, merge). ``offset`` is the file offset of the run.
+        """
+        unpack = _LENGTH.unpack_from
+        chunks = self._chunks()
+        item = next(chunks, None)
+        while item is not None:
+            buf, pos = item
             end = len(buf)
             off = 0
             n = 0
@@ -347,29 +359,17 @@ class ElogReader(CaptureSource):
                 n += 1
             if n:
                 yield memoryview(buf)[:off], n, pos
-            pos += off
-            pending = buf[off:]
+            item = _send(chunks, off)
 
     def __iter__(self) -> Iterator[Record]:
-        # runs() + iter_records() fused: one pass over each chunk, records
-        # sliced straight from it (the hot path of -r, convert, summary).
-        f = self._f
-        read = getattr(f, "read1", f.read)
-        pending = b""
-        pos = self.data_offset
+        # One pass over each chunk, records sliced straight from it (the hot
+        # path of -r, convert, summary); runs() + iter_records() would walk twice.
         unpack = EVENT_HEADER.unpack_from
         new = tuple.__new__
-        while True:
-            try:
-                chunk = read(self.CHUNK)         # see runs() for read1 and EOFError
-            except EOFError:
-                chunk = b""
-            except (gzip.BadGzipFile, zlib.error) as e:
-                raise ElogFormatError(f"corrupt compressed data: {e}", pos + len(pending)) from None
-            if not chunk:
-                self.truncated_bytes = len(pending)
-                return
-            buf = pending + chunk if pending else chunk
+        chunks = self._chunks()
+        item = next(chunks, None)
+        while item is not None:
+            buf, pos = item
             end = len(buf)
             off = 0
             while end - off >= EVENT_HEADER_SIZE:
@@ -382,8 +382,15 @@ class ElogReader(CaptureSource):
                     break
                 yield new(Record, h + (buf[off + EVENT_HEADER_SIZE:nxt],))
                 off = nxt
-            pos += off
-            pending = buf[off:]
+            item = _send(chunks, off)
+
+
+def _send(gen: Generator, value):
+    """``gen.send(value)``, or None once the generator is exhausted."""
+    try:
+        return gen.send(value)
+    except StopIteration:
+        return None
 
 
 class ElogWriter:
