@@ -30,7 +30,10 @@ full=${FULL:-}
 t0=$SECONDS
 timings=()
 log() { printf 'vm-test: %s\n' "$*"; }
-mark() { timings+=("$(printf '%-28s %4d s' "$1" $((SECONDS - $2)))"); log "$1: $((SECONDS - $2)) s"; }
+mark() { timings+=("$(printf '%-28s %4d s' "$1" $((SECONDS - $2)))"); log "$1: $((SECONDS - $2)) s"; step=; }
+# The step under way, for the timings of a run that fails or is interrupted.
+step= step_t=0
+begin() { step=$1; step_t=$SECONDS; }
 
 [ "$(id -u)" = 0 ] || { echo "vm-test: must run as root" >&2; exit 1; }
 trap 'echo "vm-test: failed at vm-test.sh line $LINENO" >&2' ERR
@@ -120,11 +123,12 @@ teardown() {
     printf '  %s\n' "${timings[@]}"
     printf '  %-28s %4d s\n' "whole vm-test" $((SECONDS - t0))
 }
-trap 'status=$?; teardown; exit $status' EXIT
+trap 'status=$?; [ -n "$step" ] && mark "$step (failed)" "$step_t"; teardown; exit $status' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
 t=$SECONDS
+begin "vagrant up + provision"
 log "vagrant up (SSH on 127.0.0.1:$port)"
 # (Vagrant's upload progress is one \r-separated line per box: keep the rest.)
 # Each line gets the seconds since `vagrant up` started.
@@ -136,6 +140,7 @@ guest() { ssh -F "$dot/ssh-config" default "$@"; }
 
 # --- 5. tests in the guest ----------------------------------------------------
 t=$SECONDS
+begin "tests in guest"
 guest 'echo "guest kernel $(uname -r); tcp tracepoints: $(sudo ls /sys/kernel/tracing/events/tcp | tr "\n" " ")"' || true
 # CI=true: a skipped kernel test fails. PYELOG_TEST_TIME_SCALE: the guest
 # is emulated (TCG: bcc compiles pyelog's programs in ~45 s, not ~1 s), for
@@ -152,6 +157,7 @@ mark "tests in guest" "$t"
 
 # --- 6. a capture made in the guest, decoded here ------------------------------
 t=$SECONDS
+begin "capture in guest + decode"
 guest 'sudo /vagrant/vagrant/guest-capture.sh /tmp/vm.elog'
 rm -f "$dot/vm.elog"
 scp -q -F "$dot/ssh-config" default:/tmp/vm.elog "$dot/vm.elog"
