@@ -82,6 +82,10 @@ stop_daemons() {
     done
 }
 
+trap 'stop_daemons' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 # --- 3. the box -------------------------------------------------------------
 t=$SECONDS
 recipe=$("$here/build-box.sh" --recipe)
@@ -89,7 +93,7 @@ cache=${PYELOG_VM_CACHE:-/var/cache/pyelog-vm}
 boxfile=$cache/pyelog-bookworm-$recipe.box
 boxdir=${VAGRANT_HOME:-$HOME/.vagrant.d}/boxes/pyelog-VAGRANTSLASH-bookworm/0/libvirt
 if [ -z "${PYELOG_BOX:-}" ] && [ "$(cat "$boxdir/pyelog-recipe" 2>/dev/null)" != "$recipe" ]; then
-    "$here/build-box.sh" "$boxfile" || { stop_daemons; exit 1; }
+    "$here/build-box.sh" "$boxfile"
     # Boxes of earlier recipes in the cache are dead weight (1.3 GB each).
     find "$cache" -maxdepth 1 -name 'pyelog-bookworm-*.box' ! -path "$boxfile" -delete
     # Images of earlier versions of this box in libvirt's pool are stale.
@@ -124,8 +128,6 @@ teardown() {
     printf '  %-28s %4d s\n' "whole vm-test" $((SECONDS - t0))
 }
 trap 'status=$?; [ -n "$step" ] && mark "$step (failed)" "$step_t"; teardown; exit $status' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 t=$SECONDS
 begin "vagrant up + provision"
