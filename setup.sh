@@ -15,16 +15,29 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-missing=()
-for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# install_packages PKG...: apt-get install those not installed yet.
+install_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# `setup.sh --packages PKG...` installs just those (vagrant/vm-test.sh's host
+# packages), with the same idempotent rule.
+if [ "${1:-}" = "--packages" ]; then
+    shift
+    install_packages "$@"
+    exit 0
 fi
+
+install_packages "${packages[@]}"
 
 # bcc compiles against /lib/modules/$(uname -r)/build. When no headers package
 # matches the running kernel, Debian's generic amd64 headers are close enough

@@ -42,16 +42,7 @@ trap 'echo "vm-test: failed at vm-test.sh line $LINENO" >&2' ERR
 t=$SECONDS
 host_packages=(vagrant vagrant-libvirt libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
                qemu-system-x86 qemu-utils debootstrap e2fsprogs rsync openssh-client)
-missing=()
-for p in "${host_packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+"$repo/setup.sh" --packages "${host_packages[@]}"
 mark "host packages" "$t"
 
 # --- 2. libvirt daemons -----------------------------------------------------
