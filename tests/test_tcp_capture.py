@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from netns import Namespace, exchange  # noqa: E402
-from recorder import PYELOG, Recorder  # noqa: E402
+from recorder import PYELOG, TIME_SCALE, Recorder  # noqa: E402
 
 from pyelog.format import ElogReader, SESSION_CREATE_ID, SESSION_END_ID  # noqa: E402
 
@@ -104,12 +104,12 @@ def test_sigkill_leaves_nothing_attached(tmp_path):
     path = tmp_path / "killed.elog"
     rec = Recorder(["-c", "tcp", "-o", str(path)])
     _exchange(socket.AF_INET, "127.0.0.1", 5003)
-    time.sleep(1.5)
+    time.sleep(1.5 * TIME_SCALE)
     progs, links = rec.bpf_ids()
     assert links                       # sock_ops and setsockopt links at least
     rec.p.kill()
-    rec.p.wait(10)
-    time.sleep(0.5)
+    rec.p.wait(10 * TIME_SCALE)
+    time.sleep(0.5 * TIME_SCALE)
     import json
     left = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
                                      text=True).stdout or "[]")
