@@ -41,8 +41,19 @@ enum sk_rst_reason { PYELOG_SK_RST_REASON_UNUSED };
  * with this many emit sites (and a few subscribers) sock_ops outgrew the
  * verifier's 16-bit jump range, and bcc cannot make BPF-to-BPF calls.  So
  * events are queued here (per CPU, one outbox per nesting depth: a softirq
- * program may interrupt a syscall one on the same CPU) and delivered by one
- * loop when the program ends (tcp_out_end), in order.
+ * program may interrupt a syscall one on the same CPU) and delivered, in
+ * order, when the program ends.
+ *
+ * Delivery is a tail call chain, not a loop: a drain program per program
+ * type (tracepoints, sock_ops, cgroup setsockopt) delivers one queued event
+ * and tail-calls itself while more wait (at most TCP_OUT_MAX calls, under
+ * the kernel's 33).  A loop over the outbox with the delivery inlined is
+ * more than kernel 6.1's verifier accepts ("sequence of 8193 jumps is too
+ * complex": every iteration multiplies the branches of the delivery to each
+ * subscriber); one event per program is what every kernel verifies.  The
+ * nesting depth stays taken until the chain ends.  Events that cannot be
+ * delivered (more than TCP_OUT_MAX in one run, or a failed tail call) are
+ * counted in tcp_outbox.lost, per CPU and depth (tcp.py: outbox_lost()).
  */
 #define TCP_OUT_MAX 8
 #define TCP_OUT_PAYLOAD 48
@@ -57,11 +68,18 @@ struct tcp_out_ev {
 };
 struct tcp_outbox {
 	__u32 n;
-	__u32 lost;              /* more than TCP_OUT_MAX events in one run */
+	__u32 lost;              /* events never delivered (see above) */
+	__u32 next;              /* the next event the drain delivers */
+	__s32 ret;               /* the program's return value, for the drain */
 	struct tcp_out_ev ev[TCP_OUT_MAX];
 };
 BPF_PERCPU_ARRAY(tcp_outbox_map, struct tcp_outbox, TCP_OUT_DEPTH);
 BPF_PERCPU_ARRAY(tcp_out_depth, __u32, 1);
+/* Slot 0: the drain program of that type (filled by tcp.py's attach);
+ * a program array only holds programs of one type. */
+BPF_PROG_ARRAY(tcp_drain_tp_jt, 1);
+BPF_PROG_ARRAY(tcp_drain_sockops_jt, 1);
+BPF_PROG_ARRAY(tcp_drain_sockopt_jt, 1);
 
 static __always_inline struct tcp_outbox *tcp_outbox(void)
 {
@@ -81,8 +99,10 @@ static __always_inline void tcp_out_begin(void)
 		return;
 	*d += 1;
 	struct tcp_outbox *ob = tcp_outbox();
-	if (ob)
+	if (ob) {
 		ob->n = 0;
+		ob->next = 0;
+	}
 }
 
 static __always_inline int
@@ -117,32 +137,233 @@ tcp_out_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw, const v
 }
 #define eventlog_event_write(s, id, level, kw, p, len) tcp_out_add((s), (id), (level), (kw), (p), (len))
 
-static __always_inline void tcp_out_end(void)
+static __always_inline void tcp_out_pop(void)
 {
 	__u32 z = 0;
 	__u32 *d = tcp_out_depth.lookup(&z);
-	struct tcp_outbox *ob = tcp_outbox();
-
-	if (ob) {
-		__u32 n = ob->n;
-#pragma clang loop unroll(disable)
-		for (__u32 i = 0; i < TCP_OUT_MAX; i++) {
-			if (i >= n)
-				break;
-			struct tcp_out_ev *e = &ob->ev[i];
-			__u32 len = e->len;
-			if (len > TCP_OUT_PAYLOAD)
-				len = TCP_OUT_PAYLOAD;
-			eventlog_emit(EL_PROVIDER_ID, e->session_id, 0, e->id, e->level, e->kw,
-				      e->payload, len, (const void *)0, 0, -1);
-		}
-		ob->n = 0;
-	}
 	if (d && *d)
 		*d -= 1;
 }
 
+/* End of a program's own work: the outbox when events wait (the caller
+ * then tail-calls its drain; the depth stays taken), else pops the depth. */
+static __always_inline struct tcp_outbox *tcp_out_close(int ret)
+{
+	struct tcp_outbox *ob = tcp_outbox();
+
+	if (ob && ob->n) {
+		ob->next = 0;
+		ob->ret = ret;
+		return ob;
+	}
+	if (ob)
+		ob->n = 0;
+	tcp_out_pop();
+	return (struct tcp_outbox *)0;
+}
+
+/* After a tail call that did not happen: count what was not delivered. */
+static __always_inline void tcp_out_abort(struct tcp_outbox *ob)
+{
+	__u32 n = ob->n, i = ob->next;
+
+	if (n > i)
+		ob->lost += n - i;
+	ob->n = 0;
+	ob->next = 0;
+	tcp_out_pop();
+}
+
+/* eventlog_emit() for one queued event, with the thread id only where the
+ * program type may ask for the current task (task = 0: thread 0; tcp.py
+ * defines TCP_SOCKOPS_TASK / TCP_SOCKOPT_TASK where the kernel allows it:
+ * not for sock_ops on 6.1). */
+static __always_inline void tcp_emit_queued(struct tcp_out_ev *e, __u32 len, int task)
+{
+	struct eventlog_header hdr = {};
+	__u32 pid = EL_PROVIDER_ID;
+	struct eventlog_provider *f = eventlog_providers.lookup(&pid);
+
+	if (!f)
+		return;
+	__u64 total = (__u64)EVENTLOG_HEADER_SIZE + len;
+	hdr.length = (__u16)total;
+	hdr.cpu = (__u16)bpf_get_smp_processor_id();
+	hdr.provider_id = (__u16)EL_PROVIDER_ID;
+	hdr.timestamp = eventlog_now_us();
+	hdr.session_id = e->session_id;
+	hdr.event_id = e->id;
+	if (task)
+		hdr.thread_id = (__s32)(bpf_get_current_pid_tgid() & 0xFFFFFFFF);
+	eventlog_deliver_all(f, &hdr, e->level, e->kw, e->payload, len, (const void *)0, 0,
+			     -1, total > EVENTLOG_MAX_RECORD);
+}
+
+#ifdef TCP_SOCKOPS_TASK
+#define TCP_SOCKOPS_HAS_TASK 1
+#else
+#define TCP_SOCKOPS_HAS_TASK 0
+#endif
+#ifdef TCP_SOCKOPT_TASK
+#define TCP_SOCKOPT_HAS_TASK 1
+#else
+#define TCP_SOCKOPT_HAS_TASK 0
+#endif
+
+/* The drain's step: deliver the next queued event; returns the outbox when
+ * more wait (tail-call the drain again), else ends it and pops the depth. */
+static __always_inline struct tcp_outbox *tcp_out_step(int *ret, int task)
+{
+	struct tcp_outbox *ob = tcp_outbox();
+
+	if (!ob)
+		return (struct tcp_outbox *)0;
+	*ret = ob->ret;
+	__u32 i = ob->next;
+	if (i < ob->n && i < TCP_OUT_MAX) {
+		struct tcp_out_ev *e = &ob->ev[i & (TCP_OUT_MAX - 1)];
+		__u32 len = e->len;
+		if (len > TCP_OUT_PAYLOAD)
+			len = TCP_OUT_PAYLOAD;
+		tcp_emit_queued(e, len, task);
+		i++;
+		ob->next = i;
+		if (i < ob->n)
+			return ob;
+	}
+	ob->n = 0;
+	ob->next = 0;
+	tcp_out_pop();
+	return (struct tcp_outbox *)0;
+}
+
+/* The three drains and their callers' endings (bcc: a map's .call() only
+ * names the map literally, hence one copy per program type). */
+int EL_FN(tcp_drain_tp)(void *ctx)
+{
+	int ret = 0;
+	struct tcp_outbox *ob = tcp_out_step(&ret, 1);
+
+	if (ob) {
+		tcp_drain_tp_jt.call(ctx, 0);
+		tcp_out_abort(ob);
+	}
+	return 0;
+}
+
+static __always_inline int tcp_out_end_tp(void *ctx)
+{
+	struct tcp_outbox *ob = tcp_out_close(0);
+
+	if (ob) {
+		tcp_drain_tp_jt.call(ctx, 0);
+		tcp_out_abort(ob);
+	}
+	return 0;
+}
+
+int EL_FN(tcp_drain_sockops)(struct bpf_sock_ops *ctx)
+{
+	int ret = 1;
+	struct tcp_outbox *ob = tcp_out_step(&ret, TCP_SOCKOPS_HAS_TASK);
+
+	if (ob) {
+		tcp_drain_sockops_jt.call(ctx, 0);
+		tcp_out_abort(ob);
+	}
+	return 1;
+}
+
+static __always_inline int tcp_out_end_sockops(struct bpf_sock_ops *ctx)
+{
+	struct tcp_outbox *ob = tcp_out_close(1);
+
+	if (ob) {
+		tcp_drain_sockops_jt.call(ctx, 0);
+		tcp_out_abort(ob);
+	}
+	return 1;
+}
+
+int EL_FN(tcp_drain_sockopt)(struct bpf_sockopt *ctx)
+{
+	int ret = 1;
+	struct tcp_outbox *ob = tcp_out_step(&ret, TCP_SOCKOPT_HAS_TASK);
+
+	if (ob) {
+		tcp_drain_sockopt_jt.call(ctx, 0);
+		tcp_out_abort(ob);
+	}
+	return ret & 1;
+}
+
+static __always_inline int tcp_out_end_sockopt(struct bpf_sockopt *ctx, int ret)
+{
+	struct tcp_outbox *ob = tcp_out_close(ret);
+
+	if (ob) {
+		tcp_drain_sockopt_jt.call(ctx, 0);
+		tcp_out_abort(ob);
+	}
+	return ret;
+}
+
+/*
+ * eventlog_session_create() and eventlog_session_destroy() without their
+ * SESSION_CREATE / SESSION_END emits, which the TCP provider never reaches
+ * (its sessions start disabled, tcp.py; SESSION_END goes through the
+ * outbox) but which the verifier would still walk: a whole inline delivery
+ * each, and in sock_ops a bpf_get_current_pid_tgid() call (the header's
+ * thread id) that kernel 6.1 refuses there.
+ */
+static __always_inline struct eventlog_session *tcp_session_new(__u64 session_id)
+{
+	__u32 provider_id = EL_PROVIDER_ID;
+	struct eventlog_session_key k = {};
+	struct eventlog_session init = {};
+	struct eventlog_session *s;
+	struct eventlog_provider *p = eventlog_providers.lookup(&provider_id);
+	struct eventlog_provider_stats *ps = eventlog_provider_stats.lookup(&provider_id);
+
+	if (!p)
+		return (struct eventlog_session *)0;
+	k.session_id = session_id;
+	k.provider_id = provider_id;
+	s = eventlog_sessions.lookup(&k);
+	if (s)
+		return s;
+	init.session_id = session_id;
+	init.provider_id = provider_id;
+	init.enabled = 0;
+	init.created_at = eventlog_now_us();
+	eventlog_session_refresh(&init, p);
+	if (eventlog_sessions.update(&k, &init) != 0) {
+		if (ps)
+			__sync_fetch_and_add(&ps->sessions_failed, 1);
+		return (struct eventlog_session *)0;
+	}
+	if (ps)
+		__sync_fetch_and_add(&ps->sessions_created, 1);
+	return eventlog_sessions.lookup(&k);
+}
+
+static __always_inline void tcp_session_free(struct eventlog_session *s)
+{
+	struct eventlog_session_key k = {};
+	__u32 pid = EL_PROVIDER_ID;
+	struct eventlog_provider_stats *ps;
+
+	k.session_id = s->session_id;
+	k.provider_id = pid;
+	if (eventlog_sessions.delete(&k) == 0) {
+		ps = eventlog_provider_stats.lookup(&pid);
+		if (ps)
+			__sync_fetch_and_add(&ps->sessions_ended, 1);
+	}
+}
+
 #define TCP_ST_ESTABLISHED 1
+#define TCP_ST_SYN_SENT 2
 #define TCP_ST_CLOSE 7
 #define TCP_ST_LISTEN 10
 #define TCP_CA_RECOVERY 3
@@ -229,6 +450,20 @@ struct tcp_syn_val {
 	__u8 flags;
 };
 BPF_TABLE("lru_hash", struct tcp_syn_key, struct tcp_syn_val, tcp_syn_opts, 1024);
+
+/* Kernels whose sock_ops may not ask for the current task (6.1): the owner
+ * of a listening or connecting socket is noted by inet_sock_set_state,
+ * which runs in the caller's context just before the sock_ops LISTEN /
+ * CONNECT callback, keyed by the socket's address; LRU: entries of
+ * sockets sock_ops never saw age out. */
+#if !defined(TCP_SOCKOPS_TASK) && defined(TCP_HAVE_INET_SOCK_SET_STATE)
+#define TCP_OWNER_BY_TP 1
+struct tcp_owner {
+	__u32 tgid;
+	char comm[16];
+};
+BPF_TABLE("lru_hash", __u64, struct tcp_owner, tcp_owner_map, 4096);
+#endif
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -408,6 +643,23 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, int lis
 
 	if (!cfg)
 		return (struct eventlog_session *)0;
+	if (!passive) {
+		/* listen()/connect(): the caller owns it. */
+#ifdef TCP_SOCKOPS_TASK
+		tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+		bpf_get_current_comm(comm, sizeof(comm));
+#elif defined(TCP_OWNER_BY_TP)
+		if (sk) {
+			__u64 key = (__u64)(long)sk;
+			struct tcp_owner *o = tcp_owner_map.lookup(&key);
+			if (o) {
+				tgid = o->tgid;
+				__builtin_memcpy(comm, o->comm, 16);
+				tcp_owner_map.delete(&key);
+			}
+		}
+#endif
+	}
 	if (sk)
 		st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (st) {
@@ -420,17 +672,13 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, int lis
 			st->rtt_last = 0;
 			st->rttvar = 0;
 			st->npending = 0;
-		}
-		if (!passive) {
-			st->owner = (__u32)(bpf_get_current_pid_tgid() >> 32);
-			bpf_get_current_comm(st->comm, sizeof(st->comm));
+		} else {
+			st->owner = tgid;
+			__builtin_memcpy(st->comm, comm, 16);
 		}
 		st->cookie = cookie;
 		tgid = st->owner;
 		__builtin_memcpy(comm, st->comm, 16);
-	} else if (!passive) {
-		tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
-		bpf_get_current_comm(comm, sizeof(comm));
 	}
 
 	if (st && st->want)
@@ -438,8 +686,7 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, int lis
 	else
 		enabled = cfg->default_enabled && tcp_filter_match(cfg, skops, netns, tgid, comm);
 
-	/* The core's default is off (tcp.py): nothing is emitted here. */
-	s = eventlog_session_create(EL_PROVIDER_ID, cookie, (const void *)0, 0);
+	s = tcp_session_new(cookie);
 	if (!s)
 		return s;
 	if (sk) {
@@ -481,7 +728,7 @@ static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
 			tcp_out_add(s, EVENTLOG_SESSION_END_ID, EVENTLOG_LEVEL_INFO,
 				    EVENTLOG_KEYWORD_SESSION, (const void *)0, 0);
 		s->enabled = 0;
-		eventlog_session_destroy(s);
+		tcp_session_free(s);
 	}
 	if (sk)
 		tcp_sk_cookie.delete(&sk);
@@ -698,8 +945,7 @@ int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 {
 	tcp_out_begin();
 	tcp_sockops_body(skops);
-	tcp_out_end();
-	return 1;
+	return tcp_out_end_sockops(skops);
 }
 
 /* ---- setsockopt hook (cgroup sockopt, BPF_CGROUP_SETSOCKOPT) ---------------- */
@@ -826,8 +1072,7 @@ int EL_FN(tcp_setsockopt)(struct bpf_sockopt *ctx)
 
 	tcp_out_begin();
 	ret = tcp_setsockopt_body(ctx);
-	tcp_out_end();
-	return ret;
+	return tcp_out_end_sockopt(ctx, ret);
 }
 
 /* ---- tracepoints ------------------------------------------------------------- */
@@ -840,8 +1085,7 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
 		/* Always, even with no subscriber: this is what frees the state. */
 		tcp_session_end(args->sock_cookie, (__u64)(long)args->skaddr);
 	} while (0);
-	tcp_out_end();
-	return 0;
+	return tcp_out_end_tp(args);
 }
 #endif
 
@@ -872,8 +1116,7 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 		TCP_EVENTLOG_IN_PROBE_LOG(s, args->data_len, args->snd_una, args->snd_nxt,
 					  args->rcv_wnd, args->srtt >> 3);
 	} while (0);
-	tcp_out_end();
-	return 0;
+	return tcp_out_end_tp(args);
 }
 #endif
 
@@ -889,8 +1132,7 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
 		TCP_EVENTLOG_RESET_RECEIVED_LOG(s, 0);
 	} while (0);
-	tcp_out_end();
-	return 0;
+	return tcp_out_end_tp(args);
 }
 #endif
 
@@ -910,8 +1152,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 		TCP_EVENTLOG_RESET_SENT_LOG(s, 0);
 #endif
 	} while (0);
-	tcp_out_end();
-	return 0;
+	return tcp_out_end_tp(args);
 }
 #endif
 
@@ -937,8 +1178,7 @@ TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 		else if (ca < TCP_CA_RECOVERY && (old == TCP_CA_RECOVERY || old == TCP_CA_LOSS))
 			TCP_EVENTLOG_EXIT_RECOVERY_LOG(s, old);
 	} while (0);
-	tcp_out_end();
-	return 0;
+	return tcp_out_end_tp(args);
 }
 #endif
 
@@ -954,8 +1194,7 @@ TRACEPOINT_PROBE(tcp, tcp_rcvbuf_grow)
 		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
 		TCP_EVENTLOG_RCV_SPACE_LOG(s, args->space, args->rcvbuf, args->copied, args->rtt_us);
 	} while (0);
-	tcp_out_end();
-	return 0;
+	return tcp_out_end_tp(args);
 }
 #elif defined(TCP_HAVE_TCP_RCV_SPACE_ADJUST)
 TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
@@ -969,8 +1208,7 @@ TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
 		TCP_EVENTLOG_RCV_SPACE_LOG(s, 0, 0, 0, 0);
 	} while (0);
-	tcp_out_end();
-	return 0;
+	return tcp_out_end_tp(args);
 }
 #endif
 
@@ -986,13 +1224,22 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 
 		if (args->protocol != TCP_IPPROTO_TCP || !eventlog_provider_enabled(EL_PROVIDER_ID))
 			break;
+#ifdef TCP_OWNER_BY_TP
+		if (args->oldstate == TCP_ST_CLOSE &&
+		    (args->newstate == TCP_ST_LISTEN || args->newstate == TCP_ST_SYN_SENT)) {
+			struct tcp_owner o = {};
+			__u64 key = (__u64)(long)args->skaddr;
+			o.tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+			bpf_get_current_comm(o.comm, sizeof(o.comm));
+			tcp_owner_map.update(&key, &o);
+		}
+#endif
 		s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
 		if (!info || info->sockops)
 			break;
 		TCP_EVENTLOG_STATE_CHANGE_LOG(s, args->oldstate, args->newstate);
 	} while (0);
-	tcp_out_end();
-	return 0;
+	return tcp_out_end_tp(args);
 }
 #endif
 
@@ -1015,7 +1262,6 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 		TCP_EVENTLOG_RETRANSMIT_LOG(s, 0, 1, 0, args->state);
 #endif
 	} while (0);
-	tcp_out_end();
-	return 0;
+	return tcp_out_end_tp(args);
 }
 #endif

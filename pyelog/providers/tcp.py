@@ -221,8 +221,47 @@ def kernel_features() -> dict[str, bool]:
     return feats
 
 
+_BPF_PROG_LOAD = 5
+_BPF_PROG_TYPE_SOCK_OPS = 13
+_BPF_FUNC_GET_CURRENT_PID_TGID = 14
+
+
+def _helpers_allowed(prog_type: int, attach_type: int, helpers: tuple[int, ...]) -> bool:
+    """Whether this kernel lets a program of prog_type call every helper of
+    `helpers`, helpers without arguments (loads `call h; ...; r0 = 1; exit`)."""
+    insns = b"".join(struct.pack("<BBhi", 0x85, 0, 0, h) for h in helpers)
+    insns += struct.pack("<BBhi", 0xb7, 0, 0, 1) + struct.pack("<BBhi", 0x95, 0, 0, 0)
+    buf = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = bytearray(128)
+    struct.pack_into("<IIQQ", attr, 0, prog_type, len(insns) // 8,
+                     ctypes.addressof(buf), ctypes.addressof(lic))
+    struct.pack_into("<I", attr, 68, attach_type)      # expected_attach_type
+    a = ctypes.create_string_buffer(bytes(attr), len(attr))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    fd = libc.syscall(ctypes.c_long(321 if os.uname().machine == "x86_64" else 280),
+                      ctypes.c_long(_BPF_PROG_LOAD), a, ctypes.c_uint(len(attr)))
+    if fd < 0:
+        return False
+    os.close(fd)
+    return True
+
+
+def _task_helpers() -> dict[str, bool]:
+    """Whether sock_ops and cgroup setsockopt programs may ask for the current
+    task (pid, comm; the kernel allows both or neither): kernel 6.1 refuses
+    sock_ops ("unknown func"); then owners are unknown (0) to sock_ops and
+    its records get thread 0."""
+    pid_tgid = (_BPF_FUNC_GET_CURRENT_PID_TGID,)
+    return {"TCP_SOCKOPS_TASK": _helpers_allowed(_BPF_PROG_TYPE_SOCK_OPS, 0, pid_tgid),
+            "TCP_SOCKOPT_TASK": _helpers_allowed(BPF_PROG_TYPE_CGROUP_SOCKOPT,
+                                                 BPF_CGROUP_SETSOCKOPT, pid_tgid)}
+
+
 def _defines() -> str:
-    return "\n".join(f"#define {m} 1" for m, on in kernel_features().items() if on)
+    feats = {**kernel_features(), **_task_helpers()}
+    return "\n".join(f"#define {m} 1" for m, on in feats.items() if on)
 
 
 def producer_header() -> str:
@@ -288,6 +327,17 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
     from bcc import BPF
     cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
     _write_maps(loader, cfg)
+    # The outbox drains (bpf/tcp_provider.bpf.c), one per program type, before
+    # anything that queues events runs (the tracepoints already do, but no
+    # session exists yet).
+    drains = [("tcp_drain_tp_jt", loader.bpf.load_func(inst.fn("tcp_drain_tp"), BPF.TRACEPOINT)),
+              ("tcp_drain_sockops_jt", loader.bpf.load_func(inst.fn("tcp_drain_sockops"),
+                                                            BPF.SOCK_OPS)),
+              ("tcp_drain_sockopt_jt", loader.bpf.load_func(inst.fn("tcp_drain_sockopt"),
+                                                            BPF_PROG_TYPE_CGROUP_SOCKOPT,
+                                                            attach_type=BPF_CGROUP_SETSOCKOPT))]
+    for table, fn in drains:
+        loader.bpf.get_table(table)[0] = fn.fd
     sockops = loader.bpf.load_func(inst.fn("tcp_sockops"), BPF.SOCK_OPS)
     setsockopt = loader.bpf.load_func(inst.fn("tcp_setsockopt"), BPF_PROG_TYPE_CGROUP_SOCKOPT,
                                       attach_type=BPF_CGROUP_SETSOCKOPT)
@@ -298,6 +348,19 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
 
 
 # -- dump state --------------------------------------------------------------------
+
+def outbox_lost(loader: Loader) -> int:
+    """Events the TCP provider queued but could not deliver (more than its
+    per-run outbox holds, or a failed drain tail call), summed over CPUs and
+    nesting depths; 0 when the provider is not loaded."""
+    if loader.bpf is None:
+        return 0
+    try:
+        t = loader.bpf.get_table("tcp_outbox_map")
+    except KeyError:
+        return 0
+    return sum(v.lost for k in range(len(t)) for v in t.getvalue(t.Key(k)))
+
 
 def _cgroup_ids(dirs: list[str]) -> set[int]:
     ids = set()
