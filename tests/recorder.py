@@ -6,6 +6,7 @@ in bpftool) holds even while other recorders run on the machine.
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -18,6 +19,14 @@ from pathlib import Path
 import pytest
 
 PYELOG = [sys.executable, "-m", "pyelog.cli"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # A test run killed mid-test must not leave a recorder attached to the
+    # kernel (seen: an orphan from a killed pytest kept recording for an hour).
+    ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 # Deadlines of kernel tests are multiplied by this: an emulated VM (QEMU TCG)
 # compiles and loads the programs in ~50 s instead of ~1 s (vm-test sets 5).
 TIME_SCALE = float(os.environ.get("PYELOG_TEST_TIME_SCALE", "1"))
@@ -28,7 +37,7 @@ class Recorder:
 
     def __init__(self, args: list[str], stdout=subprocess.DEVNULL):
         self.p = subprocess.Popen(PYELOG + ["-p", *args], stdout=stdout, stderr=subprocess.PIPE,
-                                  text=True)
+                                  text=True, preexec_fn=_die_with_parent)
         self.err_lines: list[str] = []
         self._t = threading.Thread(target=self._collect, daemon=True)
         self._t.start()
