@@ -379,12 +379,13 @@ eventlog_session_lookup(__u32 provider_id, __u64 session_id)
 }
 
 /*
- * Create (or return the existing) session.  Emits SESSION_CREATE with the
- * given payload only when the session is enabled and someone subscribes to
- * the provider, as FreeBSD does.  NULL when the session map is full.
+ * Find or add a session, emitting nothing (providers whose sessions start
+ * disabled use it directly; eventlog_session_create() adds SESSION_CREATE).
+ * enabled: 0 or 1, or -1 for the provider's default. *created says whether
+ * this call added it. NULL when the provider is unknown or the map is full.
  */
 static __always_inline struct eventlog_session *
-eventlog_session_create(__u32 provider_id, __u64 session_id, const void *payload, __u32 len)
+eventlog_session_insert(__u32 provider_id, __u64 session_id, int enabled, int *created)
 {
 	struct eventlog_session_key k = {};
 	struct eventlog_session init = {};
@@ -401,7 +402,7 @@ eventlog_session_create(__u32 provider_id, __u64 session_id, const void *payload
 		return s;
 	init.session_id = session_id;
 	init.provider_id = provider_id;
-	init.enabled = p->default_enabled ? 1 : 0;
+	init.enabled = enabled < 0 ? (p->default_enabled ? 1 : 0) : (enabled ? 1 : 0);
 	init.created_at = eventlog_now_us();
 	eventlog_session_refresh(&init, p);
 	if (eventlog_sessions.update(&k, &init) != 0) {
@@ -411,35 +412,58 @@ eventlog_session_create(__u32 provider_id, __u64 session_id, const void *payload
 	}
 	if (ps)
 		__sync_fetch_and_add(&ps->sessions_created, 1);
-	s = eventlog_sessions.lookup(&k);
-	if (s && s->enabled && p->level != EVENTLOG_LEVEL_NONE)
-		eventlog_emit(provider_id, session_id, init.created_at,
+	*created = 1;
+	return eventlog_sessions.lookup(&k);
+}
+
+/*
+ * Create (or return the existing) session.  Emits SESSION_CREATE with the
+ * given payload only when the session is enabled and someone subscribes to
+ * the provider, as FreeBSD does.  NULL when the session map is full.
+ */
+static __always_inline struct eventlog_session *
+eventlog_session_create(__u32 provider_id, __u64 session_id, const void *payload, __u32 len)
+{
+	int created = 0;
+	struct eventlog_session *s = eventlog_session_insert(provider_id, session_id, -1, &created);
+	struct eventlog_provider *p;
+
+	if (!s || !created || !s->enabled)
+		return s;
+	p = eventlog_providers.lookup(&provider_id);
+	if (p && p->level != EVENTLOG_LEVEL_NONE)
+		eventlog_emit(provider_id, session_id, s->created_at,
 			      EVENTLOG_SESSION_CREATE_ID, EVENTLOG_LEVEL_INFO,
 			      EVENTLOG_KEYWORD_SESSION, payload, len, (const void *)0, 0, -1);
 	return s;
 }
 
-/* End a session: SESSION_END (if enabled), then free its map entry. */
-static __always_inline void eventlog_session_destroy(struct eventlog_session *s)
+/* Free a session's map entry, with no SESSION_END. */
+static __always_inline void eventlog_session_remove(struct eventlog_session *s)
 {
 	struct eventlog_session_key k = {};
-	__u32 pid;
+	__u32 pid = s->provider_id;
 	struct eventlog_provider_stats *ps;
 
-	if (!s)
-		return;
 	k.session_id = s->session_id;
-	k.provider_id = s->provider_id;
-	pid = s->provider_id;
-	if (s->enabled)
-		eventlog_emit(pid, k.session_id, 0, EVENTLOG_SESSION_END_ID,
-			      EVENTLOG_LEVEL_INFO, EVENTLOG_KEYWORD_SESSION,
-			      (const void *)0, 0, (const void *)0, 0, -1);
+	k.provider_id = pid;
 	if (eventlog_sessions.delete(&k) == 0) {
 		ps = eventlog_provider_stats.lookup(&pid);
 		if (ps)
 			__sync_fetch_and_add(&ps->sessions_ended, 1);
 	}
+}
+
+/* End a session: SESSION_END (if enabled), then free its map entry. */
+static __always_inline void eventlog_session_destroy(struct eventlog_session *s)
+{
+	if (!s)
+		return;
+	if (s->enabled)
+		eventlog_emit(s->provider_id, s->session_id, 0, EVENTLOG_SESSION_END_ID,
+			      EVENTLOG_LEVEL_INFO, EVENTLOG_KEYWORD_SESSION,
+			      (const void *)0, 0, (const void *)0, 0, -1);
+	eventlog_session_remove(s);
 }
 
 static __always_inline void eventlog_session_set_enabled(struct eventlog_session *s, int on)

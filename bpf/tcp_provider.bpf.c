@@ -309,57 +309,17 @@ static __always_inline int tcp_out_end_sockopt(struct bpf_sockopt *ctx, int ret)
 }
 
 /*
- * eventlog_session_create() and eventlog_session_destroy() without their
- * SESSION_CREATE / SESSION_END emits, which the TCP provider never reaches
- * (its sessions start disabled, tcp.py; SESSION_END goes through the
- * outbox) but which the verifier would still walk: a whole inline delivery
- * each, and in sock_ops a bpf_get_current_pid_tgid() call (the header's
- * thread id) that kernel 6.1 refuses there.
+ * TCP sessions start disabled (tcp.py) and end through the outbox, so they
+ * use the core's emit-free halves, eventlog_session_insert() and
+ * eventlog_session_remove(): the emits would still be walked by the
+ * verifier (a whole inline delivery each, and in sock_ops a
+ * bpf_get_current_pid_tgid() call that kernel 6.1 refuses there).
  */
 static __always_inline struct eventlog_session *tcp_session_new(__u64 session_id)
 {
-	__u32 provider_id = EL_PROVIDER_ID;
-	struct eventlog_session_key k = {};
-	struct eventlog_session init = {};
-	struct eventlog_session *s;
-	struct eventlog_provider *p = eventlog_providers.lookup(&provider_id);
-	struct eventlog_provider_stats *ps = eventlog_provider_stats.lookup(&provider_id);
+	int created = 0;
 
-	if (!p)
-		return (struct eventlog_session *)0;
-	k.session_id = session_id;
-	k.provider_id = provider_id;
-	s = eventlog_sessions.lookup(&k);
-	if (s)
-		return s;
-	init.session_id = session_id;
-	init.provider_id = provider_id;
-	init.enabled = 0;
-	init.created_at = eventlog_now_us();
-	eventlog_session_refresh(&init, p);
-	if (eventlog_sessions.update(&k, &init) != 0) {
-		if (ps)
-			__sync_fetch_and_add(&ps->sessions_failed, 1);
-		return (struct eventlog_session *)0;
-	}
-	if (ps)
-		__sync_fetch_and_add(&ps->sessions_created, 1);
-	return eventlog_sessions.lookup(&k);
-}
-
-static __always_inline void tcp_session_free(struct eventlog_session *s)
-{
-	struct eventlog_session_key k = {};
-	__u32 pid = EL_PROVIDER_ID;
-	struct eventlog_provider_stats *ps;
-
-	k.session_id = s->session_id;
-	k.provider_id = pid;
-	if (eventlog_sessions.delete(&k) == 0) {
-		ps = eventlog_provider_stats.lookup(&pid);
-		if (ps)
-			__sync_fetch_and_add(&ps->sessions_ended, 1);
-	}
+	return eventlog_session_insert(EL_PROVIDER_ID, session_id, 0, &created);
 }
 
 #define TCP_ST_ESTABLISHED 1
@@ -728,7 +688,7 @@ static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
 			tcp_out_add(s, EVENTLOG_SESSION_END_ID, EVENTLOG_LEVEL_INFO,
 				    EVENTLOG_KEYWORD_SESSION, (const void *)0, 0);
 		s->enabled = 0;
-		tcp_session_free(s);
+		eventlog_session_remove(s);
 	}
 	if (sk)
 		tcp_sk_cookie.delete(&sk);
