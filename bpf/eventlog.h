@@ -16,9 +16,9 @@
  * Design (see pyelog/ring.py for the reader half):
  *
  * Every subscriber owns, per CPU, two buffers of B bytes (an mmapable array
- * "eventlog_buf_<i>", element cpu*2+b) and one 128-byte control block (an
- * mmapable array "eventlog_state_<i>", element cpu) whose first word is the
- * 64-bit packed state of FreeBSD's protocol:
+ * "eventlog_buf_<i>") and one 128-byte control block (an mmapable array
+ * "eventlog_state_<i>", element cpu) whose first word is the 64-bit packed
+ * state of FreeBSD's protocol:
  *
  *   63..32 reader_len   bytes handed to the reader at the last swap
  *   31..2  commit_pos   next write offset in the active buffer
@@ -39,6 +39,18 @@
  * so nesting at any point can neither corrupt nor lose a committed record;
  * writers still never wait (only the reader waits, for at most the length
  * of one interrupted copy), and buffers still only ever hold whole records.
+ *
+ * Chunks: the verifier refuses variable offsets of 2^29 or more into one
+ * map value, so a buffer above EVENTLOG_CHUNK_MAX bytes is split into up to
+ * EVENTLOG_MAX_CHUNKS chunks of C = 2^n bytes, each its own map element
+ * (element (cpu*2+b)*chunks + k; unsplit buffers are simply one chunk).
+ * Positions stay logical: the state word, reservation and capacity are
+ * exactly those of one B-byte buffer.  The record that crosses the end of a
+ * chunk is written whole into that chunk's slack, past C, so every chunk
+ * holds whole records; the next chunk's first bytes then stay unused.
+ * written[b][k] counts the records starting in chunk k, from which the
+ * reader derives where each chunk's records begin and end (chunk k ends
+ * bytes_k past where it began; chunk k+1 begins that much minus C in).
  *
  * Filtering: eventlog_providers[provider_id] holds each subscriber's
  * (level, keywords) subscription for that provider instance and the
@@ -86,9 +98,13 @@
 #define EVENTLOG_MAX_RECORD    65535
 #define EVENTLOG_MAX_PAYLOAD   (EVENTLOG_MAX_RECORD - EVENTLOG_HEADER_SIZE)
 #define EVENTLOG_SCRATCH_SIZE  65536
-/* Map values are buffer + this much, so that "pos <= B, header 32,
+/* Map values are chunk + this much, so that "pos <= C, header 32,
  * head <= 65535, tail <= 65535" proves every copy in bounds to the verifier. */
 #define EVENTLOG_BUF_SLACK     131136
+/* Buffers up to this size are one chunk; larger ones use chunks of this
+ * size (C + slack + 64 KiB of offset stays under the verifier's 2^29). */
+#define EVENTLOG_CHUNK_MAX     (1U << 28)
+#define EVENTLOG_MAX_CHUNKS    4
 
 /* Session: the first two fields are read by the generated _ENABLED macros. */
 struct eventlog_session {
@@ -134,13 +150,14 @@ struct eventlog_provider_stats {
 /* Per subscriber, per CPU control block (mmapped by the reader). */
 struct eventlog_cpu_state {
 	__u64 state;            /* packed word, see top of file */
-	__u64 written[2];       /* per buffer: records << 32 | bytes copied */
+	/* per buffer and chunk: records << 32 | bytes copied, of the records
+	 * starting in that chunk (unsplit buffers use [b][0] only) */
+	__u64 written[2][EVENTLOG_MAX_CHUNKS];
 	__u64 dropped;          /* events lost: buffer full (exact) */
 	__u64 oversized;        /* events > 65535 bytes discarded */
 	__u64 swaps;            /* writer-initiated swaps */
 	__u64 min_ts[2];        /* timestamp range per buffer: lets the */
 	__u64 max_ts[2];        /* reader skip merging disjoint buffers  */
-	__u64 _pad[6];
 };
 
 struct eventlog_header {
@@ -208,19 +225,21 @@ eventlog_reserve(struct eventlog_cpu_state *st, __u64 size, __u64 total,
 	return 0;
 }
 
-/* Writer step 2: copy the record into the bytes reserved, then publish. */
+/* Writer step 2: copy the record into the bytes reserved (pos within
+ * chunk `chunk` of buffer `active`, whose data is `buf`), then publish. */
 static __always_inline void
-eventlog_copy(struct eventlog_cpu_state *st, char *buf, __u64 size, __u64 active,
-	      __u64 pos, const struct eventlog_header *hdr, const void *head,
+eventlog_copy(struct eventlog_cpu_state *st, char *buf, __u64 chunk_size, __u64 active,
+	      __u64 chunk, __u64 pos, const struct eventlog_header *hdr, const void *head,
 	      __u32 hl, const void *tail, __u32 tl)
 {
 	__u64 total = hdr->length;
 
 	/* Bounds for the verifier only: the oversize check in eventlog_emit()
-	 * and the reservation already guarantee pos + total <= size, so the
-	 * masks never change a value.  (Masks, not comparisons: clang keeps
-	 * them next to the helper calls, where the verifier needs them.) */
-	if (buf && pos <= size) {
+	 * and the reservation already guarantee pos < chunk_size and the record
+	 * fits the slack, so the masks never change a value.  (Masks, not
+	 * comparisons: clang keeps them next to the helper calls, where the
+	 * verifier needs them.) */
+	if (buf && pos <= chunk_size) {
 		char *dst = buf + pos;
 		__u32 h = hl, t = tl;
 		/* Hide the values from clang so it cannot drop the masks. */
@@ -246,9 +265,10 @@ eventlog_copy(struct eventlog_cpu_state *st, char *buf, __u64 size, __u64 active
 	/* Full barrier: the copy is visible before the reader sees the count.
 	 * Low 32 bits: bytes copied (compared with reader_len); high 32 bits:
 	 * records copied, so the reader never walks a buffer to count it.
-	 * One atomic for both; bytes never carry into the count (a buffer is
+	 * One atomic for both; bytes never carry into the count (a chunk holds
 	 * < 2^29 bytes). */
-	__sync_fetch_and_add(&st->written[active], total | (1ULL << 32));
+	__sync_fetch_and_add(&st->written[active][chunk & (EVENTLOG_MAX_CHUNKS - 1)],
+			     total | (1ULL << 32));
 }
 
 /* @EVENTLOG_SUBSCRIBERS@ : pyelog/loader.py inserts the per-subscriber maps

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from pyelog.ring import (BUFFER_SIZE_DEFAULT, BUFFER_SIZE_MAX, BUFFER_SIZE_MIN,
+from pyelog.ring import (BUFFER_SIZE_DEFAULT, BUFFER_SIZE_MAX, BUFFER_SIZE_MIN, chunk_layout,
                          RingReader, RingStats, iter_records)
 
 LEVEL_NONE, LEVEL_ERROR, LEVEL_WARN, LEVEL_INFO, LEVEL_VERBOSE, LEVEL_TRACE = range(6)
@@ -149,10 +149,13 @@ class Event:
 class Subscriber:
     """Common part of ring and callback subscribers (one ring each)."""
 
-    def __init__(self, loader: "Loader", index: int, buffer_size: int) -> None:
+    def __init__(self, loader: "Loader", index: int, buffer_size: int,
+                 chunk_size: int | None = None) -> None:
         self.loader = loader
         self.index = index
         self.buffer_size = buffer_size
+        self.chunk_size = chunk_size   # made concrete by Loader._add
+        self.chunks = 1
         self.subscriptions: dict[str, Subscription] = {}
         self.reader: RingReader | None = None
 
@@ -196,7 +199,7 @@ class CallbackSubscriber(Subscriber):
 
     def __init__(self, loader: "Loader", index: int, buffer_size: int,
                  callback: Callable[[Event], None]) -> None:
-        super().__init__(loader, index, buffer_size)
+        super().__init__(loader, index, buffer_size, None)
         self.callback = callback
 
     def dispatch(self, timeout: float = 0.0) -> int:
@@ -291,9 +294,10 @@ def kernel_unavailable_reason() -> str | None:
 
 # -- code generation -----------------------------------------------------------
 _SUB_TEMPLATE = """
-/* subscriber {i}: {size} bytes per buffer, two buffers per CPU */
-struct eventlog_buf_{i} {{ char data[{size} + EVENTLOG_BUF_SLACK]; }};
-BPF_F_TABLE("array", u32, struct eventlog_buf_{i}, eventlog_buf_{i}, 2 * EVENTLOG_NR_CPUS, BPF_F_MMAPABLE);
+/* subscriber {i}: {size} bytes per buffer, two buffers per CPU, each
+ * {chunks} chunk(s) of {chunk} bytes (see "Chunks" in eventlog.h) */
+struct eventlog_buf_{i} {{ char data[{chunk} + EVENTLOG_BUF_SLACK]; }};
+BPF_F_TABLE("array", u32, struct eventlog_buf_{i}, eventlog_buf_{i}, 2 * {chunks} * EVENTLOG_NR_CPUS, BPF_F_MMAPABLE);
 BPF_F_TABLE("array", u32, struct eventlog_cpu_state, eventlog_state_{i}, EVENTLOG_NR_CPUS, BPF_F_MMAPABLE);
 BPF_RINGBUF_OUTPUT(eventlog_bell_{i}, 1);
 
@@ -319,12 +323,17 @@ eventlog_deliver_{i}(const struct eventlog_header *hdr, const void *head, __u32 
 	}}
 	if (!ok)
 		return 0;
-	__u32 idx = cpu * 2 + (__u32)(active & 1);
+	{locate}
+	__u32 idx = (cpu * 2 + (__u32)(active & 1)) * {chunks} + (__u32)chunk;
 	struct eventlog_buf_{i} *b = eventlog_buf_{i}.lookup(&idx);
-	eventlog_copy(st, b ? b->data : (char *)0, {size}, active, pos, hdr, head, hl, tail, tl);
+	eventlog_copy(st, b ? b->data : (char *)0, {chunk}, active, chunk, off, hdr, head, hl, tail, tl);
 	return 1;
 }}
 """
+# Where a reserved logical position lies: always chunk 0 for an unsplit
+# buffer (whose size need not be a power of two), else shift and mask.
+_LOCATE_ONE = "__u64 chunk = 0, off = pos;"
+_LOCATE_SPLIT = "__u64 chunk = pos >> {shift}, off = pos & {mask};"
 
 _DELIVER_ONE = """\
 	if ((target < 0 || target == {i}) && level <= f->sub_level[{i}] &&
@@ -333,10 +342,14 @@ _DELIVER_ONE = """\
 """
 
 
-def _subscriber_code(sizes: list[int]) -> str:
+def _subscriber_code(layouts: list[tuple[int, int, int]]) -> str:
+    """C for subscribers given as (buffer size, chunk size, chunks) each."""
     parts = ["#define EVENTLOG_HAVE_SUBSCRIBERS 1"]
-    for i, size in enumerate(sizes):
-        parts.append(_SUB_TEMPLATE.format(i=i, size=size))
+    for i, (size, chunk, chunks) in enumerate(layouts):
+        locate = (_LOCATE_ONE if chunks == 1 else
+                  _LOCATE_SPLIT.format(shift=chunk.bit_length() - 1, mask=chunk - 1))
+        parts.append(_SUB_TEMPLATE.format(i=i, size=size, chunk=chunk, chunks=chunks,
+                                          locate=locate))
     parts.append("""static __always_inline int
 eventlog_deliver_all(struct eventlog_provider *f, const struct eventlog_header *hdr,
 		     __u32 level, __u32 keywords, const void *head, __u32 hl,
@@ -344,7 +357,7 @@ eventlog_deliver_all(struct eventlog_provider *f, const struct eventlog_header *
 {
 	int n = 0;
 """)
-    for i in range(len(sizes)):
+    for i in range(len(layouts)):
         parts.append(_DELIVER_ONE.format(i=i))
     parts.append("\treturn n;\n}\n")
     return "\n".join(parts)
@@ -388,6 +401,10 @@ class Loader:
             raise EventlogError("subscribers must be added before start()")
         if not BUFFER_SIZE_MIN <= sub.buffer_size <= BUFFER_SIZE_MAX:
             raise EventlogError(f"buffer size must be {BUFFER_SIZE_MIN}..{BUFFER_SIZE_MAX} bytes")
+        try:
+            sub.chunk_size, sub.chunks = chunk_layout(sub.buffer_size, sub.chunk_size)
+        except ValueError as e:
+            raise EventlogError(str(e)) from None
         if len(self.subscribers) >= MAX_SUBSCRIBERS:
             raise EventlogError(f"at most {MAX_SUBSCRIBERS} subscribers")
         self.subscribers.append(sub)
@@ -396,9 +413,16 @@ class Loader:
             sub.subscriptions[s.provider] = s
 
     def add_ring_subscriber(self, buffer_size: int = BUFFER_SIZE_DEFAULT,
-                            subscriptions: Iterable[Subscription] = ()) -> RingSubscriber:
-        """A subscriber with per-CPU double buffers of ``buffer_size`` bytes each."""
-        sub = RingSubscriber(self, len(self.subscribers), buffer_size)
+                            subscriptions: Iterable[Subscription] = (),
+                            chunk_size: int | None = None) -> RingSubscriber:
+        """A subscriber with per-CPU double buffers of ``buffer_size`` bytes each.
+
+        ``chunk_size`` splits each buffer into chunks of that many bytes
+        (see :func:`pyelog.ring.chunk_layout`); by default only buffers
+        above 256 MiB are split, as the verifier requires. Tests force
+        small chunks to exercise records crossing chunk ends.
+        """
+        sub = RingSubscriber(self, len(self.subscribers), buffer_size, chunk_size)
         self._add(sub, subscriptions)
         return sub
 
@@ -422,7 +446,8 @@ class Loader:
         from bcc.utils import get_possible_cpus
         self.ncpu = max(get_possible_cpus()) + 1
         core = (BPF_DIR / "eventlog.h").read_text()
-        subs = _subscriber_code([s.buffer_size for s in self.subscribers])
+        subs = _subscriber_code([(s.buffer_size, s.chunk_size, s.chunks)
+                                 for s in self.subscribers])
         core, n = _MARKER.subn(lambda m: subs, core, count=1)
         if n != 1:
             raise EventlogError("bpf/eventlog.h lost its @EVENTLOG_SUBSCRIBERS@ marker")
@@ -462,7 +487,8 @@ class Loader:
                 sub.reader = RingReader(self.bpf[f"eventlog_buf_{sub.index}"].map_fd,
                                         self.bpf[f"eventlog_state_{sub.index}"].map_fd,
                                         self.bpf[f"eventlog_bell_{sub.index}"].map_fd,
-                                        self.ncpu, sub.buffer_size)
+                                        self.ncpu, sub.buffer_size,
+                                        chunk_size=sub.chunk_size)
                 self._init_states(sub)
             for p in self.providers:
                 for name in p.spec.test_run:

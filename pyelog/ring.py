@@ -2,8 +2,9 @@
 
 The writer half lives in ``bpf/eventlog.h``; read its top comment first.
 Per subscriber and CPU there are two buffers (mmapped from the
-``eventlog_buf_<i>`` array, element ``cpu*2+b``) and a 128-byte control
-block (``eventlog_state_<i>``, element ``cpu``) whose first 64-bit word is
+``eventlog_buf_<i>`` array, elements ``(cpu*2+b)*chunks`` on: a buffer
+above 256 MiB is split into chunks, see "Chunks" in eventlog.h) and a
+128-byte control block (``eventlog_state_<i>``, element ``cpu``) whose first 64-bit word is
 the packed state::
 
     63..32 reader_len | 31..2 commit_pos | 1 swap_allowed | 0 active
@@ -15,11 +16,13 @@ The reader:
   writers use (writers also swap proactively when their buffer fills, and
   then ring the doorbell);
 * consumes a reader buffer only when the low 32 bits of ``written[b]``
-  equal ``reader_len`` (every reserved record fully copied: see the
-  reserve-then-copy note in eventlog.h); a CPU whose copy is still in
-  flight is simply retried later. The high 32 bits count the records
-  copied (writers add ``bytes | 1 << 32`` in their one atomic), so each run
-  is handed out with its record count and nobody walks it to count;
+  (summed over its chunks) equal ``reader_len`` (every reserved record
+  fully copied: see the reserve-then-copy note in eventlog.h); a CPU whose
+  copy is still in flight is simply retried later. The high 32 bits count
+  the records copied (writers add ``bytes | 1 << 32`` in their one atomic),
+  so each run is handed out with its record count and nobody walks it to
+  count; the per-chunk byte counts also say where each chunk's records
+  begin and end;
 * hands out contiguous runs of whole records as memoryviews straight into
   the mapped buffer (no per-event copy), merged across CPUs in timestamp
   order within one drain epoch; when the buffers' timestamp ranges do not
@@ -55,26 +58,47 @@ _LEN_TS = struct.Struct("<H6xQ")
 BUF_SLACK = 131136          # must match EVENTLOG_BUF_SLACK in eventlog.h
 STATE_SIZE = 128            # sizeof(struct eventlog_cpu_state)
 BUFFER_SIZE_MIN = 65536
-# FreeBSD allows 2^30-1. Here the verifier refuses variable offsets of
-# 2^29 or more into one map value (BPF_MAX_VAR_OFF), and a record's tail
-# lies up to 64 KiB past its start: 512 MiB - 128 KiB per buffer is the cap.
-BUFFER_SIZE_MAX = (1 << 29) - (1 << 17)
+# FreeBSD's limit, and the most the state word's 30-bit commit_pos holds.
+BUFFER_SIZE_MAX = (1 << 30) - 1
 BUFFER_SIZE_DEFAULT = 512 * 1024
+# The verifier refuses variable offsets of 2^29 or more into one map value
+# (BPF_MAX_VAR_OFF): larger buffers are split into chunks of this size.
+CHUNK_MAX = 1 << 28         # must match EVENTLOG_CHUNK_MAX in eventlog.h
+MAX_CHUNKS = 4              # must match EVENTLOG_MAX_CHUNKS
 # Longest doorbell wait after a drain of >= buffer_size // 8 bytes.
 BUSY_WAIT = 0.001
 
 # Offsets inside struct eventlog_cpu_state.
 _OFF_STATE = 0
-_OFF_WRITTEN = 8            # u64[2]
-_OFF_DROPPED = 24
-_OFF_OVERSIZED = 32
-_OFF_SWAPS = 40
-_OFF_MIN_TS = 48            # u64[2]
-_OFF_MAX_TS = 64            # u64[2]
+_OFF_WRITTEN = 8            # u64[2][MAX_CHUNKS]
+_OFF_DROPPED = 72
+_OFF_OVERSIZED = 80
+_OFF_SWAPS = 88
+_OFF_MIN_TS = 96            # u64[2]
+_OFF_MAX_TS = 112           # u64[2]
 
 _SEQ_CST = 5
 _POS_MASK = 0x3FFFFFFF
 _LOW32 = 0xFFFFFFFF
+
+
+def chunk_layout(buffer_size: int, chunk_size: int | None = None) -> tuple[int, int]:
+    """(chunk size, number of chunks) of a buffer of ``buffer_size`` bytes.
+
+    Buffers up to :data:`CHUNK_MAX` are one chunk; larger ones are split
+    into chunks of :data:`CHUNK_MAX`. ``chunk_size`` forces a split (tests
+    use small chunks to cross chunk ends often): a power of two from 64 KiB
+    (a record then crosses at most one chunk end) to :data:`CHUNK_MAX`.
+    Raises ValueError for a layout the kernel side cannot hold.
+    """
+    if chunk_size is None:
+        chunk_size = min(buffer_size, CHUNK_MAX)
+    chunks = -(-buffer_size // chunk_size)
+    if chunks > 1 and (chunk_size & (chunk_size - 1) or not 65536 <= chunk_size <= CHUNK_MAX):
+        raise ValueError(f"chunk size must be a power of two from 64 KiB to {CHUNK_MAX} bytes")
+    if chunks > MAX_CHUNKS:
+        raise ValueError(f"a buffer is at most {MAX_CHUNKS} chunks")
+    return chunk_size, chunks
 
 
 class RingCorrupt(RuntimeError):
@@ -166,16 +190,20 @@ class RingReader:
     """Reader half of one subscriber's per-CPU double buffers.
 
     ``buf_fd``/``state_fd``/``bell_fd`` are the subscriber's three maps;
-    ``ncpu`` the number of possible CPUs the arrays were sized for.
+    ``ncpu`` the number of possible CPUs the arrays were sized for;
+    ``chunk_size`` as given to :func:`chunk_layout` when the maps were made.
     """
 
     def __init__(self, buf_fd: int, state_fd: int, bell_fd: int | None, ncpu: int,
-                 buffer_size: int, cpus: list[int] | None = None) -> None:
+                 buffer_size: int, cpus: list[int] | None = None,
+                 chunk_size: int | None = None) -> None:
         self.ncpu = ncpu
         self.cpus = list(cpus) if cpus is not None else list(range(ncpu))
         self.buffer_size = buffer_size
-        self.elem = (buffer_size + BUF_SLACK + 7) & ~7
-        self._bufs = mmap.mmap(buf_fd, 2 * ncpu * self.elem, mmap.MAP_SHARED, mmap.PROT_READ)
+        self.chunk_size, self.chunks = chunk_layout(buffer_size, chunk_size)
+        self.elem = (self.chunk_size + BUF_SLACK + 7) & ~7
+        self._bufs = mmap.mmap(buf_fd, 2 * ncpu * self.chunks * self.elem,
+                               mmap.MAP_SHARED, mmap.PROT_READ)
         state_len = (ncpu * STATE_SIZE + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
         self._state = mmap.mmap(state_fd, state_len, mmap.MAP_SHARED,
                                 mmap.PROT_READ | mmap.PROT_WRITE)
@@ -200,11 +228,12 @@ class RingReader:
     def _u64(self, cpu: int, off: int) -> int:
         return self._a.load(self._addr(cpu, off), _SEQ_CST)
 
-    def _take(self, cpu: int) -> tuple[int, int, int] | None:
+    def _take(self, cpu: int) -> tuple[int, int, list[int]] | None:
         """Make sure this CPU's reader buffer holds data if any exists.
 
-        Returns (reader buffer index, reader_len, records) when a buffer is
-        ready to be consumed (all its reserved bytes written), else None.
+        Returns (reader buffer index, reader_len, its chunks' ``written``
+        words) when a buffer is ready to be consumed (all its reserved
+        bytes written), else None.
         """
         addr = self._addr(cpu, _OFF_STATE)
         word = self._a.load(addr, _SEQ_CST)
@@ -223,20 +252,24 @@ class RingReader:
         rb = active ^ 1
         if rlen == 0:
             return None
-        written = self._u64(cpu, _OFF_WRITTEN + 8 * rb)
-        if written & _LOW32 != rlen:
+        first = _OFF_WRITTEN + 8 * MAX_CHUNKS * rb
+        written = [self._u64(cpu, first + 8 * k) for k in range(self.chunks)]
+        # Each word only grows while copies are in flight, so equal sums
+        # mean every copy is done.
+        if sum(w & _LOW32 for w in written) != rlen:
             # A reserved copy is still in flight. The reader holds this
             # buffer, so writers cannot swap (nor ring) until it is taken:
             # look again soon, not after a whole timeout.
             self._in_flight = True
             return None
-        return rb, rlen, written >> 32
+        return rb, rlen, written
 
     def _release(self, cpu: int, rb: int) -> None:
         """Reader buffer fully consumed: let writers swap into it again."""
         self._a.store(self._addr(cpu, _OFF_MIN_TS + 8 * rb), 0, _SEQ_CST)
         self._a.store(self._addr(cpu, _OFF_MAX_TS + 8 * rb), 0, _SEQ_CST)
-        self._a.store(self._addr(cpu, _OFF_WRITTEN + 8 * rb), 0, _SEQ_CST)
+        for k in range(self.chunks):
+            self._a.store(self._addr(cpu, _OFF_WRITTEN + 8 * (MAX_CHUNKS * rb + k)), 0, _SEQ_CST)
         addr = self._addr(cpu, _OFF_STATE)
         word = self._a.load(addr, _SEQ_CST)
         while True:
@@ -299,33 +332,52 @@ class RingReader:
         finally:
             self._busy = self._in_flight or self.bytes - before >= self.buffer_size // 8
 
-    def _runs(self, batch: list[tuple[int, int, int, int]],
+    def _regions(self, cpu: int, rb: int, written: list[int]) -> list[tuple[int, int, int]]:
+        """(start, end, records) in the mapping of each chunk's records."""
+        base = (cpu * 2 + rb) * self.chunks * self.elem
+        out = []
+        begin = 0       # where chunk k's first record starts, inside chunk k
+        for k, w in enumerate(written):
+            nbytes = w & _LOW32
+            if not nbytes:
+                break
+            start = base + k * self.elem + begin
+            out.append((start, start + nbytes, w >> 32))
+            # The last record may run past the chunk's end, into its slack;
+            # the next chunk's records begin where it ended.
+            begin += nbytes - self.chunk_size
+        return out
+
+    def _runs(self, batch: list[tuple[int, int, int, list[int]]],
               ordered: bool) -> Iterator[tuple[memoryview, int]]:
         view = self._view
         spans = []
-        for cpu, rb, rlen, n in batch:
-            base = (cpu * 2 + rb) * self.elem
+        for cpu, rb, _rlen, written in batch:
             lo = self._u64(cpu, _OFF_MIN_TS + 8 * rb)
             hi = self._u64(cpu, _OFF_MAX_TS + 8 * rb)
-            spans.append((lo, hi, base, rlen, n))
+            spans.append((lo, hi, cpu, self._regions(cpu, rb, written)))
         spans.sort()
         disjoint = all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
         if not ordered or disjoint:
-            for _, _, base, rlen, n in spans:
-                yield view[base:base + rlen], n
+            for _, _, _, regions in spans:
+                for start, end, n in regions:
+                    yield view[start:end], n
             return
-        yield from self._merge([(base, rlen) for _, _, base, rlen, _ in spans])
+        # Chunks of one buffer are merged as separate sequences: each is in
+        # order, and together they are the buffer's.
+        yield from self._merge([(start, end) for *_, regions in spans
+                                for start, end, _ in regions])
 
-    def _index(self, base: int, rlen: int) -> tuple[list[int], list[int]]:
+    def _index(self, start: int, end: int) -> tuple[list[int], list[int]]:
         offs: list[int] = []
         tss: list[int] = []
         unpack = _LEN_TS.unpack_from
         buf = self._bufs
-        off, end = base, base + rlen
+        off = start
         while off < end:
             ln, ts = unpack(buf, off)
             if ln < HEADER.size or off + ln > end:
-                raise RingCorrupt(f"bad record length {ln} at buffer offset {off - base}")
+                raise RingCorrupt(f"bad record length {ln} at mapping offset {off}")
             offs.append(off)
             tss.append(ts)
             off += ln
@@ -333,9 +385,12 @@ class RingReader:
         return offs, tss
 
     def _merge(self, bufs: list[tuple[int, int]]) -> Iterator[tuple[memoryview, int]]:
-        """k-way merge by timestamp, emitting (run, records) (bisect finds run ends)."""
+        """k-way merge by timestamp, emitting (run, records) (bisect finds run ends).
+
+        ``bufs``: (start, end) of each ordered sequence in the mapping.
+        """
         view = self._view
-        idx = [self._index(base, rlen) for base, rlen in bufs]
+        idx = [self._index(start, end) for start, end in bufs]
         heads = [0] * len(idx)
         live = [i for i in range(len(idx)) if idx[i][1]]
         while live:

@@ -48,11 +48,12 @@ def check_load_16_subscribers() -> None:
         assert counts == [4] * 16, counts
 
 
-def check_fill_and_exact_drops() -> None:
+def _fill_and_exact_drops(chunk_size: int | None) -> None:
     from pyelog.loader import Loader, Subscription, SESSION_CREATE_ID
     from pyelog.providers import test as tp
     L = Loader([tp.provider()])
-    sub = L.add_ring_subscriber(B128K, [Subscription("test", 5, 0xFFFFFFFF)])
+    sub = L.add_ring_subscriber(B128K, [Subscription("test", 5, 0xFFFFFFFF)],
+                                chunk_size=chunk_size)
     with L:
         d = tp.TestDriver(L, L.providers[0])
         per = B128K // 36
@@ -69,6 +70,16 @@ def check_fill_and_exact_drops() -> None:
         assert recs[0][0][6] == SESSION_CREATE_ID
         seqs = [struct.unpack("<I", p)[0] for _, p in recs[1:]]
         assert seqs == list(range(2 * per)), "records lost or reordered"
+
+
+def check_fill_and_exact_drops() -> None:
+    _fill_and_exact_drops(None)
+
+
+def check_chunked_fill_and_exact_drops() -> None:
+    # Buffers above 256 MiB are split into chunks; 64 KiB chunks put the
+    # same protocol (and a record crossing a chunk end) on 128 KiB buffers.
+    _fill_and_exact_drops(65536)
 
 
 def check_two_cpus() -> None:
@@ -179,6 +190,7 @@ def check_teardown() -> None:
 CHECKS: list[tuple[str, Callable[[], None]]] = [
     ("load: core + test provider with 16 subscribers", check_load_16_subscribers),
     ("ring: fill to capacity, proactive swap, exact drop count", check_fill_and_exact_drops),
+    ("ring: the same with buffers split into chunks", check_chunked_fill_and_exact_drops),
     ("ring: two CPUs at full speed, emitted = received + dropped", check_two_cpus),
     ("filters: level/keyword matrix and aggregation", check_filters),
     ("providers: unsubscribed provider emits nothing", check_unsubscribed_silent),

@@ -28,6 +28,23 @@ def test_subscription_validation():
         L.add_ring_subscriber(65535)
     with pytest.raises(EventlogError):
         L.add_ring_subscriber(65536, [Subscription("nope")])
+    with pytest.raises(EventlogError, match="buffer size must be 65536..1073741823"):
+        L.add_ring_subscriber(1 << 30)
+    with pytest.raises(EventlogError, match="power of two"):
+        L.add_ring_subscriber(200000, chunk_size=100000)
+    with pytest.raises(EventlogError, match="at most 4 chunks"):
+        L.add_ring_subscriber(5 * 65536, chunk_size=65536)
+
+
+def test_chunk_layout():
+    from pyelog.ring import chunk_layout, BUFFER_SIZE_MAX
+    assert chunk_layout(65536) == (65536, 1)
+    assert chunk_layout(100000) == (100000, 1)            # one chunk: any size
+    assert chunk_layout(1 << 28) == (1 << 28, 1)
+    assert chunk_layout((1 << 28) + 1) == (1 << 28, 2)
+    assert chunk_layout(BUFFER_SIZE_MAX) == (1 << 28, 4)
+    assert chunk_layout(131072, 65536) == (65536, 2)
+    assert chunk_layout(65536, 65536) == (65536, 1)
 
 
 @pytest.mark.kernel

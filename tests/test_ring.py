@@ -16,10 +16,11 @@ pytestmark = pytest.mark.kernel
 B128K = 128 * 1024
 
 
-def _loader(nsubs=1, size=B128K, **kw):
+def _loader(nsubs=1, size=B128K, chunk=None, **kw):
     from pyelog.providers import test as tp
     L = Loader([tp.provider(**kw)])
-    subs = [L.add_ring_subscriber(size, [Subscription("test", LEVEL_TRACE, 0xFFFFFFFF)])
+    subs = [L.add_ring_subscriber(size, [Subscription("test", LEVEL_TRACE, 0xFFFFFFFF)],
+                                  chunk_size=chunk)
             for _ in range(nsubs)]
     L.start()
     return L, subs, tp.TestDriver(L, L.providers[0])
@@ -33,10 +34,14 @@ def _records(sub):
     return out
 
 
-def test_fill_to_capacity_exact_drops():
+# chunk=64 KiB splits each 128 KiB buffer in two (as 1 GiB buffers are split
+# into 256 MiB chunks): 65536 % 36 != 0, so a record crosses the chunk end.
+@pytest.mark.parametrize("chunk", [None, 65536], ids=["whole", "chunked"])
+def test_fill_to_capacity_exact_drops(chunk):
     from pyelog.providers import test as tp
-    L, (sub,), d = _loader()
+    L, (sub,), d = _loader(chunk=chunk)
     try:
+        assert sub.reader.chunks == (1 if chunk is None else 2)
         per_buf = B128K // 36                         # 3640
         d.create_session(1, cpu=0)                    # SESSION_CREATE: 32 bytes
         # First buffer: SESSION_CREATE + 3640 SIMPLE events = exactly 131072 bytes.
@@ -78,9 +83,10 @@ def _producer(d, sid, cpu, stop, counts, kind):
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
-def test_two_cpus_full_speed_exact_accounting():
+@pytest.mark.parametrize("chunk", [None, 65536], ids=["whole", "chunked"])
+def test_two_cpus_full_speed_exact_accounting(chunk):
     from pyelog.providers import test as tp
-    L, (sub,), d = _loader(size=256 * 1024)
+    L, (sub,), d = _loader(size=256 * 1024, chunk=chunk)
     try:
         cpus = sorted(os.sched_getaffinity(0))[:2]
         for sid in (1, 2):
@@ -184,5 +190,102 @@ def test_nested_writer_on_same_cpu_keeps_records_intact():
             received += len(vals)
         assert counts[1] + counts[2] == received + sub.stats().dropped
         assert counts[1] > 0 and counts[2] > 0
+    finally:
+        L.close()
+
+
+def _emit_sized(d, tp, seq, record_len):
+    """One RAW (or, for odd seq, GATHER) record of exactly record_len bytes."""
+    if seq % 2:
+        return d.emit(1, tp.GATHER, 1, seq, size=record_len - 32 - 8, cpu=0)
+    return d.emit(1, tp.RAW, 1, seq, size=record_len - 32, cpu=0)
+
+
+def _check_sized(recs, expected):
+    assert [(h[0], struct.unpack_from("<Q", p)[0]) for h, p in recs] == expected
+    for h, p in recs:
+        if h[6] == 101 and h[0] >= 48:            # GATHER: the tail starts with seq + 1
+            assert struct.unpack_from("<Q", p, 8)[0] == struct.unpack_from("<Q", p)[0] + 1
+
+
+def test_chunked_records_of_every_size_cross_chunk_ends_whole():
+    """Records up to 65535 bytes, some ending exactly on a chunk end, all
+    come back whole and in order from 64 KiB chunks of a 256 KiB buffer."""
+    import random
+    from pyelog.providers import test as tp
+    L, (sub,), d = _loader(size=256 * 1024, chunk=65536)
+    try:
+        assert sub.reader.chunks == 4
+        d.create_session(1, cpu=0)
+        _records(sub)                                  # drop SESSION_CREATE
+        rnd = random.Random(4)
+        # The second record ends exactly on the first chunk end; then sizes
+        # from the smallest to the largest record.
+        sizes = [32768, 32768, 40, 65535, 40, 65535 - 7]
+        sizes += [rnd.choice([rnd.randint(48, 65535), rnd.randint(48, 600)]) for _ in range(600)]
+        expected, got = [], []
+        pending = 0
+        for seq, ln in enumerate(sizes):
+            # Drain only when the two buffers might not hold the next record
+            # (each holds >= 256 KiB - 64 KiB before it swaps): buffers fill
+            # far, and their records cross every chunk end.
+            if pending + ln > 2 * (256 - 64) * 1024:
+                got += _records(sub)
+                pending = 0
+            assert _emit_sized(d, tp, seq, ln) == 1
+            expected.append((ln, seq))
+            pending += ln
+        got += _records(sub)
+        st = sub.stats()
+        assert st.dropped == 0 and st.oversized == 0
+        _check_sized(got, expected)
+    finally:
+        L.close()
+
+
+def _mem_available() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def test_largest_buffer_holds_a_gigabyte_and_drops_exactly():
+    """elog's largest buffer (1 GiB - 1: four 256 MiB chunks per buffer):
+    fills to capacity with 64 KiB records across chunk ends, swaps without
+    loss, then counts every drop."""
+    from pyelog.providers import test as tp
+    from pyelog.ring import BUFFER_SIZE_MAX
+    from bcc.utils import get_possible_cpus
+    ncpu = max(get_possible_cpus()) + 1
+    need = 2 * ncpu * (BUFFER_SIZE_MAX + (1 << 20)) + (1 << 30)
+    if _mem_available() < need:
+        pytest.skip(f"needs {need >> 20} MiB of available memory for 1 GiB buffers "
+                    f"on {ncpu} CPUs")
+    L, (sub,), d = _loader(size=BUFFER_SIZE_MAX)
+    try:
+        assert (sub.reader.chunks, sub.reader.chunk_size) == (4, 1 << 28)
+        d.create_session(1, cpu=0)
+        _records(sub)
+        big = 65535
+        per_buf = BUFFER_SIZE_MAX // big                # 16384 records: 1073725440 bytes
+        seq = 0
+        for _ in range(per_buf):
+            seq += _emit_sized(d, tp, seq, big)
+        assert sub.reader.state(0)[2] == per_buf * big   # one buffer, exactly full
+        seq += _emit_sized(d, tp, seq, big)              # proactive swap
+        for _ in range(per_buf - 1):
+            seq += _emit_sized(d, tp, seq, big)
+        assert sub.stats().dropped == 0 and sub.stats().swaps == 1
+        for _ in range(3):                               # both full: dropped, counted
+            _emit_sized(d, tp, seq + 1000, big)
+        assert sub.stats().dropped == 3
+        got = []
+        for run, n in sub.drain_counted(0):
+            recs = list(iter_records(run))
+            assert len(recs) == n
+            got += [(h, p[:16]) for h, p in recs]
+        _check_sized(got, [(big, i) for i in range(2 * per_buf)])
     finally:
         L.close()
