@@ -22,10 +22,11 @@ soak: setup
 	PY=$(PY) bench/run.sh soak
 
 # Kernel tests inside a Debian 12 VM (Vagrant + libvirt, vagrant/README.md):
-# tests/test_tcp_capture.py and a capture decoded here; FULL=1: whole suite.
+# pyelog selftest, tests/test_tcp_capture.py and a capture decoded here;
+# FULL=1: the whole suite; TESTS="tests/test_ring.py -k chunk": those tests.
 .PHONY: vm-test
 vm-test: setup
-	FULL=$(FULL) vagrant/vm-test.sh
+	FULL="$(FULL)" TESTS="$(TESTS)" vagrant/vm-test.sh
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

@@ -28,8 +28,9 @@
  * One deliberate difference from FreeBSD: the CAS on the state word
  * *reserves* the record's bytes before they are copied, and a second
  * counter, written[b], is advanced (atomic add) once the copy is done.  The
- * reader only consumes a buffer when the low 32 bits of written[b] equal
- * reader_len (the high 32 bits count the records, for the reader).  FreeBSD
+ * reader only consumes a buffer when the low 32 bits of written[b] (summed
+ * over its chunks, below) equal reader_len (the high 32 bits count the
+ * records, for the reader).  FreeBSD
  * copies first and commits with the CAS afterwards, which is only safe when
  * nothing can interrupt the copy: on Linux a sock_ops program in process
  * context can be interrupted mid-copy by a softirq or IPI program on the
@@ -234,6 +235,11 @@ eventlog_copy(struct eventlog_cpu_state *st, char *buf, __u64 chunk_size, __u64 
 {
 	__u64 total = hdr->length;
 
+	/* Hide pos from clang: it knows pos + total <= size from the
+	 * reservation and would drop the test below, and kernels before about
+	 * 6.6 (Debian 12's 6.1) do not carry a test's bound over to a copy of
+	 * pos spilled to the stack before it: an unbounded offset there. */
+	asm volatile("" : "+r"(pos));
 	/* Bounds for the verifier only: the oversize check in eventlog_emit()
 	 * and the reservation already guarantee pos < chunk_size and the record
 	 * fits the slack, so the masks never change a value.  (Masks, not

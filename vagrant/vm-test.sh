@@ -10,8 +10,9 @@
 #     cached in /var/cache/pyelog-vm) and adds it to Vagrant;
 #  4. `vagrant up` (libvirt, KVM when it works, else TCG; user-mode
 #     networking, SSH on 127.0.0.1 only), provisioned by setup.sh;
-#  5. runs tests/test_tcp_capture.py in the guest with CI=true (a skipped
-#     kernel test fails), or the whole suite with FULL=1;
+#  5. runs `pyelog selftest` (the eventlog core) and tests/test_tcp_capture.py
+#     in the guest with CI=true (a skipped kernel test fails), or the whole
+#     suite with FULL=1, or the pytest arguments in TESTS;
 #  6. records TCP in the guest (vagrant/guest-capture.sh), copies the
 #     capture back and decodes it here with `pyelog -r`;
 #  7. always destroys the VM (success, failure, Ctrl-C), and stops the
@@ -27,6 +28,9 @@ export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_NO_PARALLEL=1
 dot=${VAGRANT_DOTFILE_PATH:-$here/.vagrant}
 full=${FULL:-}
 [ "$full" = 0 ] && full=
+tests=${TESTS:-}
+# The whole suite includes the 1 GiB-buffer test: 4 GiB of rings on 2 CPUs.
+[ -n "$full" ] && export PYELOG_VM_MEMORY=${PYELOG_VM_MEMORY:-6144}
 t0=$SECONDS
 timings=()
 log() { printf 'vm-test: %s\n' "$*"; }
@@ -142,7 +146,12 @@ pytest="cd /vagrant && sudo CI=true PYELOG_TEST_TIME_SCALE=${PYELOG_TEST_TIME_SC
 if [ -n "$full" ]; then
     log "the whole test suite in the guest (CI=true)"
     guest "$pytest"
+elif [ -n "$tests" ]; then
+    log "tests in the guest (CI=true): $tests"
+    guest "$pytest $(printf '%q ' $tests)"
 else
+    log "pyelog selftest in the guest"
+    guest 'sudo /vagrant/.venv/bin/python -m pyelog.cli selftest'
     log "TCP capture kernel tests in the guest (CI=true)"
     guest "$pytest tests/test_tcp_capture.py"
 fi
