@@ -30,7 +30,7 @@ full=${FULL:-}
 [ "$full" = 0 ] && full=
 tests=${TESTS:-}
 # The whole suite includes the 1 GiB-buffer test: 4 GiB of rings on 2 CPUs.
-[ -n "$full" ] && export PYELOG_VM_MEMORY=${PYELOG_VM_MEMORY:-6144}
+[ -n "$full" ] && export PYELOG_VM_MEMORY=${PYELOG_VM_MEMORY:-7168}
 t0=$SECONDS
 timings=()
 log() { printf 'vm-test: %s\n' "$*"; }
