@@ -311,7 +311,11 @@ def run_capture(o, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
     providers = [Provider(*p) for p in sub.providers()]
 
     def dropped() -> int:
-        return sub.stats().dropped if sub.reader is not None else 0
+        # Ring drops plus events a provider lost before its ring (the TCP
+        # outbox): both are events this capture should hold and does not.
+        if sub.reader is None:
+            return 0
+        return sub.stats().dropped + loader.provider_lost()
 
     # Outputs are opened before the (slow) compile, as elog opens -o while
     # parsing: a bad path fails at once.
@@ -360,8 +364,9 @@ def run_capture(o, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
                 for run, n in sub.drain_counted(timeout=0):   # what is left after the stop
                     received += sink.write_run(run, n)
                 stats = sub.stats()
+                provider_lost = loader.provider_lost()
             finally:
-                sink.close(stats.dropped if stats else dropped())
+                sink.close(stats.dropped + provider_lost if stats else dropped())
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
@@ -369,8 +374,10 @@ def run_capture(o, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
             status.clear()
     if o.stats:
         print(f"\n[Stats]\n  Providers: {len(providers)}\n  Events received: {received}", file=err)
-        if stats.dropped:
-            print(f"  Dropped events: {stats.dropped}", file=err)
+        if stats.dropped or provider_lost:
+            print(f"  Dropped events: {stats.dropped + provider_lost}", file=err)
+        if provider_lost:
+            print(f"    of which lost in providers before the ring: {provider_lost}", file=err)
         if stats.oversized:
             print(f"  Oversized events discarded: {stats.oversized}", file=err)
     return 0

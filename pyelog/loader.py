@@ -103,6 +103,9 @@ class ProviderSpec:
       attach with fd-owned links). dump_state: optional
       callable(loader, instance, subscriber_index) replaying state for a
       new DUMP_STATE subscription (emit with loader.inject(target=...)).
+      lost: optional callable(loader) returning how many events the
+      provider's own BPF code counted as lost before they reached the core
+      (added to every subscriber's drop count by :meth:`Loader.provider_lost`).
     """
     name: str
     source: str
@@ -113,6 +116,7 @@ class ProviderSpec:
     attach: Callable[["Loader", "ProviderInstance"], None] | None = None
     dump_state: Callable[["Loader", "ProviderInstance", int], None] | None = None
     default_enabled: bool = True
+    lost: Callable[["Loader"], int] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name.encode()) > PROVIDER_NAME_MAX:
@@ -555,6 +559,12 @@ class Loader:
             for p in self.providers:
                 if p.name == provider:
                     self._write_filter(p)
+
+    def provider_lost(self) -> int:
+        """Events the providers lost before the core saw them (see
+        ProviderSpec.lost); each distinct counter is read once."""
+        counters = {p.spec.lost for p in self.providers if p.spec.lost is not None}
+        return sum(lost(self) for lost in counters)
 
     def provider_filter(self, p: ProviderInstance) -> tuple[int, int]:
         """The provider instance's aggregate (level, keywords)."""

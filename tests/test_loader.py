@@ -146,3 +146,18 @@ def test_oversized_gather_varlen_callback_and_dump():
         L.subscribe(sub, Subscription("test", LEVEL_INFO, KEYWORD_SESSION, flags=1))
         assert _ids(sub) == [(inst.id, 5, SESSION_CREATE_ID), (inst.id, 2**64 - 1, 0xFFFFFFFD)]
         assert L.poll() == 0
+
+
+def test_provider_lost_counts_each_counter_once():
+    """Losses a provider counts before its ring reach the drop count once,
+    however many instances share the counter (the TCP outbox)."""
+    from pyelog.loader import ProviderSpec
+    calls = []
+
+    def lost(loader):
+        calls.append(loader)
+        return 7
+
+    L = Loader([ProviderSpec("a", "", lost=lost), ProviderSpec("a", "", lost=lost),
+                ProviderSpec("b", "")])
+    assert L.provider_lost() == 7 and calls == [L]

@@ -472,7 +472,7 @@ def provider(default_enabled: bool = True, filters: TcpFilter | None = None) -> 
     filters = filters or TcpFilter()
     spec = ProviderSpec(name="tcp", source=_defines() + "\n" + SOURCE.read_text(),
                         header=producer_header(), attach=_attach, dump_state=_dump_state,
-                        default_enabled=False)
+                        default_enabled=False, lost=outbox_lost)
     spec._tcp_config = _Config(default_enabled, filters)  # type: ignore[attr-defined]
     return spec
 
