@@ -228,12 +228,16 @@ class RingReader:
     def _u64(self, cpu: int, off: int) -> int:
         return self._a.load(self._addr(cpu, off), _SEQ_CST)
 
-    def _take(self, cpu: int) -> tuple[int, int, list[int]] | None:
+    def _written(self, rb: int, k: int) -> int:
+        """Offset of written[rb][k] in a control block."""
+        return _OFF_WRITTEN + 8 * (MAX_CHUNKS * rb + k)
+
+    def _take(self, cpu: int) -> tuple[int, list[int]] | None:
         """Make sure this CPU's reader buffer holds data if any exists.
 
-        Returns (reader buffer index, reader_len, its chunks' ``written``
-        words) when a buffer is ready to be consumed (all its reserved
-        bytes written), else None.
+        Returns (reader buffer index, its chunks' ``written`` words) when a
+        buffer is ready to be consumed (all its reserved bytes written),
+        else None.
         """
         addr = self._addr(cpu, _OFF_STATE)
         word = self._a.load(addr, _SEQ_CST)
@@ -252,8 +256,7 @@ class RingReader:
         rb = active ^ 1
         if rlen == 0:
             return None
-        first = _OFF_WRITTEN + 8 * MAX_CHUNKS * rb
-        written = [self._u64(cpu, first + 8 * k) for k in range(self.chunks)]
+        written = [self._u64(cpu, self._written(rb, k)) for k in range(self.chunks)]
         # Each word only grows while copies are in flight, so equal sums
         # mean every copy is done.
         if sum(w & _LOW32 for w in written) != rlen:
@@ -262,14 +265,14 @@ class RingReader:
             # look again soon, not after a whole timeout.
             self._in_flight = True
             return None
-        return rb, rlen, written
+        return rb, written
 
     def _release(self, cpu: int, rb: int) -> None:
         """Reader buffer fully consumed: let writers swap into it again."""
         self._a.store(self._addr(cpu, _OFF_MIN_TS + 8 * rb), 0, _SEQ_CST)
         self._a.store(self._addr(cpu, _OFF_MAX_TS + 8 * rb), 0, _SEQ_CST)
         for k in range(self.chunks):
-            self._a.store(self._addr(cpu, _OFF_WRITTEN + 8 * (MAX_CHUNKS * rb + k)), 0, _SEQ_CST)
+            self._a.store(self._addr(cpu, self._written(rb, k)), 0, _SEQ_CST)
         addr = self._addr(cpu, _OFF_STATE)
         word = self._a.load(addr, _SEQ_CST)
         while True:
@@ -327,7 +330,7 @@ class RingReader:
                         self.records += n
                         yield run, n
                 finally:
-                    for cpu, rb, _, _ in batch:
+                    for cpu, rb, _ in batch:
                         self._release(cpu, rb)
         finally:
             self._busy = self._in_flight or self.bytes - before >= self.buffer_size // 8
@@ -348,11 +351,11 @@ class RingReader:
             begin += nbytes - self.chunk_size
         return out
 
-    def _runs(self, batch: list[tuple[int, int, int, list[int]]],
+    def _runs(self, batch: list[tuple[int, int, list[int]]],
               ordered: bool) -> Iterator[tuple[memoryview, int]]:
         view = self._view
         spans = []
-        for cpu, rb, _rlen, written in batch:
+        for cpu, rb, written in batch:
             lo = self._u64(cpu, _OFF_MIN_TS + 8 * rb)
             hi = self._u64(cpu, _OFF_MAX_TS + 8 * rb)
             spans.append((lo, hi, cpu, self._regions(cpu, rb, written)))
