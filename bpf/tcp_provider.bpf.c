@@ -6,26 +6,40 @@
  * header generated from schemas/tcp_eventlog_schema.src; the loader
  * substitutes EL_PROVIDER_ID and EL_FN().  tcp.py also defines, from what
  * this kernel's tracefs shows, TCP_HAVE_<TRACEPOINT> (and TCP_TP_* for
- * optional fields) so that only probes this kernel has are compiled in.
+ * optional fields) so that only probes this kernel has are compiled in, and
+ * TCP_BTF_* offsets of the few kernel struct members read directly (from
+ * the running kernel's BTF: the headers bcc compiles against are not this
+ * kernel's, so no struct is ever read through them).
  *
  * Sources (no kprobes or fentry on the kernels we target):
- *   sock_ops on the cgroup-v2 root (or on the cgroups a filter names),
- *   attached with a BPF link so it goes away with the recorder: session
- *   creation (listen, connect, accept), connection facts, state changes,
- *   outgoing segments (HDR_OPT_LEN_CB, without reserving option space, so
- *   packets are not changed), incoming segments that take the slow path
- *   (PARSE_HDR_OPT_CB, real header), RTT samples, RTO and retransmissions;
+ *   cgroup skb ingress/egress programs on the cgroup-v2 root (or the
+ *   filtered cgroups), attached only while a subscription wants IN or OUT:
+ *   every packet a socket sends, after TCP built its header, and every
+ *   packet it receives, before TCP parses it or queues it behind a busy
+ *   socket: IN/OUT with the header as on the wire;
+ *   sock_ops on the same cgroups, attached with a BPF link so it goes away
+ *   with the recorder: session creation (listen, connect, accept),
+ *   connection facts, state changes, RTT samples, RTO and retransmissions;
  *   a cgroup setsockopt hook (also a link): TCP_EVENTLOG (81) opt-in/out,
  *   SOCKET_OPT_*, CC_ALGO_CHANGE;
  *   tcp tracepoints: tcp_probe (every received segment on established
  *   sockets), resets, congestion state, receive-buffer tuning, destroy;
  *   for connections older than the capture (sessions made by the dump-state
- *   replay, which never got sock_ops callbacks) also inet_sock_set_state
+ *   replay, which never get sock_ops callbacks) also inet_sock_set_state
  *   and tcp_retransmit_skb.
  *
+ * Accepted connections: the SYN, the SYN-ACK and the ACK that completes the
+ * handshake pass through the listener (a request socket has no cgroup
+ * hooks of its own), before the accepted socket exists.  The skb hooks keep
+ * them aside in tcp_embryo (keyed by listener and peer), and the accepted
+ * socket's first sock_ops callback logs them on its session with their own
+ * times, after SESSION_CREATE and LISTEN -> SYN_RECEIVED dated at the SYN.
+ * Handshakes that never complete are logged on the listener's session by
+ * tcp.py's housekeeping.
+ *
  * Kernel state per session: one eventlog_sessions entry and one
- * tcp_sk_cookie entry, both removed when the socket reaches CLOSE or is
- * destroyed; tcp_sk_store is socket-local storage, freed with the socket.
+ * tcp_sk_cookie entry, both removed when the socket is destroyed;
+ * tcp_sk_store is socket-local storage, freed with the socket.
  */
 #include <uapi/linux/tcp.h>
 
@@ -55,23 +69,50 @@ enum sk_rst_reason { PYELOG_SK_RST_REASON_UNUSED };
  * delivered (more than TCP_OUT_MAX in one run, or a failed tail call) are
  * counted in tcp_outbox.lost, per CPU and depth (tcp.py: outbox_lost()).
  */
-#define TCP_OUT_MAX 8
-#define TCP_OUT_PAYLOAD 48
+#define TCP_OUT_MAX 16
+#define TCP_OUT_PAYLOAD 80
 #define TCP_OUT_DEPTH 4
 struct tcp_out_ev {
 	__u64 session_id;
+	__u64 ts;                /* 0: when delivered */
 	__u32 id;
 	__u32 level;
 	__u32 kw;
 	__u32 len;
 	__u8 payload[TCP_OUT_PAYLOAD];
 };
+/* One packet's TCP header, as parsed. */
+struct tcp_seg {
+	__u32 seq;
+	__u32 ack;
+	__u16 flags;
+	__u16 win;
+	__u32 len;
+	__u8 opts;
+	__u8 wscale;
+	__u8 nsack;
+	__u8 _pad;
+	__u16 mss;
+	__u16 segs;
+	__u32 tsval;
+	__u32 tsecr;
+	__u32 sack[8];
+	__u32 raddr[4];          /* the peer: the embryo key */
+	__u32 rport;
+};
+
 struct tcp_outbox {
 	__u32 n;
 	__u32 lost;              /* events never delivered (see above) */
 	__u32 next;              /* the next event the drain delivers */
 	__s32 ret;               /* the program's return value, for the drain */
+	__u64 ts;                /* time given to the events queued now (0: now) */
 	struct tcp_out_ev ev[TCP_OUT_MAX];
+	/* The skb hooks' working space (they emit directly, not through ev):
+	 * the TCP header with its options zero-filled to 152 bytes (see
+	 * tcp_parse_seg()), and the parsed segment: too big for the stack. */
+	__u32 th[38];
+	struct tcp_seg seg;
 };
 BPF_PERCPU_ARRAY(tcp_outbox_map, struct tcp_outbox, TCP_OUT_DEPTH);
 BPF_PERCPU_ARRAY(tcp_out_depth, __u32, 1);
@@ -102,7 +143,18 @@ static __always_inline void tcp_out_begin(void)
 	if (ob) {
 		ob->n = 0;
 		ob->next = 0;
+		ob->ts = 0;
 	}
+}
+
+/* Date the events queued from now on (0: when they are delivered): for
+ * events that happened earlier than the callback that learns of them. */
+static __always_inline void tcp_out_date(__u64 ts)
+{
+	struct tcp_outbox *ob = tcp_outbox();
+
+	if (ob)
+		ob->ts = ts;
 }
 
 static __always_inline int
@@ -123,10 +175,11 @@ tcp_out_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw, const v
 	}
 	struct tcp_out_ev *e = &ob->ev[n & (TCP_OUT_MAX - 1)];
 	e->session_id = s->session_id;
+	e->ts = ob->ts;
 	e->id = id;
 	e->level = level;
 	e->kw = kw;
-	len &= 63;
+	len &= 127;
 	if (len > TCP_OUT_PAYLOAD)
 		len = TCP_OUT_PAYLOAD;
 	e->len = len;
@@ -174,11 +227,13 @@ static __always_inline void tcp_out_abort(struct tcp_outbox *ob)
 	tcp_out_pop();
 }
 
-/* eventlog_emit() for one queued event, with the thread id only where the
- * program type may ask for the current task (task = 0: thread 0; tcp.py
- * defines TCP_SOCKOPS_TASK / TCP_SOCKOPT_TASK where the kernel allows it:
- * not for sock_ops on 6.1). */
-static __always_inline void tcp_emit_queued(struct tcp_out_ev *e, __u32 len, int task)
+/* eventlog_emit() with the thread id only where the program type may ask
+ * for the current task (task = 0: thread 0; tcp.py defines
+ * TCP_SOCKOPS_TASK / TCP_SOCKOPT_TASK / TCP_SKB_TASK where the kernel
+ * allows it: not for sock_ops on 6.1) and a given time (ts 0: now). */
+static __always_inline void
+tcp_emit(__u64 session_id, __u64 ts, __u32 id, __u32 level, __u32 kw, const void *payload,
+	 __u32 len, int task)
 {
 	struct eventlog_header hdr = {};
 	__u32 pid = EL_PROVIDER_ID;
@@ -190,12 +245,12 @@ static __always_inline void tcp_emit_queued(struct tcp_out_ev *e, __u32 len, int
 	hdr.length = (__u16)total;
 	hdr.cpu = (__u16)bpf_get_smp_processor_id();
 	hdr.provider_id = (__u16)EL_PROVIDER_ID;
-	hdr.timestamp = eventlog_now_us();
-	hdr.session_id = e->session_id;
-	hdr.event_id = e->id;
+	hdr.timestamp = ts ? ts : eventlog_now_us();
+	hdr.session_id = session_id;
+	hdr.event_id = id;
 	if (task)
 		hdr.thread_id = (__s32)(bpf_get_current_pid_tgid() & 0xFFFFFFFF);
-	eventlog_deliver_all(f, &hdr, e->level, e->kw, e->payload, len, (const void *)0, 0,
+	eventlog_deliver_all(f, &hdr, level, kw, payload, len, (const void *)0, 0,
 			     -1, total > EVENTLOG_MAX_RECORD);
 }
 
@@ -208,6 +263,11 @@ static __always_inline void tcp_emit_queued(struct tcp_out_ev *e, __u32 len, int
 #define TCP_SOCKOPT_HAS_TASK 1
 #else
 #define TCP_SOCKOPT_HAS_TASK 0
+#endif
+#ifdef TCP_SKB_TASK
+#define TCP_SKB_HAS_TASK 1
+#else
+#define TCP_SKB_HAS_TASK 0
 #endif
 
 /* The drain's step: deliver the next queued event; returns the outbox when
@@ -225,7 +285,7 @@ static __always_inline struct tcp_outbox *tcp_out_step(int *ret, int task)
 		__u32 len = e->len;
 		if (len > TCP_OUT_PAYLOAD)
 			len = TCP_OUT_PAYLOAD;
-		tcp_emit_queued(e, len, task);
+		tcp_emit(e->session_id, e->ts, e->id, e->level, e->kw, e->payload, len, task);
 		i++;
 		ob->next = i;
 		if (i < ob->n)
@@ -324,14 +384,21 @@ static __always_inline struct eventlog_session *tcp_session_new(__u64 session_id
 
 #define TCP_ST_ESTABLISHED 1
 #define TCP_ST_SYN_SENT 2
+#define TCP_ST_SYN_RECV 3
+#define TCP_ST_FIN_WAIT2 5
+#define TCP_ST_TIME_WAIT 6
 #define TCP_ST_CLOSE 7
 #define TCP_ST_LISTEN 10
+#define TCP_ST_CLOSING 11
+#define TCP_ST_NEW_SYN_RECV 12
 #define TCP_CA_RECOVERY 3
 #define TCP_CA_LOSS 4
 #define TCP_OPT_EVENTLOG 81      /* FreeBSD's TCP_EVENTLOG option number */
-#define TCP_FLAG_SYNACK 0x12
 #define TCP_NPENDING 4           /* options remembered before the session starts */
 #define TCP_IPPROTO_TCP 6
+#define TCP_TH_SYN 0x02
+#define TCP_TH_ACK 0x10
+#define TCP_RCV_SHUTDOWN 1       /* sk_shutdown bit: the peer's FIN was received */
 
 /* ---- which sessions are enabled ---------------------------------------- */
 
@@ -346,6 +413,8 @@ static __always_inline struct eventlog_session *tcp_session_new(__u64 session_id
 struct tcp_cfg {
 	__u32 default_enabled;   /* kern.eventlog.tcp.default */
 	__u32 active;            /* TCP_F_* */
+	__u32 hz;                /* the kernel's HZ (jiffies per second), for rto */
+	__u32 _pad;
 };
 BPF_ARRAY(tcp_cfg_map, struct tcp_cfg, 1);
 /* port (host order) -> 1: matches as local port, 2: as remote port */
@@ -381,7 +450,7 @@ struct tcp_pending_opt {
 /* Socket-local storage (freed with the socket; cloned into accepted
  * sockets, which is how they learn their listener's owner). */
 struct tcp_sk_store {
-	__u64 cookie;            /* 0 until sock_ops saw this socket */
+	__u64 cookie;            /* the socket's (an accepted socket's starts as its listener's) */
 	__u32 owner;             /* tgid that listened/connected (listener's for accepted) */
 	char comm[16];
 	__u8 want;               /* TCP_EVENTLOG: 0 not asked, 1 on, 2 off */
@@ -391,25 +460,55 @@ struct tcp_sk_store {
 	struct tcp_eventlog_conn_params params;
 	__u32 rtt_samples;
 	__u32 rtt_last;
-	__u32 rttvar;            /* RFC 6298 estimate over the samples seen */
 	struct tcp_pending_opt pending[TCP_NPENDING];
 };
 BPF_F_TABLE("sk_storage", int, struct tcp_sk_store, tcp_sk_store, 0, BPF_F_NO_PREALLOC | BPF_F_CLONE);
 
-/* The peer's SYN options as a listener's SYN-ACK is built (the only moment
- * sock_ops can read them without TCP_SAVE_SYN), until the accepted socket
- * is established.  LRU: handshakes that never complete age out. */
-struct tcp_syn_key {
-	__u64 netns;
-	__u32 raddr[4];
-	__u32 lport;
-	__u32 rport;
+/* When each connection request was made (the SYN's arrival, as the request
+ * socket's first sock_ops callback sees it), by the request's cookie, which
+ * the accepted socket inherits: the accepted session starts then.  LRU:
+ * requests that never complete age out. */
+BPF_TABLE("lru_hash", __u64, __u64, tcp_synrecv, 4096);
+
+/* Handshake segments of connection requests, kept aside until the accepted
+ * socket exists (see the top of this file).  A plain hash, not LRU, so that
+ * nothing is evicted unseen: tcp.py's housekeeping logs requests that never
+ * complete on their listener and deletes them; when the table is full the
+ * segment is logged on the listener's session at once.  A request with more
+ * handshake segments than TCP_EMB_SEGS (repeated SYNs or SYN-ACKs) counts
+ * the rest in tcp_seg_lost. */
+#define TCP_EMB_SEGS 6
+#ifndef TCP_EMBRYOS
+#define TCP_EMBRYOS 4096
+#endif
+struct tcp_emb_seg {
+	__u64 ts;
+	__u32 id;                /* IN or OUT */
+	__u32 len;
+	__u8 payload[TCP_OUT_PAYLOAD];
 };
-struct tcp_syn_val {
-	__u8 snd_wscale;
-	__u8 flags;
+struct tcp_emb_key {
+	__u64 listener;          /* the listener's cookie */
+	__u32 raddr[4];          /* the peer (IPv4: raddr[0]) */
+	__u32 rport;             /* host order */
+	__u32 _pad;
 };
-BPF_TABLE("lru_hash", struct tcp_syn_key, struct tcp_syn_val, tcp_syn_opts, 1024);
+struct tcp_embryo {
+	__u64 created;           /* us since boot, the first segment */
+	__u32 n;
+	__u32 _pad;
+	struct tcp_emb_seg seg[TCP_EMB_SEGS];
+};
+BPF_HASH(tcp_embryo, struct tcp_emb_key, struct tcp_embryo, TCP_EMBRYOS);
+/* Element 0, never written: the zeroed value new embryos start from (too
+ * big for the stack). */
+BPF_ARRAY(tcp_embryo_zero, struct tcp_embryo, 1);
+
+/* Segments the skb hooks saw but could not log, per CPU: [0] an IPv6
+ * packet whose TCP header hides behind extension headers, or a header that
+ * could not be read; [1] handshake segments beyond TCP_EMB_SEGS, or with no
+ * session to hold them.  Counted among the dropped events (tcp.py). */
+BPF_PERCPU_ARRAY(tcp_seg_lost, __u64, 2);
 
 /* Kernels whose sock_ops may not ask for the current task (6.1): the owner
  * of a listening or connecting socket is noted by inet_sock_set_state,
@@ -424,6 +523,57 @@ struct tcp_owner {
 };
 BPF_TABLE("lru_hash", __u64, struct tcp_owner, tcp_owner_map, 4096);
 #endif
+
+/* ---- kernel struct members, at offsets from the running kernel's BTF ---- */
+
+/* The address a socket pointer holds, as a plain number: the verifier
+ * forbids arithmetic on socket pointers, and bpf_probe_read_kernel() of
+ * the pointer's own stack slot launders it. */
+static __always_inline __u64 tcp_addr_of(const void *p)
+{
+	__u64 a = 0;
+
+	bpf_probe_read_kernel(&a, sizeof(a), &p);
+	return a;
+}
+
+static __always_inline __u32 tcp_kread32(__u64 addr)
+{
+	__u32 v = 0;
+
+	if (addr)
+		bpf_probe_read_kernel(&v, sizeof(v), (const void *)addr);
+	return v;
+}
+
+static __always_inline __u64 tcp_kread64(__u64 addr)
+{
+	__u64 v = 0;
+
+	if (addr)
+		bpf_probe_read_kernel(&v, sizeof(v), (const void *)addr);
+	return v;
+}
+
+/* A member of at most 8 bits (a bitfield or a byte): TCP_BTF_<m> is its
+ * byte offset, TCP_BTF_<m>_SHIFT and _BITS its place in that byte. */
+#define TCP_KREAD_BITS(sk, m) \
+	((__u8)(((__u8)tcp_kread32_byte((sk) + TCP_BTF_##m) >> TCP_BTF_##m##_SHIFT) & \
+		((1U << TCP_BTF_##m##_BITS) - 1)))
+static __always_inline __u8 tcp_kread32_byte(__u64 addr)
+{
+	__u8 v = 0;
+
+	if (addr)
+		bpf_probe_read_kernel(&v, sizeof(v), (const void *)addr);
+	return v;
+}
+
+/* The state of a socket (sock_common.skc_state). */
+static __always_inline __u8 tcp_sk_state(__u64 sk)
+{
+	return sk ? TCP_KREAD_BITS(sk, SKC_STATE) : 0;
+}
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -529,13 +679,29 @@ tcp_log_option(struct eventlog_session *s, __u32 level, __u32 name, __u32 val, c
 	}
 }
 
-static __always_inline void
-tcp_log_rtt(struct eventlog_session *s, struct tcp_sk_store *st, __u32 srtt_us, __u32 min_rtt)
+/* rttvar as tcp_info reports it (mdev_us >> 2) and rto in microseconds
+ * (icsk_rto is in jiffies; tcp.py writes HZ into tcp_cfg). */
+static __always_inline void tcp_rto_rttvar(__u64 sk, __u32 *rttvar, __u32 *rto)
 {
+	__u32 zero = 0;
+	struct tcp_cfg *cfg = tcp_cfg_map.lookup(&zero);
+	__u64 j = tcp_kread32(sk + TCP_BTF_ICSK_RTO);
+
+	*rttvar = tcp_kread32(sk + TCP_BTF_MDEV_US) >> 2;
+	*rto = cfg && cfg->hz ? (__u32)(j * 1000000 / cfg->hz) : 0;
+}
+
+static __always_inline void
+tcp_log_rtt(struct eventlog_session *s, struct tcp_sk_store *st, __u64 sk, __u32 srtt_us,
+	    __u32 min_rtt)
+{
+	__u32 rttvar = 0, rto = 0;
+
 	if (!TCP_EVENTLOG_RTT_ENABLED(s))
 		return;
-	__u32 last = st ? st->rtt_last : 0, var = st ? st->rttvar : 0, n = st ? st->rtt_samples : 0;
-	TCP_EVENTLOG_RTT_LOG_ALWAYS(s, last ? last : srtt_us, srtt_us, var, 0, min_rtt, n);
+	tcp_rto_rttvar(sk, &rttvar, &rto);
+	__u32 last = st ? st->rtt_last : 0, n = st ? st->rtt_samples : 0;
+	TCP_EVENTLOG_RTT_LOG_ALWAYS(s, last ? last : srtt_us, srtt_us, rttvar, rto, min_rtt, n);
 }
 
 static __always_inline void tcp_emit_params(struct eventlog_session *s, struct tcp_sk_store *st)
@@ -548,32 +714,25 @@ static __always_inline void tcp_emit_params(struct eventlog_session *s, struct t
 
 /* ---- sock_ops ----------------------------------------------------------- */
 
-/* sock_ops callbacks that run per segment (header options written and
- * parsed, RTT samples) cost on every segment of every socket, whether or
- * not anyone listens: ask for each only when some subscription (the
- * provider's aggregate filter: max level, OR of keywords) wants an event it
- * feeds. WRITE_HDR_OPT feeds OUT (and, on a listener, the SYN-ACK options
- * of CONN_PARAMS), PARSE_ALL_HDR_OPT feeds IN, RTT feeds RTT_SAMPLE, CWND
- * and the RTT summary's statistics. State changes, retransmissions and RTOs
- * are rare and always on. The aggregate, not the session's own filter: a
- * disabled session may be enabled later (TCP_EVENTLOG). */
+/* sock_ops callbacks that run per segment (RTT samples) cost on every ACK
+ * of every socket, whether or not anyone listens: ask for them only when
+ * some subscription (the provider's aggregate filter: max level, OR of
+ * keywords) wants an event they feed (RTT_SAMPLE, CWND and the RTT
+ * summary's last sample and count). Segments themselves come from the skb
+ * hooks. State changes, retransmissions and RTOs are rare and always on.
+ * The aggregate, not the session's own filter: a disabled session may be
+ * enabled later (TCP_EVENTLOG). */
 #define TCP_AGG_WANTS(p, ev) ((p)->level >= TCP_EVENTLOG_##ev##_LEVEL && \
 			      ((p)->keywords & TCP_EVENTLOG_##ev##_KEYWORDS))
 
-static __always_inline __u32 tcp_cb_flags(int listener)
+static __always_inline __u32 tcp_cb_flags(void)
 {
 	__u32 id = EL_PROVIDER_ID;
 	struct eventlog_provider *p = eventlog_providers.lookup(&id);
 	__u32 f = BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG |
 		  BPF_SOCK_OPS_RTO_CB_FLAG;
 
-	if (!p)
-		return f;
-	if (TCP_AGG_WANTS(p, OUT) || (listener && TCP_AGG_WANTS(p, CONN_PARAMS)))
-		f |= BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
-	if (TCP_AGG_WANTS(p, IN))
-		f |= BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG;
-	if (TCP_AGG_WANTS(p, RTT) || TCP_AGG_WANTS(p, RTT_SAMPLE) || TCP_AGG_WANTS(p, CWND))
+	if (p && (TCP_AGG_WANTS(p, RTT) || TCP_AGG_WANTS(p, RTT_SAMPLE) || TCP_AGG_WANTS(p, CWND)))
 		f |= BPF_SOCK_OPS_RTT_CB_FLAG;
 	return f;
 }
@@ -582,21 +741,68 @@ static __always_inline __u32 tcp_cb_flags(int listener)
  * refreshed at; provider_word remembers it (+1: 0 = never set), so a
  * subscription change reaches each socket at its next sock_ops callback. */
 static __always_inline void
-tcp_set_cb_flags(struct bpf_sock_ops *skops, struct eventlog_session *s, int listener)
+tcp_set_cb_flags(struct bpf_sock_ops *skops, struct eventlog_session *s)
 {
-	bpf_sock_ops_cb_flags_set(skops, tcp_cb_flags(listener));
+	bpf_sock_ops_cb_flags_set(skops, tcp_cb_flags());
 	s->provider_word = s->generation + 1;
 }
 
+/* The key of an accepted connection's handshake segments (tcp_embryo). */
+static __always_inline void
+tcp_emb_key_sockops(struct bpf_sock_ops *skops, __u64 listener, struct tcp_emb_key *k)
+{
+	k->listener = listener;
+	k->rport = tcp_rport_host(skops->remote_port);
+	if (skops->family == 2) {
+		k->raddr[0] = skops->remote_ip4;
+	} else {
+		k->raddr[0] = skops->remote_ip6[0];
+		k->raddr[1] = skops->remote_ip6[1];
+		k->raddr[2] = skops->remote_ip6[2];
+		k->raddr[3] = skops->remote_ip6[3];
+	}
+}
+
+/* Log an accepted connection's handshake segments on its session, with
+ * their own times and only those the session's filter wants. */
+static __always_inline void tcp_embryo_flush(struct eventlog_session *s, struct tcp_embryo *e)
+{
+	__u32 n = e->n;
+
+#pragma unroll
+	for (int i = 0; i < TCP_EMB_SEGS; i++) {
+		struct tcp_emb_seg *g = &e->seg[i];
+		int in = g->id == TCP_EVENTLOG_IN_ID;
+		if (i < n && in && TCP_EVENTLOG_IN_ENABLED(s)) {
+			tcp_out_date(g->ts);
+			tcp_out_add(s, TCP_EVENTLOG_IN_ID, TCP_EVENTLOG_IN_LEVEL, TCP_EVENTLOG_IN_KEYWORDS,
+				    g->payload, sizeof(struct tcp_eventlog_in));
+		} else if (i < n && !in && TCP_EVENTLOG_OUT_ENABLED(s)) {
+			tcp_out_date(g->ts);
+			tcp_out_add(s, TCP_EVENTLOG_OUT_ID, TCP_EVENTLOG_OUT_LEVEL,
+				    TCP_EVENTLOG_OUT_KEYWORDS, g->payload, sizeof(struct tcp_eventlog_out));
+		}
+	}
+	tcp_out_date(0);
+}
+
+/*
+ * A new session at listen(), connect() or accept (passive).  For an
+ * accepted socket, its first events are dated at the SYN: SESSION_CREATE,
+ * the connection facts, LISTEN -> SYN_RECEIVED and the handshake segments
+ * kept in tcp_embryo.
+ */
 static __always_inline struct eventlog_session *
-tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, int listener)
+tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 state)
 {
 	__u32 zero = 0;
 	struct tcp_cfg *cfg = tcp_cfg_map.lookup(&zero);
 	struct bpf_sock *sk = skops->sk;
 	struct tcp_sk_store *st = (struct tcp_sk_store *)0;
+	struct tcp_embryo *emb = (struct tcp_embryo *)0;
+	struct tcp_emb_key ek = {};
 	struct eventlog_session *s;
-	__u64 netns = bpf_get_netns_cookie(skops);
+	__u64 netns = bpf_get_netns_cookie(skops), born = 0;
 	__u32 tgid = 0;
 	char comm[16] = {};
 	int enabled;
@@ -625,12 +831,15 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, int lis
 	if (st) {
 		if (passive) {
 			/* Cloned from the listener's (BPF_F_CLONE): only the
-			 * owner is inherited; TCP_EVENTLOG is per connection. */
+			 * owner is inherited; TCP_EVENTLOG is per connection.
+			 * Its cookie is still the listener's: the key of the
+			 * handshake segments. */
+			tcp_emb_key_sockops(skops, st->cookie, &ek);
+			emb = tcp_embryo.lookup(&ek);
 			st->want = 0;
 			st->have_params = 0;
 			st->rtt_samples = 0;
 			st->rtt_last = 0;
-			st->rttvar = 0;
 			st->npending = 0;
 		} else {
 			st->owner = tgid;
@@ -640,6 +849,15 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, int lis
 		tgid = st->owner;
 		__builtin_memcpy(comm, st->comm, 16);
 	}
+	if (passive) {
+		__u64 *t = tcp_synrecv.lookup(&cookie);
+		if (emb)
+			born = emb->created;
+		else if (t)
+			born = *t;
+		if (t)
+			tcp_synrecv.delete(&cookie);
+	}
 
 	if (st && st->want)
 		enabled = st->want == 1;        /* TCP_EVENTLOG beats defaults and filters */
@@ -647,21 +865,36 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, int lis
 		enabled = cfg->default_enabled && tcp_filter_match(cfg, skops, netns, tgid, comm);
 
 	s = tcp_session_new(cookie);
-	if (!s)
+	if (!s) {
+		if (emb) {
+			tcp_embryo.delete(&ek);
+		}
 		return s;
+	}
 	if (sk) {
 		__u64 key = (__u64)(long)sk;
 		struct tcp_sk_info info = { .cookie = cookie, .sockops = 1 };
 		tcp_sk_cookie.update(&key, &info);
 	}
-	tcp_set_cb_flags(skops, s, listener);
-	if (!enabled)
+	tcp_set_cb_flags(skops, s);
+	if (!enabled) {
+		if (emb)
+			tcp_embryo.delete(&ek);
 		return s;
+	}
 	eventlog_session_set_enabled(s, 1);
+	tcp_out_date(born);
 	TCP_EVENTLOG_SESSION_CREATE_LOG(s, netns, tgid, skops->family, comm);
 	tcp_conn_facts(s, skops);
 	if (tgid)
 		TCP_EVENTLOG_CONN_OWNER_LOG(s, (__s32)tgid, comm);
+	/* The state the socket just entered (before its session existed). */
+	TCP_EVENTLOG_STATE_CHANGE_LOG(s, passive ? TCP_ST_LISTEN : TCP_ST_CLOSE, state);
+	tcp_out_date(0);
+	if (emb) {
+		tcp_embryo_flush(s, emb);
+		tcp_embryo.delete(&ek);
+	}
 	if (st && !passive) {
 		/* Options set before listen()/connect(), when there was no
 		 * session to report them on. */
@@ -694,64 +927,34 @@ static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
 		tcp_sk_cookie.delete(&sk);
 }
 
-/* Option kinds 3 (window scale), 4 (SACK permitted), 8 (timestamps) of the
- * current segment, or of the received SYN (syn = BPF_LOAD_HDR_OPT_TCP_SYN). */
-static __always_inline void
-tcp_syn_options(struct bpf_sock_ops *skops, __u64 syn, __u8 *wscale, __u8 *flags)
+/* What the two SYNs negotiated, as the socket keeps it (rx_opt). */
+static __always_inline void tcp_negotiated(__u64 sk, __u8 *snd_ws, __u8 *rcv_ws, __u8 *flags)
 {
-	__u8 ws[3] = { 3, 0, 0 };
-	__u8 sp[2] = { 4, 0 };
-	__u8 ts[10] = { 8, 0 };
+	__u8 f = 0;
 
-	if (bpf_load_hdr_opt(skops, ws, sizeof(ws), syn) == 3) {
-		*wscale = ws[2];
-		*flags |= TCP_EVENTLOG_FLAG_CP_WINDOW_SCALE;
+	if (TCP_KREAD_BITS(sk, RX_SACK_OK))
+		f |= TCP_EVENTLOG_FLAG_CP_SACK_PERMIT;
+	if (TCP_KREAD_BITS(sk, RX_TSTAMP_OK))
+		f |= TCP_EVENTLOG_FLAG_CP_TIMESTAMPS;
+	if (TCP_KREAD_BITS(sk, RX_WSCALE_OK)) {
+		f |= TCP_EVENTLOG_FLAG_CP_WINDOW_SCALE;
+		*snd_ws = TCP_KREAD_BITS(sk, RX_SND_WSCALE);
+		*rcv_ws = TCP_KREAD_BITS(sk, RX_RCV_WSCALE);
 	}
-	if (bpf_load_hdr_opt(skops, sp, sizeof(sp), syn) == 2)
-		*flags |= TCP_EVENTLOG_FLAG_CP_SACK_PERMIT;
-	if (bpf_load_hdr_opt(skops, ts, sizeof(ts), syn) == 10)
-		*flags |= TCP_EVENTLOG_FLAG_CP_TIMESTAMPS;
+	*flags = f;
 }
 
-static __always_inline void tcp_syn_key(struct bpf_sock_ops *skops, struct tcp_syn_key *k)
-{
-	k->netns = bpf_get_netns_cookie(skops);
-	k->lport = skops->local_port;
-	k->rport = tcp_rport_host(skops->remote_port);
-	if (skops->family == 2) {
-		k->raddr[0] = skops->remote_ip4;
-	} else {
-		k->raddr[0] = skops->remote_ip6[0];
-		k->raddr[1] = skops->remote_ip6[1];
-		k->raddr[2] = skops->remote_ip6[2];
-		k->raddr[3] = skops->remote_ip6[3];
-	}
-}
-
-static __always_inline void
-tcp_established(struct bpf_sock_ops *skops, struct eventlog_session *s, int passive)
+static __always_inline void tcp_established(struct bpf_sock_ops *skops, struct eventlog_session *s)
 {
 	struct bpf_sock *sk = skops->sk;
 	struct tcp_sk_store *st = (struct tcp_sk_store *)0;
-	__u8 wscale = 0, flags = 0;
+	__u8 snd_ws = 0, rcv_ws = 0, flags = 0;
+	__u64 ska;
 
-	if (!s)
+	if (!s || !sk)
 		return;
-	if (passive) {
-		struct tcp_syn_key k = {};
-		struct tcp_syn_val *v;
-		tcp_syn_key(skops, &k);
-		v = tcp_syn_opts.lookup(&k);
-		if (v) {
-			wscale = v->snd_wscale;
-			flags = v->flags;
-			tcp_syn_opts.delete(&k);
-		}
-	} else {
-		tcp_syn_options(skops, 0, &wscale, &flags);   /* the SYN-ACK */
-	}
-	if (!sk)
-		return;
+	ska = tcp_addr_of(sk);
+	tcp_negotiated(ska, &snd_ws, &rcv_ws, &flags);
 	struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
 	if (tp && (tp->ecn_flags & 1 /* TCP_ECN_OK */))
 		flags |= TCP_EVENTLOG_FLAG_CP_ECN;
@@ -762,8 +965,8 @@ tcp_established(struct bpf_sock_ops *skops, struct eventlog_session *s, int pass
 		p->iss = skops->snd_una - 1;
 		p->irs = skops->rcv_nxt - 1;
 		p->mss = skops->mss_cache;
-		p->snd_wscale = wscale;
-		p->rcv_wscale = 0;
+		p->snd_wscale = snd_ws;
+		p->rcv_wscale = rcv_ws;
 		p->flags = flags;
 		__builtin_memset(p->cc_algo, 0, sizeof(p->cc_algo));
 		bpf_getsockopt(skops, SOL_TCP, TCP_CONGESTION, p->cc_algo, sizeof(p->cc_algo));
@@ -774,10 +977,48 @@ tcp_established(struct bpf_sock_ops *skops, struct eventlog_session *s, int pass
 		char cc[16] = {};
 		bpf_getsockopt(skops, SOL_TCP, TCP_CONGESTION, cc, sizeof(cc));
 		TCP_EVENTLOG_CONN_PARAMS_LOG_ALWAYS(s, skops->snd_una - 1, skops->rcv_nxt - 1,
-						    skops->mss_cache, wscale, 0, flags, cc);
+						    skops->mss_cache, snd_ws, rcv_ws, flags, cc);
 	}
 	TCP_EVENTLOG_MSS_LOG(s, skops->mss_cache);
-	tcp_log_rtt(s, st, skops->srtt_us >> 3, skops->rtt_min);
+	tcp_log_rtt(s, st, ska, skops->srtt_us >> 3, skops->rtt_min);
+}
+
+/* The socket is moving to CLOSE: when Linux hands the connection to a
+ * timewait socket (tcp_time_wait(): the socket is already out of the
+ * established hash, sk_nulls_node.pprev == NULL), the connection is not
+ * closed: it is in TIME_WAIT if the peer's FIN came (RCV_SHUTDOWN), else
+ * still in FIN_WAIT_2.  Returns that state, or 0 for a real close. */
+static __always_inline __u32 tcp_timewait_state(__u64 sk, __u32 old)
+{
+	if (old != TCP_ST_FIN_WAIT2 && old != TCP_ST_CLOSING)
+		return 0;
+	if (tcp_kread64(sk + TCP_BTF_SKC_NULLS_PPREV))
+		return 0;
+	return (TCP_KREAD_BITS(sk, SK_SHUTDOWN) & TCP_RCV_SHUTDOWN) ? TCP_ST_TIME_WAIT
+								      : TCP_ST_FIN_WAIT2;
+}
+
+static __always_inline void tcp_state_change(struct bpf_sock_ops *skops, struct eventlog_session *s)
+{
+	__u32 old = skops->args[0], new = skops->args[1], tw = 0;
+
+	if (new == TCP_ST_CLOSE && skops->sk)
+		tw = tcp_timewait_state(tcp_addr_of(skops->sk), old);
+	if (tw) {
+		if (tw != old)
+			TCP_EVENTLOG_STATE_CHANGE_LOG(s, old, tw);
+		TCP_EVENTLOG_TIMEWAIT_LOG(s, tw);
+	} else {
+		TCP_EVENTLOG_STATE_CHANGE_LOG(s, old, new);
+	}
+	if (old == TCP_ST_ESTABLISHED && TCP_EVENTLOG_RTT_ENABLED(s)) {
+		struct tcp_sk_store *st = (struct tcp_sk_store *)0;
+		struct bpf_sock *sk = skops->sk;
+		if (sk) {
+			st = tcp_sk_store.sk_storage_get(sk, 0, 0);
+			tcp_log_rtt(s, st, tcp_addr_of(sk), skops->srtt_us >> 3, skops->rtt_min);
+		}
+	}
 }
 
 static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
@@ -791,50 +1032,39 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 	cookie = bpf_get_socket_cookie(skops);
 
 	switch (op) {
+	case BPF_SOCK_OPS_TIMEOUT_INIT:
+		if (!skops->is_fullsock && skops->state == TCP_ST_NEW_SYN_RECV) {
+			/* A connection request (the SYN just arrived): its
+			 * cookie, made here, is the accepted socket's. */
+			__u64 now = eventlog_now_us();
+			tcp_synrecv.update(&cookie, &now);
+		}
+		return;
 	case BPF_SOCK_OPS_TCP_LISTEN_CB:
-		tcp_session_begin(skops, cookie, 0, 1);
+		tcp_session_begin(skops, cookie, 0, TCP_ST_LISTEN);
 		return;
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
-		tcp_session_begin(skops, cookie, 0, 0);
+		tcp_session_begin(skops, cookie, 0, TCP_ST_SYN_SENT);
 		return;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		s = tcp_session_begin(skops, cookie, 1, 0);
-		tcp_established(skops, s, 1);
+		s = tcp_session_begin(skops, cookie, 1, TCP_ST_SYN_RECV);
+		tcp_established(skops, s);
 		return;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
-		tcp_established(skops, s, 0);
+		tcp_established(skops, s);
 		return;
-	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
-		if (skops->skb_tcp_flags == TCP_FLAG_SYNACK && !skops->is_fullsock) {
-			/* A listener's SYN-ACK (request socket, no session):
-			 * keep the peer's SYN options for the child. */
-			struct tcp_syn_key k = {};
-			struct tcp_syn_val v = {};
-			tcp_syn_options(skops, BPF_LOAD_HDR_OPT_TCP_SYN, &v.snd_wscale, &v.flags);
-			tcp_syn_key(skops, &k);
-			tcp_syn_opts.update(&k, &v);
-			return;
-		}
-		break;
 	}
 
 	s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 	if (!s)
 		return;
 	if (s->provider_word != s->generation + 1 && skops->is_fullsock)
-		tcp_set_cb_flags(skops, s, skops->state == TCP_ST_LISTEN);
+		tcp_set_cb_flags(skops, s);
 
 	switch (op) {
 	case BPF_SOCK_OPS_STATE_CB:
-		TCP_EVENTLOG_STATE_CHANGE_LOG(s, skops->args[0], skops->args[1]);
-		if (skops->args[0] == TCP_ST_ESTABLISHED && TCP_EVENTLOG_RTT_ENABLED(s)) {
-			struct tcp_sk_store *st = (struct tcp_sk_store *)0;
-			struct bpf_sock *sk = skops->sk;
-			if (sk)
-				st = tcp_sk_store.sk_storage_get(sk, 0, 0);
-			tcp_log_rtt(s, st, skops->srtt_us >> 3, skops->rtt_min);
-		}
+		tcp_state_change(skops, s);
 #ifndef TCP_HAVE_TCP_DESTROY_SOCK
 		/* Without tcp:tcp_destroy_sock, CLOSE is the last we hear of
 		 * it (with it, the session outlives CLOSE until the socket
@@ -843,29 +1073,6 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 			tcp_session_end(cookie, (__u64)(long)skops->sk);
 #endif
 		break;
-	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
-		/* Also called without a segment (MSS computation): real
-		 * segments always carry a flag. The header is not built yet:
-		 * for new data the segment starts at snd_nxt, and it
-		 * acknowledges rcv_nxt. */
-		if (!skops->skb_tcp_flags)
-			break;
-		TCP_EVENTLOG_OUT_LOG(s, skops->snd_nxt, skops->rcv_nxt, skops->skb_tcp_flags, 0,
-				     skops->skb_len, skops->snd_cwnd, skops->state);
-		break;
-	case BPF_SOCK_OPS_PARSE_HDR_OPT_CB: {
-		if (!TCP_EVENTLOG_IN_ENABLED(s))
-			break;
-		struct tcphdr *th = (struct tcphdr *)(long)skops->skb_data;
-		if ((void *)(th + 1) > (void *)(long)skops->skb_data_end)
-			break;
-		__u32 hl = th->doff * 4;
-		__u32 len = skops->skb_len > hl ? skops->skb_len - hl : 0;
-		TCP_EVENTLOG_IN_LOG_ALWAYS(s, bpf_ntohl(th->seq), bpf_ntohl(th->ack_seq),
-					   skops->skb_tcp_flags, bpf_ntohs(th->window), len,
-					   skops->state);
-		break;
-	}
 	case BPF_SOCK_OPS_RTT_CB: {
 		/* Kernels >= 6.11 pass (measured rtt us, srtt << 3); older ones
 		 * pass zeros: srtt is never 0 after a sample, so that tells. */
@@ -878,11 +1085,8 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 			struct tcp_sk_store *st = (struct tcp_sk_store *)0;
 			if (sk)
 				st = tcp_sk_store.sk_storage_get(sk, 0, 0);
-			if (st && mrtt) {
-				__u32 d = srtt > mrtt ? srtt - mrtt : mrtt - srtt;
-				st->rttvar = st->rtt_samples ? (3 * st->rttvar + d) / 4 : mrtt / 2;
+			if (st && mrtt)
 				st->rtt_last = mrtt;
-			}
 			if (st)
 				st->rtt_samples++;
 		}
@@ -906,6 +1110,338 @@ int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 	tcp_out_begin();
 	tcp_sockops_body(skops);
 	return tcp_out_end_sockops(skops);
+}
+
+/* ---- segments: cgroup skb ingress/egress ------------------------------------ */
+
+
+/* Option entries walked per packet: 40 bytes of options hold fewer options
+ * and padding NOPs than this in practice (Linux sends at most 6, other
+ * systems 8); the rest of a longer list is not read. */
+#define TCP_OPT_WALK 16
+
+/* Parse the packet's IP and TCP headers (TCP options included).  Returns 0,
+ * or -1 when the TCP header cannot be found or read (IPv6 extension
+ * headers, a short packet): the caller counts it. */
+static __always_inline int
+tcp_parse_seg(struct __sk_buff *skb, int egress, struct tcp_seg *g, __u32 *thw)
+{
+	/* thw (38 words) gets the TCP header and its options, zero-filled
+	 * past their end: 0 is EOL, which ends the walk below wherever it
+	 * reads past the options (at most 127 + 4 bytes in).  ipw: a __u32
+	 * array, as stack accesses must be aligned. */
+	__u32 ipw[10];
+	__u8 *ip = (__u8 *)ipw, *b = (__u8 *)thw;
+	__u32 ihl, hl, olen, off, end = 0, ts_off = 0, sack_off = 0, nsack = 0;
+	__u64 opts;
+
+	if (bpf_skb_load_bytes(skb, 0, ipw, 20))
+		return -1;
+	if ((ip[0] >> 4) == 4) {
+		if (ip[9] != TCP_IPPROTO_TCP)
+			return -1;
+		/* Loads at constant offsets, then a choice of values: a
+		 * computed index becomes pointer arithmetic the verifier
+		 * refuses on the stack. */
+		__u32 src = ipw[3], dst = ipw[4];
+		ihl = (ip[0] & 15) * 4;
+		g->raddr[0] = egress ? dst : src;
+	} else {
+		if (bpf_skb_load_bytes(skb, 0, ipw, 40) || ip[6] != TCP_IPPROTO_TCP)
+			return -1;
+		__u32 s0 = ipw[2], s1 = ipw[3], s2 = ipw[4], s3 = ipw[5];
+		__u32 d0 = ipw[6], d1 = ipw[7], d2 = ipw[8], d3 = ipw[9];
+		ihl = 40;
+		g->raddr[0] = egress ? d0 : s0;
+		g->raddr[1] = egress ? d1 : s1;
+		g->raddr[2] = egress ? d2 : s2;
+		g->raddr[3] = egress ? d3 : s3;
+	}
+	__builtin_memset(thw, 0, 38 * sizeof(__u32));
+	if (ihl < 20 || bpf_skb_load_bytes(skb, ihl, thw, 20))
+		return -1;
+	hl = (b[12] >> 4) * 4;
+	if (hl < 20)
+		return -1;
+	olen = hl - 20;
+	if (olen >= 1 && olen <= 40 && bpf_skb_load_bytes(skb, ihl + 20, b + 20, olen))
+		return -1;
+	__u16 sport = *(__u16 *)b, dport = *(__u16 *)(b + 2);
+	g->rport = bpf_ntohs(egress ? dport : sport);
+	g->seq = bpf_ntohl(thw[1]);
+	g->ack = bpf_ntohl(thw[2]);
+	g->flags = ((__u16)(b[12] & 1) << 8) | b[13];
+	g->win = bpf_ntohs(*(__u16 *)(b + 14));
+	g->len = skb->len > ihl + hl ? skb->len - ihl - hl : 0;
+	g->segs = skb->gso_segs ? skb->gso_segs : 1;
+
+	/* Options: walk kinds and lengths through a plain address of the
+	 * copy (bpf_probe_read_kernel): an offset added to a stack pointer
+	 * must be tracked exactly by the verifier, path by path, which makes
+	 * a walk of a variable list too costly to verify; an address is just a
+	 * number.  Timestamps and SACK blocks are read once found. */
+	opts = tcp_addr_of(b) + 20;
+	off = 0;
+	/* Unrolled, without break: in a loop the verifier keeps few states to
+	 * prune with, and the paths through each step multiply. */
+#pragma unroll
+	for (int i = 0; i < TCP_OPT_WALK; i++) {
+		if (!end) {
+			__u8 o[4] = {};
+			bpf_probe_read_kernel(o, 4, (const void *)(opts + (off & 127)));
+			/* No comparison of off itself (it would make the
+			 * verifier track it exactly): an option longer than 40
+			 * bytes ends the walk, so off stays below 80 and reads
+			 * past the options see the zero fill (EOL). */
+			if (o[0] == 1) {
+				off++;
+			} else if (o[0] == 0 || o[1] < 2 || o[1] > 40) {
+				end = 1;
+			} else {
+				if (o[0] == 2 && o[1] == 4) {
+					g->mss = ((__u16)o[2] << 8) | o[3];
+					g->opts |= TCP_EVENTLOG_FLAG_MSS;
+				} else if (o[0] == 3 && o[1] == 3) {
+					g->wscale = o[2];
+					g->opts |= TCP_EVENTLOG_FLAG_WSCALE;
+				} else if (o[0] == 4 && o[1] == 2) {
+					g->opts |= TCP_EVENTLOG_FLAG_SACK_PERM;
+				} else if (o[0] == 5 && o[1] >= 10) {
+					sack_off = off + 2;
+					nsack = (o[1] - 2) / 8;
+				} else if (o[0] == 8 && o[1] == 10) {
+					ts_off = off + 2;
+				} else {
+					g->opts |= TCP_EVENTLOG_FLAG_OTHER;
+				}
+				off += o[1];
+			}
+		}
+	}
+	if (ts_off) {
+		__u32 ts[2] = {};
+		bpf_probe_read_kernel(ts, 8, (const void *)(opts + (ts_off & 127)));
+		g->tsval = bpf_ntohl(ts[0]);
+		g->tsecr = bpf_ntohl(ts[1]);
+		g->opts |= TCP_EVENTLOG_FLAG_TS;
+	}
+	if (nsack) {
+		__u32 blk[8] = {};
+		bpf_probe_read_kernel(blk, 32, (const void *)(opts + (sack_off & 127)));
+		g->nsack = nsack > 4 ? 4 : nsack;
+		g->opts |= TCP_EVENTLOG_FLAG_SACK;
+#pragma unroll
+		for (int i = 0; i < 8; i++)
+			if (i < 2 * g->nsack)
+				g->sack[i] = bpf_ntohl(blk[i]);
+	}
+	return 0;
+}
+
+/* The IN or OUT payload of a parsed segment; kernel state from tp (NULL:
+ * a connection request's segment, which no socket holds yet). */
+union tcp_seg_payload {
+	struct tcp_eventlog_in in;
+	struct tcp_eventlog_out out;
+	__u8 bytes[TCP_OUT_PAYLOAD];
+};
+
+static __always_inline void
+tcp_seg_payload(union tcp_seg_payload *p, const struct tcp_seg *g, int egress, __u32 state,
+		struct bpf_tcp_sock *tp)
+{
+	if (egress) {
+		struct tcp_eventlog_out *o = &p->out;
+		o->seq = g->seq;
+		o->ack = g->ack;
+		o->flags = g->flags;
+		o->win = g->win;
+		o->len = g->len;
+		o->state = state;
+		o->opts = g->opts;
+		o->wscale = g->wscale;
+		o->nsack = g->nsack;
+		o->mss = g->mss;
+		o->segs = g->segs;
+		o->tsval = g->tsval;
+		o->tsecr = g->tsecr;
+		o->sack_start1 = g->sack[0];
+		o->sack_end1 = g->sack[1];
+		o->sack_start2 = g->sack[2];
+		o->sack_end2 = g->sack[3];
+		o->sack_start3 = g->sack[4];
+		o->sack_end3 = g->sack[5];
+		o->sack_start4 = g->sack[6];
+		o->sack_end4 = g->sack[7];
+		if (tp) {
+			o->cwnd = tp->snd_cwnd;
+			o->snd_una = tp->snd_una;
+			o->snd_nxt = tp->snd_nxt;
+		}
+	} else {
+		struct tcp_eventlog_in *n = &p->in;
+		n->seq = g->seq;
+		n->ack = g->ack;
+		n->flags = g->flags;
+		n->win = g->win;
+		n->len = g->len;
+		n->state = state;
+		n->opts = g->opts;
+		n->wscale = g->wscale;
+		n->nsack = g->nsack;
+		n->mss = g->mss;
+		n->segs = g->segs;
+		n->tsval = g->tsval;
+		n->tsecr = g->tsecr;
+		n->sack_start1 = g->sack[0];
+		n->sack_end1 = g->sack[1];
+		n->sack_start2 = g->sack[2];
+		n->sack_end2 = g->sack[3];
+		n->sack_start3 = g->sack[4];
+		n->sack_end3 = g->sack[5];
+		n->sack_start4 = g->sack[6];
+		n->sack_end4 = g->sack[7];
+		if (tp) {
+			n->snd_una = tp->snd_una;
+			n->rcv_nxt = tp->rcv_nxt;
+		}
+	}
+}
+
+static __always_inline void tcp_seg_lost_add(__u32 why)
+{
+	__u64 *c = tcp_seg_lost.lookup(&why);
+
+	if (c)
+		*c += 1;
+}
+
+/* Keep a segment the listener handled for the connection request it
+ * belongs to (tcp_embryo).  0: the table is full (log it elsewhere). */
+static __always_inline int
+tcp_embryo_keep(struct tcp_emb_key *k, __u32 id, const union tcp_seg_payload *p)
+{
+	struct tcp_embryo *e = tcp_embryo.lookup(k);
+	__u64 now = eventlog_now_us();
+
+	if (!e) {
+		__u32 z = 0;
+		struct tcp_embryo *zero = tcp_embryo_zero.lookup(&z);
+		if (!zero)
+			return 0;
+		tcp_embryo.insert(k, zero);
+		e = tcp_embryo.lookup(k);
+		if (!e)
+			return 0;
+		if (!e->created)
+			e->created = now;
+	}
+	__u32 n = e->n;
+	if (n >= TCP_EMB_SEGS) {
+		tcp_seg_lost_add(1);
+		return 1;
+	}
+	struct tcp_emb_seg *g = &e->seg[n];
+	g->ts = now;
+	g->id = id;
+	g->len = id == TCP_EVENTLOG_IN_ID ? sizeof(struct tcp_eventlog_in)
+					  : sizeof(struct tcp_eventlog_out);
+	__builtin_memcpy(g->payload, p->bytes, TCP_OUT_PAYLOAD);
+	e->n = n + 1;
+	return 1;
+}
+
+static __always_inline void
+tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_outbox *ob)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct eventlog_session *s = (struct eventlog_session *)0;
+	struct tcp_seg *g = &ob->seg;
+	union tcp_seg_payload p = {};
+	__u64 cookie;
+	__u32 state, id = egress ? TCP_EVENTLOG_OUT_ID : TCP_EVENTLOG_IN_ID;
+
+	if (!sk || !eventlog_provider_enabled(EL_PROVIDER_ID))
+		return;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk || sk->protocol != TCP_IPPROTO_TCP)
+		return;
+	cookie = bpf_get_socket_cookie(skb);
+	state = sk->state;
+	if (state != TCP_ST_LISTEN) {
+		s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
+		if (egress ? !TCP_EVENTLOG_OUT_ENABLED(s) : !TCP_EVENTLOG_IN_ENABLED(s))
+			return;
+	}
+	__builtin_memset(g, 0, sizeof(*g));
+	if (tcp_parse_seg(skb, egress, g, ob->th)) {
+		tcp_seg_lost_add(0);
+		return;
+	}
+	if (state == TCP_ST_LISTEN) {
+		/* A connection request's segment (the listener sends and
+		 * receives for it): kept for the accepted socket.  The
+		 * listener's storage carries its cookie into the accepted
+		 * socket's (BPF_F_CLONE), where sock_ops finds the key. */
+		struct tcp_sk_store *st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		struct tcp_emb_key k = {};
+		if (st && !st->cookie)
+			st->cookie = cookie;
+		k.listener = cookie;
+		k.raddr[0] = g->raddr[0];
+		k.raddr[1] = g->raddr[1];
+		k.raddr[2] = g->raddr[2];
+		k.raddr[3] = g->raddr[3];
+		k.rport = g->rport;
+		tcp_seg_payload(&p, g, egress,
+				!egress && (g->flags & (TCP_TH_SYN | TCP_TH_ACK)) == TCP_TH_SYN
+					? TCP_ST_LISTEN : TCP_ST_SYN_RECV,
+				(struct bpf_tcp_sock *)0);
+		if (tcp_embryo_keep(&k, id, &p))
+			return;
+		/* Table full: on the listener's own session, if it has one. */
+		s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
+		if (egress ? !TCP_EVENTLOG_OUT_ENABLED(s) : !TCP_EVENTLOG_IN_ENABLED(s)) {
+			tcp_seg_lost_add(1);
+			return;
+		}
+	} else {
+		tcp_seg_payload(&p, g, egress, state, bpf_tcp_sock(sk));
+	}
+	if (egress)
+		tcp_emit(s->session_id, 0, TCP_EVENTLOG_OUT_ID, TCP_EVENTLOG_OUT_LEVEL,
+			 TCP_EVENTLOG_OUT_KEYWORDS, p.bytes, sizeof(struct tcp_eventlog_out),
+			 TCP_SKB_HAS_TASK);
+	else
+		tcp_emit(s->session_id, 0, TCP_EVENTLOG_IN_ID, TCP_EVENTLOG_IN_LEVEL,
+			 TCP_EVENTLOG_IN_KEYWORDS, p.bytes, sizeof(struct tcp_eventlog_in),
+			 TCP_SKB_HAS_TASK);
+}
+
+/* Each run takes a nesting depth (and its outbox's working space): a
+ * softirq may interrupt a hook that runs in process context on this CPU. */
+int EL_FN(tcp_skb_ingress)(struct __sk_buff *skb)
+{
+	struct tcp_outbox *ob;
+
+	tcp_out_begin();
+	ob = tcp_outbox();
+	if (ob)
+		tcp_skb_seg(skb, 0, ob);
+	tcp_out_pop();
+	return 1;
+}
+
+int EL_FN(tcp_skb_egress)(struct __sk_buff *skb)
+{
+	struct tcp_outbox *ob;
+
+	tcp_out_begin();
+	ob = tcp_outbox();
+	if (ob)
+		tcp_skb_seg(skb, 1, ob);
+	tcp_out_pop();
+	return 1;
 }
 
 /* ---- setsockopt hook (cgroup sockopt, BPF_CGROUP_SETSOCKOPT) ---------------- */
@@ -1035,6 +1571,13 @@ int EL_FN(tcp_setsockopt)(struct bpf_sockopt *ctx)
 	return tcp_out_end_sockopt(ctx, ret);
 }
 
+/* Run by tcp.py with BPF_PROG_TEST_RUN (never attached): the jiffies
+ * counter, to measure HZ when no kernel config file says it. */
+int EL_FN(tcp_jiffies)(struct bpf_raw_tracepoint_args *ctx)
+{
+	return (int)bpf_jiffies64();
+}
+
 /* ---- tracepoints ------------------------------------------------------------- */
 
 #ifdef TCP_HAVE_TCP_DESTROY_SOCK
@@ -1073,8 +1616,9 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 			}
 		}
 #endif
+		/* srtt: the tracepoint already gives microseconds. */
 		TCP_EVENTLOG_IN_PROBE_LOG(s, args->data_len, args->snd_una, args->snd_nxt,
-					  args->rcv_wnd, args->srtt >> 3);
+					  args->rcv_wnd, args->srtt);
 	} while (0);
 	return tcp_out_end_tp(args);
 }
@@ -1090,7 +1634,8 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 			break;
 		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
-		TCP_EVENTLOG_RESET_RECEIVED_LOG(s, 0);
+		/* Before tcp_reset() moves it to CLOSE: the state it was in. */
+		TCP_EVENTLOG_RESET_RECEIVED_LOG(s, tcp_sk_state((__u64)(long)args->skaddr));
 	} while (0);
 	return tcp_out_end_tp(args);
 }
@@ -1109,7 +1654,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 #ifdef TCP_TP_SEND_RESET_STATE
 		TCP_EVENTLOG_RESET_SENT_LOG(s, args->state);
 #else
-		TCP_EVENTLOG_RESET_SENT_LOG(s, 0);
+		TCP_EVENTLOG_RESET_SENT_LOG(s, tcp_sk_state((__u64)(long)args->skaddr));
 #endif
 	} while (0);
 	return tcp_out_end_tp(args);
@@ -1216,10 +1761,15 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 		s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
 		if (!info || info->sockops)
 			break;
+		/* The packet's control block (TCP_SKB_CB) holds its seq and
+		 * segment count. */
+		__u64 cb = (__u64)(long)args->skbaddr + TCP_BTF_SKB_CB;
+		__u32 seq = tcp_kread32(cb + TCP_BTF_TCB_SEQ);
+		__u32 segs = tcp_kread32(cb + TCP_BTF_TCB_GSO_SEGS) & 0xFFFF;
 #ifdef TCP_TP_RETRANSMIT_ERR
-		TCP_EVENTLOG_RETRANSMIT_LOG(s, 0, 1, args->err, args->state);
+		TCP_EVENTLOG_RETRANSMIT_LOG(s, seq, segs ? segs : 1, args->err, args->state);
 #else
-		TCP_EVENTLOG_RETRANSMIT_LOG(s, 0, 1, 0, args->state);
+		TCP_EVENTLOG_RETRANSMIT_LOG(s, seq, segs ? segs : 1, 0, args->state);
 #endif
 	} while (0);
 	return tcp_out_end_tp(args);

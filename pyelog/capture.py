@@ -24,7 +24,7 @@ import tempfile
 import time
 from typing import IO, Callable, Iterator, Protocol
 
-from .format import ElogWriter, FileHeader, Provider, iter_records
+from .format import ElogWriter, FileHeader, Provider, iter_records, utc_us_at
 from .loader import EventlogError, Loader, ProviderSpec, SUBSCRIPTION_DUMP_STATE, Subscription
 from .persession import PerSessionWriter
 from .rotate import RotatingWriter
@@ -262,7 +262,7 @@ class LineSink:
             # .elog header (first event, wall clock now); counts stay 0 as
             # in a capture that was never closed, so the stream converts.
             from .jsonl import header_line
-            head = FileHeader(records[0].timestamp, time.time_ns() // 1000, 0, 0)
+            head = FileHeader(records[0].timestamp, utc_us_at(records[0].timestamp), 0, 0)
             chunks.append(header_line(head, self.providers) + "\n")
         self._started = True
         chunks.extend(self.printer.line(r) + "\n" for r in records)
@@ -358,9 +358,11 @@ def run_capture(o, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
                         wait = min(wait, 1.0)
                     for run, n in sub.drain_counted(timeout=wait):
                         received += sink.write_run(run, n)
+                    loader.housekeeping()
                     sink.tick()
                     if status:
                         status.update(received, dropped(), sink.bytes_written)
+                loader.housekeeping(final=True)     # e.g. handshakes still in progress
                 for run, n in sub.drain_counted(timeout=0):   # what is left after the stop
                     received += sink.write_run(run, n)
                 stats = sub.stats()

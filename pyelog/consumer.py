@@ -72,6 +72,15 @@ class Consumer:
         """The event's name, or None if the schema does not define ``event_id``."""
         return self._names.get(event_id)
 
+    def event_id(self, name: str) -> int | None:
+        """The id of the event called ``name``, or None if the schema has none."""
+        return next((i for i, e in self.events.items() if e[0] == name), None)
+
+    def payload_size(self, name: str) -> int | None:
+        """The fixed payload size of the event called ``name`` (None: unknown or varlen)."""
+        i = self.event_id(name)
+        return None if i is None else self.events[i][3]
+
     def format_payload(self, event_id: int, payload: bytes) -> str:
         """elog(1)'s text for one payload.
 

@@ -128,6 +128,24 @@ class ElogFormatError(Exception):
         self.offset = offset
 
 
+def utc_us_at(boot_us: int) -> int:
+    """The wall clock (UTC µs since the epoch) at ``boot_us``, a time in µs
+    since boot as events carry it (Linux: CLOCK_BOOTTIME, which BPF's
+    bpf_ktime_get_boot_ns() reads).
+
+    A header's ``start_utc_us`` is the wall clock *at* ``capture_start``, so
+    that ``utc = start_utc_us + (timestamp - capture_start)`` holds for every
+    event; sampling the wall clock when the first buffer is written instead
+    (as FreeBSD's elog does) would make every converted time late by
+    however long that buffer waited. Both clocks are read back to back,
+    the boot clock on either side, so the pair is off by well under 1 µs.
+    """
+    b0 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    wall = time.time_ns()
+    b1 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    return (wall - (b0 + b1) // 2) // 1000 + boot_us
+
+
 def pack_provider_table(providers: Iterable[tuple[int, str]]) -> bytes:
     """Encode a provider table; names longer than 31 bytes are refused."""
     providers = list(providers)
@@ -398,7 +416,8 @@ class ElogWriter:
 
     The header and provider table are written lazily, with the first event
     (as elog(1) does): ``capture_start`` is that event's timestamp and
-    ``start_utc_us`` the wall clock then, unless given explicitly (when a
+    ``start_utc_us`` the wall clock at that timestamp (:func:`utc_us_at`),
+    unless given explicitly (when a
     capture is rewritten and its anchor must be kept). If no event arrives
     the output stays 0 bytes. :meth:`close` patches ``event_count`` and
     ``dropped_events`` into the header when the output is seekable.
@@ -434,7 +453,7 @@ class ElogWriter:
         if self._capture_start is None:
             self._capture_start = first_timestamp
         if self._start_utc_us is None:
-            self._start_utc_us = time.time_ns() // 1000
+            self._start_utc_us = utc_us_at(self._capture_start)
         head = FileHeader(self._capture_start, self._start_utc_us, 0, 0).pack() + self._table
         self._f.write(head)
         self.bytes_written += len(head)

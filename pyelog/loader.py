@@ -21,6 +21,8 @@ Typical use (the live CLI)::
         while not stop:
             for run, n in sub.drain_counted(timeout=1.0):   # wakes per swap or 1 s
                 writer.write_records(run, n)
+            loader.housekeeping()             # providers' periodic user-space work
+        loader.housekeeping(final=True)
         for run, n in sub.drain_counted(): writer.write_records(run, n)   # final drain
         writer.close(dropped_events=sub.stats().dropped)
 
@@ -106,6 +108,12 @@ class ProviderSpec:
       lost: optional callable(loader) returning how many events the
       provider's own BPF code counted as lost before they reached the core
       (added to every subscriber's drop count by :meth:`Loader.provider_lost`).
+      filter_changed: optional callable(loader, instance) run after a
+      subscription change rewrote the instance's filter (e.g. to link hooks
+      only while some subscription wants their events).
+      housekeeping: optional callable(loader, instance, final) for work the
+      provider does in user space while events flow (run by
+      :meth:`Loader.housekeeping`; final: once more before the last drain).
     """
     name: str
     source: str
@@ -117,6 +125,8 @@ class ProviderSpec:
     dump_state: Callable[["Loader", "ProviderInstance", int], None] | None = None
     default_enabled: bool = True
     lost: Callable[["Loader"], int] | None = None
+    filter_changed: Callable[["Loader", "ProviderInstance"], None] | None = None
+    housekeeping: Callable[["Loader", "ProviderInstance", bool], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name.encode()) > PROVIDER_NAME_MAX:
@@ -547,18 +557,31 @@ class Loader:
         new = subscription.provider not in sub.subscriptions
         sub.subscriptions[subscription.provider] = subscription
         if self.bpf is not None:
-            for p in self.providers:
-                if p.name == subscription.provider:
-                    self._write_filter(p)
+            self._filters_changed(subscription.provider)
             if new and subscription.flags & SUBSCRIPTION_DUMP_STATE:
                 self._dump(sub, subscription.provider)
 
     def unsubscribe(self, sub: Subscriber, provider: str) -> None:
         """Remove a subscription (no-op if absent)."""
         if sub.subscriptions.pop(provider, None) is not None and self.bpf is not None:
-            for p in self.providers:
-                if p.name == provider:
-                    self._write_filter(p)
+            self._filters_changed(provider)
+
+    def _filters_changed(self, name: str) -> None:
+        for p in self.providers:
+            if p.name == name:
+                self._write_filter(p)
+                if p.spec.filter_changed:
+                    p.spec.filter_changed(self, p)
+
+    def housekeeping(self, final: bool = False) -> None:
+        """Let providers do their periodic user-space work (see
+        ProviderSpec.housekeeping); call it from the drain loop, and with
+        ``final`` before the last drain."""
+        if self.bpf is None:
+            return
+        for p in self.providers:
+            if p.spec.housekeeping:
+                p.spec.housekeeping(self, p, final)
 
     def provider_lost(self) -> int:
         """Events the providers lost before the core saw them (see
@@ -624,6 +647,11 @@ class Loader:
     def add_link(self, fd: int) -> None:
         """Let the loader own (and close) a BPF link fd."""
         self._links.append(fd)
+
+    def drop_link(self, fd: int) -> None:
+        """Detach now: close a link fd added with :meth:`add_link`."""
+        self._links.remove(fd)
+        os.close(fd)
 
     def close(self) -> None:
         """Detach everything and unmap the rings. Safe to call twice."""

@@ -21,10 +21,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .format import ElogFormatError, Record
-from .summary import (CONN_PARAMS, IN, IN_PROBE, OUT, RETRANSMIT, RTT, RTT_SAMPLE, STATE_CHANGE, _MOD,
-                      _seq_diff, summarize)
-
-CWND, RTO = 200, 400
+from .summary import _MOD, _seq_diff, summarize
 
 
 @dataclass
@@ -60,39 +57,39 @@ def timeline(records: list[Record], provider_names: dict[int, str], decoder,
             t0 = rec.timestamp
         ms = (rec.timestamp - t0) / 1000
         f = consumer.decode(rec.event_id, rec.payload)
-        eid = rec.event_id
+        eid = consumer.event_name(rec.event_id)
         if f is None:
             continue
-        if eid == OUT:
+        if eid == "OUT":
             t.cwnd.append((ms, f["cwnd"]))
             if snd_una is None and f["flags"] & 0x02:
                 snd_una = f["seq"]                   # our SYN: the first unacknowledged byte
             snd_nxt = later((f["seq"] + f["len"]) % _MOD, snd_nxt)
-        elif eid == CONN_PARAMS and f["iss"]:
+        elif eid == "CONN_PARAMS" and f["iss"]:
             # Established: our SYN (ISS) has been acknowledged.
             snd_una = later((f["iss"] + 1) % _MOD, snd_una)
-        elif eid == CWND:
+        elif eid == "CWND":
             t.cwnd.append((ms, f["cwnd"]))
-        elif eid == IN_PROBE:
+        elif eid == "IN_PROBE":
             snd_una = later(f["snd_una"], snd_una)
             snd_nxt = later(f["snd_nxt"], snd_nxt)
-        elif eid == IN and f["flags"] & 0x10:
+        elif eid == "IN" and f["flags"] & 0x10:
             snd_una = later(f["ack"], snd_una)
-        elif eid == RTT_SAMPLE:
+        elif eid == "RTT_SAMPLE":
             if f["rtt_us"]:
                 t.rtt.append((ms, f["rtt_us"]))
             if f["srtt_us"]:
                 t.srtt.append((ms, f["srtt_us"]))
-        elif eid == RTT:
+        elif eid == "RTT":
             if f["srtt"]:
                 t.srtt.append((ms, f["srtt"]))
-        elif eid == RETRANSMIT:
+        elif eid == "RETRANSMIT":
             t.retransmits.append(ms)
-        elif eid == RTO:
+        elif eid == "RTO":
             t.rtos.append(ms)
-        elif eid == STATE_CHANGE:
+        elif eid == "STATE_CHANGE":
             t.states.append((ms, states.get(f["new_state"], str(f["new_state"]))))
-        if eid in (OUT, IN_PROBE, IN) and snd_nxt is not None and snd_una is not None:
+        if eid in ("OUT", "IN_PROBE", "IN") and snd_nxt is not None and snd_una is not None:
             t.inflight.append((ms, max(0, _seq_diff(snd_nxt, snd_una))))
     if t0 is None:
         raise ElogFormatError(f"no TCP events for session {session_id} in the capture")

@@ -4,25 +4,33 @@
 
 Each TCP session (socket) of the capture becomes a row: owner, addresses and
 ports, duration, bytes each way, segments, retransmissions, RTT range and
-the last state seen. Everything comes from the TCP schema's events:
+the last state seen. Everything comes from the TCP schema's events, found
+by name:
 
 * addresses: CONN_SET_IP_V4/V6; owner: SESSION_CREATE / CONN_OWNER;
-* duration: SESSION_CREATE (or the first event) to SESSION_END (or the last);
+* duration: SESSION_CREATE (or the first event) to SESSION_END (or the
+  last); a connection older than the capture (a dump-state replay: created
+  before the provider's DUMP_COMPLETE, or CONN_PARAMS_REPLAY) shows its
+  time in the capture as ``>MS``: it started earlier;
 * bytes sent: the highest ``seq + len`` of OUT minus the first data
-  sequence number (CONN_PARAMS' ISS + 1, else the first OUT's seq; SYN and
-  FIN take one sequence number each and are not counted), so
-  retransmitted bytes count once; without sequence numbers, the sum of
-  OUT lengths;
-* bytes received: the highest ``ack`` we sent (OUT) minus IRS + 1, less the
-  peer's FIN when we acknowledged it; without CONN_PARAMS, the sum of
-  IN_PROBE lengths;
-* segments: OUT (as sock_ops sees them: a TSO/GSO burst counts once) and
-  IN_PROBE (every segment received on an established socket);
-* retransmissions: RETRANSMIT's segment counts;
+  sequence number (CONN_PARAMS' ISS + 1; else the first OUT's seq, after
+  its SYN, or its snd_una when that is older: data sent before the capture
+  and not yet acknowledged), so retransmitted bytes count once; SYN and
+  FIN take one sequence number each and are not counted; without sequence
+  numbers, the sum of OUT lengths;
+* bytes received: the highest ``ack`` we sent (OUT) minus the first
+  (CONN_PARAMS' IRS + 1, else the first IN's rcv_nxt or OUT's ack), less
+  the peer's FIN when we acknowledged it; without any, the sum of IN_PROBE
+  lengths;
+* segments: OUT and IN events, one per packet as the stack handled it (a
+  TSO/GSO or GRO packet of several segments counts once); IN_PROBE when a
+  capture has no IN;
+* retransmissions: RETRANSMIT's segment counts (those sent: err 0);
 * RTT: min/max over RTT_SAMPLE (TRACE level) and RTT (INFO) measurements, µs;
 * state: the last STATE_CHANGE (SESSION_END alone reads CLOSED).
 
-Listening sockets are left out unless ``--listeners`` is given.
+Listening sockets are left out unless ``--listeners`` is given; so is the
+pseudo-session of DUMP_COMPLETE.
 """
 from __future__ import annotations
 
@@ -32,11 +40,11 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
-from .format import SESSION_CREATE_ID, SESSION_END_ID, ElogFormatError, Record
+from .format import (DUMP_COMPLETE_ID, SESSION_CREATE_ID, SESSION_END_ID, ElogFormatError,
+                     Record)
 
-CONN_SET_IP_V4, CONN_SET_IP_V6, CONN_PARAMS, CONN_OWNER = 0, 1, 3, 5
-IN, OUT, RTT, RTT_SAMPLE, STATE_CHANGE, RETRANSMIT, IN_PROBE = 100, 101, 300, 301, 1000, 1001, 1005
-FIN = 0x01
+FIN, SYN, ACK = 0x01, 0x02, 0x10
+SESSION_ID_NONE = 0xFFFFFFFFFFFFFFFF
 # States in which the peer's FIN has been received.
 _PEER_FIN_STATES = {"CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT"}
 _MOD = 1 << 32
@@ -46,6 +54,11 @@ def _seq_diff(a: int, b: int) -> int:
     """a - b in 32-bit sequence space (signed, for wrapped sequence numbers)."""
     d = (a - b) % _MOD
     return d - _MOD if d >= _MOD // 2 else d
+
+
+def _later(new: int, old: int | None) -> int:
+    """The later of two sequence numbers (old may be None)."""
+    return new if old is None or _seq_diff(new, old) > 0 else old
 
 
 @dataclass
@@ -62,6 +75,7 @@ class TcpSession:
     start_us: int = 0                 # µs since boot
     end_us: int = 0
     ended: bool = False               # SESSION_END seen
+    preexisting: bool = False         # older than the capture (dump-state replay)
     bytes_sent: int = 0
     bytes_received: int = 0
     segs_out: int = 0
@@ -75,8 +89,10 @@ class TcpSession:
     _irs: int | None = field(default=None, repr=False)
     _snd_base: int | None = field(default=None, repr=False)
     _snd_max: int | None = field(default=None, repr=False)
+    _rcv_base: int | None = field(default=None, repr=False)
     _out_len_sum: int = field(default=0, repr=False)
-    _in_len_sum: int = field(default=0, repr=False)
+    _probe_len_sum: int = field(default=0, repr=False)
+    _probes: int = field(default=0, repr=False)
     _max_ack: int | None = field(default=None, repr=False)
     _max_ack_after_fin: bool = field(default=False, repr=False)
     _fin_received: bool = field(default=False, repr=False)
@@ -101,63 +117,72 @@ class TcpSession:
         self.rtt_min_us = us if self.rtt_min_us is None else min(self.rtt_min_us, us)
         self.rtt_max_us = us if self.rtt_max_us is None else max(self.rtt_max_us, us)
 
-    def add(self, rec: Record, name: str | None, f: dict | None, states: dict[int, str]) -> None:
-        """Fold one event of this session in (``f``: its decoded fields)."""
+    def _out(self, f: dict, full: bool) -> None:
+        self.segs_out += 1
+        seq, length, flags = f["seq"], f["len"], f["flags"]
+        self._out_len_sum += length
+        if self._snd_base is None:
+            # A SYN occupies its own sequence number: data starts after it.
+            self._snd_base = (seq + 1) % _MOD if flags & SYN else seq
+            if full and _seq_diff(self._snd_base, f["snd_una"]) > 0 and not flags & SYN:
+                self._snd_base = f["snd_una"]    # sent before the capture, still unacked
+        if length:
+            self._snd_max = _later((seq + length) % _MOD, self._snd_max)
+        if flags & ACK:  # what we had received by then
+            ack = f["ack"]
+            if self._rcv_base is None:
+                self._rcv_base = ack
+            if self._max_ack is None or _seq_diff(ack, self._max_ack) >= 0:
+                self._max_ack = ack
+                self._max_ack_after_fin = self._fin_received
+
+    def add(self, rec: Record, name: str | None, f: dict | None, states: dict[int, str],
+            out_size: int, in_size: int) -> None:
+        """Fold one event of this session in (``f``: its decoded fields;
+        ``out_size``/``in_size``: the OUT/IN payload sizes of the schema, to
+        tell payloads that carry the kernel-state fields from older ones)."""
         # min/max: a dump-state replay's SESSION_CREATE carries the (older)
         # creation time.
         self.start_us = min(self.start_us, rec.timestamp) if self.start_us else rec.timestamp
         self.end_us = max(self.end_us, rec.timestamp)
-        eid = rec.event_id
-        if eid == SESSION_END_ID:
+        if rec.event_id == SESSION_END_ID:
             self.ended = True
             self.state = self.state or "CLOSED"
             return
         if f is None:
             return
-        if eid == SESSION_CREATE_ID:
+        if rec.event_id == SESSION_CREATE_ID or name == "CONN_OWNER":
             self.pid = f.get("pid", 0) or self.pid
             self.comm = f.get("comm", "") or self.comm
-        elif eid == CONN_OWNER:
-            self.pid = f.get("pid", 0) or self.pid
-            self.comm = f.get("comm", "") or self.comm
-        elif eid in (CONN_SET_IP_V4, CONN_SET_IP_V6):
+        elif name in ("CONN_SET_IP_V4", "CONN_SET_IP_V6"):
             if not self.laddr:
-                self.family = 4 if eid == CONN_SET_IP_V4 else 6
+                self.family = 4 if name == "CONN_SET_IP_V4" else 6
                 self.laddr, self.lport = f["src_addr"], f["src_port"]
                 self.raddr, self.rport = f["dst_addr"], f["dst_port"]
-        elif eid == CONN_PARAMS:
-            if f["iss"] or f["irs"]:
-                self._iss, self._irs = f["iss"], f["irs"]
-        elif eid == OUT:
-            self.segs_out += 1
-            seq, length, flags = f["seq"], f["len"], f["flags"]
-            self._out_len_sum += length
-            if self._snd_base is None:
-                # A SYN occupies its own sequence number: data starts after it.
-                self._snd_base = (seq + 1) % _MOD if flags & 0x02 else seq
-            if length:
-                end = (seq + length) % _MOD
-                if self._snd_max is None or _seq_diff(end, self._snd_max) > 0:
-                    self._snd_max = end
-            if flags & 0x10:  # ACK: what we had received by then
-                ack = f["ack"]
-                if self._max_ack is None or _seq_diff(ack, self._max_ack) >= 0:
-                    self._max_ack = ack
-                    self._max_ack_after_fin = self._fin_received
-        elif eid == IN:
+        elif name == "CONN_PARAMS":
+            self._iss, self._irs = f["iss"], f["irs"]
+        elif name == "CONN_PARAMS_REPLAY":
+            self.preexisting = True
+        elif name == "OUT":
+            self._out(f, len(rec.payload) >= out_size)
+        elif name == "IN":
+            self.segs_in += 1
+            if self._rcv_base is None and len(rec.payload) >= in_size:
+                self._rcv_base = f["rcv_nxt"]
             if f["flags"] & FIN:
                 self._fin_received = True
-        elif eid == IN_PROBE:
-            self.segs_in += 1
-            self._in_len_sum += f["len"]
-        elif eid == RETRANSMIT:
-            self.retransmits += max(1, f.get("segs", 1))
-        elif eid == RTT_SAMPLE:
+        elif name == "IN_PROBE":
+            self._probes += 1
+            self._probe_len_sum += f["len"]
+        elif name == "RETRANSMIT":
+            if not f.get("err", 0):
+                self.retransmits += max(1, f.get("segs", 1))
+        elif name == "RTT_SAMPLE":
             self._rtt(f["rtt_us"])
-        elif eid == RTT:
+        elif name == "RTT":
             self._rtt(f["rtt"])
             self._rtt(f["min_rtt"])
-        elif eid == STATE_CHANGE:
+        elif name == "STATE_CHANGE":
             self.state = states.get(f["new_state"], str(f["new_state"]))
             if self.state in _PEER_FIN_STATES:
                 self._fin_received = True
@@ -169,13 +194,16 @@ class TcpSession:
             self.bytes_sent = max(0, _seq_diff(self._snd_max, base))
         else:
             self.bytes_sent = self._out_len_sum
-        if self._irs is not None and self._max_ack is not None:
-            got = _seq_diff(self._max_ack, (self._irs + 1) % _MOD)
+        rbase = (self._irs + 1) % _MOD if self._irs is not None else self._rcv_base
+        if rbase is not None and self._max_ack is not None:
+            got = _seq_diff(self._max_ack, rbase)
             if self._max_ack_after_fin and got > 0:
                 got -= 1          # the ack covers the peer's FIN, not a byte
             self.bytes_received = max(0, got)
         else:
-            self.bytes_received = self._in_len_sum
+            self.bytes_received = self._probe_len_sum
+        if not self.segs_in:
+            self.segs_in = self._probes
         return self
 
 
@@ -186,14 +214,23 @@ def summarize(records: Iterable[Record], provider_names: dict[int, str], decoder
         raise ElogFormatError("no TCP schema available to decode the capture")
     states = consumer.enums.get("tcp_state", {})
     decode, name_of = consumer.decode, consumer.event_name
+    out_size, in_size = consumer.payload_size("OUT"), consumer.payload_size("IN")
     sessions: dict[int, TcpSession] = {}
+    dumped = False      # DUMP_COMPLETE seen: sessions created before it are replays
     for rec in records:
         if provider_names.get(rec.provider_id) != "tcp":
+            continue
+        if rec.event_id == DUMP_COMPLETE_ID or rec.session_id == SESSION_ID_NONE:
+            if rec.event_id == DUMP_COMPLETE_ID and not dumped:
+                dumped = True
+                for s in sessions.values():
+                    s.preexisting = True
             continue
         s = sessions.get(rec.session_id)
         if s is None:
             s = sessions[rec.session_id] = TcpSession(rec.session_id)
-        s.add(rec, name_of(rec.event_id), decode(rec.event_id, rec.payload), states)
+        s.add(rec, name_of(rec.event_id), decode(rec.event_id, rec.payload), states,
+              out_size, in_size)
     return [s.finish() for s in sessions.values()]
 
 
@@ -212,7 +249,8 @@ def format_table(rows: list[TcpSession]) -> str:
                 return "?"
             return f"[{addr}]:{port}" if s.family == 6 else f"{addr}:{port}"
         lines.append((str(s.session_id), str(s.pid or "-"), s.comm or "-",
-                      ep(s.laddr, s.lport), ep(s.raddr, s.rport), f"{s.duration_ms:.3f}",
+                      ep(s.laddr, s.lport), ep(s.raddr, s.rport),
+                      (">" if s.preexisting else "") + f"{s.duration_ms:.3f}",
                       str(s.bytes_sent), str(s.bytes_received), str(s.segs_out), str(s.segs_in),
                       str(s.retransmits), _us(s.rtt_min_us), _us(s.rtt_max_us),
                       (s.state or "?") + ("" if s.ended else "*")))

@@ -396,27 +396,37 @@ def test_writer_byte_for_byte(tmp_path):
     assert p.read_bytes()[32:40] == struct.pack("<Q", 17)
 
 
-def test_writer_start_utc_is_wall_clock(tmp_path):
+def _boot_us() -> int:
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // 1000
+
+
+def test_writer_start_utc_is_the_wall_clock_at_capture_start(tmp_path):
+    """start_utc_us is the wall clock at the first event's own timestamp (µs
+    since boot), not when the writer happened to see it: checked against
+    the two clocks read here, with a first event 5 s older than the write."""
     p = tmp_path / "w.elog"
-    before = time.time_ns() // 1000
+    ts = _boot_us() - 5_000_000
+    before = time.time_ns() // 1000 - (_boot_us() - ts)
     with ElogWriter(p, [(1, "tcp")]) as w:
-        w.write_event(provider_id=1, timestamp=777, session_id=1, event_id=1)
-    after = time.time_ns() // 1000
+        w.write_event(provider_id=1, timestamp=ts, session_id=1, event_id=1)
+    after = time.time_ns() // 1000 - (_boot_us() - ts)
     magic, version, cs_, utc, count, dropped = struct.unpack_from(HDR, p.read_bytes())
-    assert (magic, version, cs_, count, dropped) == (b"ELOG", 1, 777, 1, 0)
-    assert before <= utc <= after
+    assert (magic, version, cs_, count, dropped) == (b"ELOG", 1, ts, 1, 0)
+    assert before - 2 <= utc <= after + 2
+    assert abs(utc - (time.time_ns() // 1000 - 5_000_000)) < 1_000_000
 
 
 def test_writer_lazy_header_waits_for_first_event(tmp_path):
+    """Nothing is written before the first event; its timestamp anchors the header."""
     p = tmp_path / "w.elog"
-    before = time.time_ns() // 1000
     w = ElogWriter(p, [(1, "tcp")])
     time.sleep(0.05)
-    between = time.time_ns() // 1000
-    w.write_event(provider_id=1, timestamp=5, session_id=1, event_id=1)
+    assert p.stat().st_size == 0
+    ts = _boot_us()
+    w.write_event(provider_id=1, timestamp=ts, session_id=1, event_id=1)
     w.close()
-    utc = struct.unpack_from(HDR, p.read_bytes())[3]
-    assert utc >= between > before
+    _, _, cs_, utc, _, _ = struct.unpack_from(HDR, p.read_bytes())
+    assert cs_ == ts and abs(utc - time.time_ns() // 1000) < 1_000_000
 
 
 def test_writer_explicit_capture_start(tmp_path):

@@ -63,6 +63,19 @@ class Session:
     def end(self):
         return self.ev(SESSION_END_ID)
 
+    # The layouts with the kernel-state fields (snd_una, snd_nxt / rcv_nxt).
+    def out_full(self, seq, length, ack, snd_una, flags=ACK):
+        return self.ev(101, struct.pack("<IIHHIIBBBBHHIIII", seq % 2**32, ack % 2**32, flags, 500,
+                                        length, 10, EST, 0, 0, 0, 0, 1, 0, 0, snd_una % 2**32,
+                                        seq % 2**32))
+
+    def in_full(self, seq, length, ack, rcv_nxt, flags=ACK):
+        return self.ev(100, struct.pack("<IIHHIBBBBHHIIII", seq % 2**32, ack % 2**32, flags, 500,
+                                        length, EST, 0, 0, 0, 0, 1, 0, 0, 0, rcv_nxt % 2**32))
+
+    def params_replay(self):
+        return self.ev(1010, struct.pack("<IBBB16sx", 1448, 7, 7, 0x43, b"cubic"))
+
 
 ISS = 2**32 - 700          # the client's data crosses the 32-bit wrap
 IRS = 5000
@@ -98,7 +111,8 @@ def test_summarize_numbers(capture):
     assert (c.laddr, c.lport, c.raddr, c.rport) == ("10.0.0.1", 40000, "10.0.0.2", 80)
     assert (c.pid, c.comm) == (321, "curl")
     assert c.bytes_sent == 2500 and c.bytes_received == 300
-    assert c.segs_out == 6 and c.segs_in == 2
+    # segs_in counts IN (one per packet received); IN_PROBE only without IN
+    assert c.segs_out == 6 and c.segs_in == 1
     assert c.retransmits == 1
     assert (c.rtt_min_us, c.rtt_max_us) == (45, 80)
     assert c.state == "CLOSE_WAIT" and c.ended
@@ -160,3 +174,31 @@ def test_plot_png(capture, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli.main(["plot", str(capture), "--session", "12345", "-o", str(png)]) == 1
     assert "no TCP events for session 12345" in capsys.readouterr().err
+
+
+def test_summary_of_a_dump_state_capture(tmp_path, capsys):
+    """Connections older than the capture (-D): bytes counted from the first
+    segment the capture holds (its snd_una, the first IN's rcv_nxt), the
+    row marked as older (">MS"), and DUMP_COMPLETE's pseudo-session no row."""
+    path = tmp_path / "dump.elog"
+    w = ElogWriter(path, [(1, "tcp")], start_utc_us=1_700_000_000_000_000)
+    old = Session(w, 20, 5_000_000)
+    old.create().conn("10.0.0.1", 40002, "10.0.0.2", 80).params_replay()
+    w.write_event(provider_id=1, timestamp=5_001_000, session_id=2**64 - 1, event_id=0xFFFFFFFD)
+    old.t = 5_002_000
+    snd, rcv = 7_000_000, 9_000_000            # where the connection's sequence spaces stand
+    old.out_full(snd, 20_000, rcv, snd).out_full(snd + 20_000, 30_000, rcv, snd)
+    old.in_full(rcv, 10_000, snd + 50_000, rcv).out_full(snd + 50_000, 0, rcv + 10_000, snd + 50_000)
+    # a retransmission of bytes the capture saw go out counts once
+    old.out_full(snd + 20_000, 1000, rcv + 10_000, snd + 20_000)
+    old.end()
+    w.close()
+    with ElogReader(path) as r:
+        rows = summarize(r, r.provider_names, ConsumerSet.default())
+    assert [x.session_id for x in rows] == [20]
+    (x,) = rows
+    assert x.preexisting and x.bytes_sent == 50_000 and x.bytes_received == 10_000
+    assert (x.segs_out, x.segs_in) == (4, 1)
+    assert cli.main(["summary", str(path)]) == 0
+    line = capsys.readouterr().out.splitlines()[1].split()
+    assert line[5].startswith(">") and line[6:8] == ["50000", "10000"]

@@ -37,7 +37,7 @@ CONN_V4, CONN_V6, CONN_PARAMS, MSS, CONN_OWNER, CC_ALGO_CHANGE = 0, 1, 3, 4, 5, 
 IN, OUT, CWND, ENTER_RECOVERY, EXIT_RECOVERY = 100, 101, 200, 202, 203
 RTT, RTT_SAMPLE, RTO, SOCKET_OPT = 300, 301, 400, 700
 STATE_CHANGE, RETRANSMIT, RESET_SENT, RESET_RECEIVED, IN_PROBE = 1000, 1001, 1002, 1003, 1005
-SOCKET_OPT_SOCKET = 1006
+SOCKET_OPT_SOCKET, TIMEWAIT, CONN_PARAMS_REPLAY = 1006, 1009, 1010
 KW = {"RX": 0x1, "TX": 0x2, "ALL": 0xFFFFFFFF}
 TCP_EVENTLOG = 81
 CONSUMERS = ConsumerSet.default()
@@ -272,13 +272,18 @@ def test_dump_state_reports_older_connection():
         assert ids[:2] == [SESSION_CREATE_ID, CONN_V4], ids
         assert sid not in sessions          # ended with the socket
     for sid in cookies[1:]:
-        assert CONN_PARAMS in [r.event for r in dumped[sid]]
-        p = next(r for r in dumped[sid] if r.event == CONN_PARAMS)
-        assert struct.unpack_from("<I", p.payload, 8)[0] > 0          # mss
+        ids = [r.event for r in dumped[sid]]
+        # tcp_info has no ISS/IRS: the replay says so with its own event
+        assert CONN_PARAMS_REPLAY in ids and CONN_PARAMS not in ids
+        p = next(r for r in dumped[sid] if r.event == CONN_PARAMS_REPLAY)
+        assert struct.unpack_from("<I", p.payload, 0)[0] > 0          # mss
+        assert "ISS/IRS unknown" in p.text()
     create = next(r for r in dumped[cookies[1]] if r.event == SESSION_CREATE_ID)
     assert struct.unpack_from("<Qi", create.payload)[1] == os.getpid()
     after = by_session(recs[done[0] + 1:])
     assert IN_PROBE in [r.event for r in after[cookies[2]]]    # acc received the data
+    # the skb hooks see the older connection's segments too
+    assert IN in [r.event for r in after[cookies[2]]] and OUT in [r.event for r in after[cookies[1]]]
     for sid in cookies:
         assert SESSION_END_ID in [r.event for r in after[sid]]
     assert not set(cookies) & sk_cookies
@@ -450,3 +455,74 @@ def test_10000_short_connections_leave_the_maps_as_they_were():
     assert stats["sessions_created"] >= 20001, stats     # 10000 x (client + accepted) + listener
     assert after == before, (before, after, stats)
     print(f"10000 connections in {elapsed:.1f} s")
+
+
+# -- connection requests that never complete ------------------------------------------
+
+def _raw_syn(src: str, dst: str, sport: int, dport: int, seq: int) -> bytes:
+    """An IPv4 SYN (IP header included, for IP_HDRINCL) with MSS and SACK permitted."""
+    opts = struct.pack("!BBH", 2, 4, 1460) + struct.pack("!BBH", 4, 2, 0)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, (5 + len(opts) // 4) << 4, 0x02,
+                      64240, 0, 0) + opts
+    s, d = socket.inet_aton(src), socket.inet_aton(dst)
+    pseudo = s + d + struct.pack("!BBH", 0, 6, len(tcp))
+    data = pseudo + tcp
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    tcp = tcp[:16] + struct.pack("!H", ~total & 0xFFFF) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, s, d)
+    return ip + tcp
+
+
+def test_unfinished_handshakes_are_logged_on_the_listener_and_overflow_is_counted():
+    """A peer whose SYNs get SYN-ACKs that go nowhere (sent to a neighbour
+    that does not own the address and drops them): the request never
+    completes. Its handshake segments are kept aside, then logged on the
+    listener's session by the final housekeeping; past six per request they
+    are counted as dropped. Checked against the wire (AF_PACKET on lo, where
+    the SYNs arrive, and on the veth, where the SYN-ACKs leave): recorded +
+    counted == what crossed."""
+    from wire import WireCapture
+    port, peer, sport, local = 6070, "10.231.0.9", 40123, "10.231.0.1"
+    with Namespace() as ns, Namespace() as other:
+        ia, ib = veth_pair(ns, other)
+        with other.ipr() as ipr:
+            mac = ipr.get_links(ipr.link_lookup(ifname=ib)[0])[0].get_attr("IFLA_ADDRESS")
+        with ns.ipr() as ipr:
+            ipr.neigh("add", dst=peer, lladdr=mac, ifindex=ipr.link_lookup(ifname=ia)[0],
+                      state=0x80)                 # NUD_PERMANENT: no ARP for the peer
+        L = Loader([tcp.provider()])
+        sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_VERBOSE, KW["ALL"])])
+        with L, WireCapture(ns, "lo") as lo, WireCapture(ns, ia) as dm:
+            with ns.enter():
+                srv = socket.socket()
+                srv.bind((local, port))
+                srv.listen()
+                raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            lost_before = tcp.lost(L)
+            for _ in range(8):                    # the first and 7 repeats of one SYN
+                raw.sendto(_raw_syn(peer, local, sport, port, 1000), (local, 0))
+                time.sleep(0.05)
+            raw.close()
+            time.sleep(0.3)
+            assert len(L.bpf["tcp_embryo"]) == 1
+            L.housekeeping()                      # too young: stays
+            assert len(L.bpf["tcp_embryo"]) == 1
+            flushed_ns = time.time_ns()           # later SYN-ACK retransmits start a new entry
+            L.housekeeping(final=True)
+            assert len(L.bpf["tcp_embryo"]) == 0
+            recs = drain(sub)
+            lost = tcp.lost(L) - lost_before
+            listener = so_cookie(srv)
+            srv.close()
+    wire = [s for s in lo.segments if not s.outgoing and s.sport == sport] + \
+           [s for s in dm.segments if s.outgoing and s.dport == sport]
+    wire = [s for s in wire if s.ts_ns < flushed_ns]
+    logged = [r for r in recs if r.session == listener and r.event in (IN, OUT)]
+    assert len(wire) >= 9 and len(logged) == 6
+    assert len(logged) + lost == len(wire), (len(logged), lost, len(wire))
+    seqs = [struct.unpack_from("<I", r.payload)[0] for r in logged]
+    assert seqs[0] == 1000 and [r.event for r in logged][:2] == [IN, OUT]
+    # logged with their own times, before the housekeeping that logged them
+    assert sorted(r.ts for r in logged) == [r.ts for r in logged]

@@ -10,7 +10,8 @@
 #     cached in /var/cache/pyelog-vm) and adds it to Vagrant;
 #  4. `vagrant up` (libvirt, KVM when it works, else TCG; user-mode
 #     networking, SSH on 127.0.0.1 only), provisioned by setup.sh;
-#  5. runs `pyelog selftest` (the eventlog core) and tests/test_tcp_capture.py
+#  5. runs `pyelog selftest` (the eventlog core), tests/test_tcp_capture.py
+#     and tests/test_tcp_wire.py (the record against the wire)
 #     in the guest with CI=true (a skipped kernel test fails), or the whole
 #     suite with FULL=1, or the pytest arguments in TESTS;
 #  6. records TCP in the guest (vagrant/guest-capture.sh), copies the
@@ -153,7 +154,7 @@ else
     log "pyelog selftest in the guest"
     guest 'sudo /vagrant/.venv/bin/python -m pyelog.cli selftest'
     log "TCP capture kernel tests in the guest (CI=true)"
-    guest "$pytest tests/test_tcp_capture.py"
+    guest "$pytest tests/test_tcp_capture.py tests/test_tcp_wire.py"
 fi
 mark "tests in guest" "$t"
 

@@ -2,9 +2,20 @@
 
 Programs (bpf/tcp_provider.bpf.c): a sock_ops program and a setsockopt
 hook attached to the cgroup-v2 root (or to the cgroups a filter names) with
-BPF links (they go away with the recorder, even after SIGKILL), and tcp
-tracepoints auto-attached by bcc through perf-event fds. Events follow
-schemas/tcp_eventlog_schema.src.
+BPF links (they go away with the recorder, even after SIGKILL); cgroup skb
+ingress and egress programs on the same cgroups, linked only while some
+subscription wants IN or OUT (every packet of every socket passes them);
+and tcp tracepoints auto-attached by bcc through perf-event fds. Events
+follow schemas/tcp_eventlog_schema.src. A few kernel struct members (rto,
+rttvar, the negotiated options, the socket state, a packet's seq) are read
+at offsets looked up in the running kernel's BTF (:mod:`pyelog.btf`), so
+the provider needs ``/sys/kernel/btf/vmlinux``.
+
+Handshake segments of accepted connections are kept in the BPF table
+``tcp_embryo`` until the accepted socket exists; requests that never
+complete stay there until :func:`housekeeping` (called by the capture loop,
+at most once a second, and once more before the last drain) logs them on
+their listener's session.
 
 Which sessions are enabled (FreeBSD: ``kern.eventlog.tcp.default`` and the
 ``TCP_EVENTLOG`` socket option):
@@ -25,40 +36,60 @@ Which sessions are enabled (FreeBSD: ``kern.eventlog.tcp.default`` and the
 Dump state (``SUBSCRIPTION_DUMP_STATE``): connections older than the
 capture are listed with sock_diag in every network namespace
 (:mod:`pyelog.providers.tcp_diag`), get a session in the kernel map and
-are replayed (SESSION_CREATE, CONN_SET_IP, CONN_PARAMS and RTT from
+are replayed (SESSION_CREATE, CONN_SET_IP, CONN_PARAMS_REPLAY and RTT from
 tcp_info, CONN_OWNER). sock_ops never ran for them, so afterwards they
-report only what tracepoints see: IN_PROBE, resets, recovery edges,
-RCV_SPACE, SESSION_END -- and, once tcp_probe has seen a segment of theirs
-(which teaches BPF the socket's address), STATE_CHANGE, RETRANSMIT
-(without seq), SOCKET_OPT and TCP_EVENTLOG. No OUT/IN/RTT_SAMPLE/CWND/RTO.
+report what the skb hooks and tracepoints see: IN and OUT, IN_PROBE,
+resets, recovery edges, RCV_SPACE, SESSION_END -- and, once tcp_probe has
+seen a segment of theirs (which teaches BPF the socket's address),
+STATE_CHANGE, RETRANSMIT, SOCKET_OPT and TCP_EVENTLOG. No RTT_SAMPLE, CWND
+or RTO (those are sock_ops callbacks).
 """
 from __future__ import annotations
 
 import ctypes
+import gzip
 import ipaddress
 import os
+import re
 import socket
 import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyelog.btf import Btf, BtfError
 from pyelog.loader import (KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID, EventlogError,
-                           Loader, ProviderInstance, ProviderSpec, attach_cgroup_link)
+                           Loader, ProviderInstance, ProviderSpec, attach_cgroup_link,
+                           prog_test_run)
+from pyelog.schema import Schema, load_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "schemas" / "tcp_eventlog_schema.src"
 SOURCE = ROOT / "bpf" / "tcp_provider.bpf.c"
+BPF_CGROUP_INET_INGRESS = 0
+BPF_CGROUP_INET_EGRESS = 1
 BPF_CGROUP_SOCK_OPS = 3
 BPF_CGROUP_SETSOCKOPT = 22
+BPF_PROG_TYPE_CGROUP_SKB = 8
 BPF_PROG_TYPE_CGROUP_SOCKOPT = 25
 TCP_EVENTLOG = 81
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
-
-# Event ids and keyword bits of the schema used by the user-space replay.
-CONN_SET_IP_V4, CONN_SET_IP_V6, CONN_PARAMS, CONN_OWNER, RTT = 0, 1, 3, 5, 300
-KW_CONN, KW_RTT = 0x80, 0x100
 _F_PORT, _F_CIDR, _F_NETNS, _F_PID, _F_COMM = 0x1, 0x2, 0x4, 0x8, 0x10
+# A connection request older than this never completes (Linux gives up
+# after tcp_synack_retries = 5 SYN-ACKs, about 63 s): housekeeping logs its
+# handshake segments on the listener.
+EMBRYO_MAX_AGE_US = 75_000_000
+_HOUSEKEEPING_US = 1_000_000
+
+_schema: Schema | None = None
+
+
+def schema() -> Schema:
+    """The TCP schema (parsed once): event ids, levels and layouts come from it."""
+    global _schema
+    if _schema is None:
+        _schema = load_schema(SCHEMA)
+    return _schema
 
 
 @dataclass
@@ -170,13 +201,14 @@ _TRACEPOINTS: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, str]]] = {
     ("tcp", "tcp_destroy_sock"): (("sock_cookie", "skaddr"), {}),
     ("tcp", "tcp_probe"): (("sock_cookie", "data_len", "snd_una", "snd_nxt", "rcv_wnd", "srtt"),
                            {"skaddr": "TCP_TP_PROBE_SKADDR"}),
-    ("tcp", "tcp_receive_reset"): (("sock_cookie",), {}),
+    ("tcp", "tcp_receive_reset"): (("sock_cookie", "skaddr"), {}),
     ("tcp", "tcp_send_reset"): (("skaddr",), {"state": "TCP_TP_SEND_RESET_STATE"}),
     ("tcp", "tcp_cong_state_set"): (("skaddr", "cong_state"), {}),
     ("tcp", "tcp_rcvbuf_grow"): (("sock_cookie", "space", "rcvbuf", "copied", "rtt_us"), {}),
     ("tcp", "tcp_rcv_space_adjust"): (("sock_cookie",), {}),
     ("sock", "inet_sock_set_state"): (("skaddr", "protocol", "oldstate", "newstate"), {}),
-    ("tcp", "tcp_retransmit_skb"): (("skaddr", "state"), {"err": "TCP_TP_RETRANSMIT_ERR"}),
+    ("tcp", "tcp_retransmit_skb"): (("skaddr", "skbaddr", "state"),
+                                    {"err": "TCP_TP_RETRANSMIT_ERR"}),
 }
 
 
@@ -249,37 +281,108 @@ def _helpers_allowed(prog_type: int, attach_type: int, helpers: tuple[int, ...])
 
 
 def _task_helpers() -> dict[str, bool]:
-    """Whether sock_ops and cgroup setsockopt programs may ask for the current
-    task (pid, comm; the kernel allows both or neither): kernel 6.1 refuses
-    sock_ops ("unknown func"); then owners are unknown (0) to sock_ops and
-    its records get thread 0."""
+    """Whether sock_ops, cgroup setsockopt and cgroup skb programs may ask for
+    the current task (pid, comm; the kernel allows both or neither): kernel
+    6.1 refuses sock_ops ("unknown func"); then owners are unknown (0) to
+    sock_ops and its records get thread 0."""
     pid_tgid = (_BPF_FUNC_GET_CURRENT_PID_TGID,)
     return {"TCP_SOCKOPS_TASK": _helpers_allowed(_BPF_PROG_TYPE_SOCK_OPS, 0, pid_tgid),
             "TCP_SOCKOPT_TASK": _helpers_allowed(BPF_PROG_TYPE_CGROUP_SOCKOPT,
-                                                 BPF_CGROUP_SETSOCKOPT, pid_tgid)}
+                                                 BPF_CGROUP_SETSOCKOPT, pid_tgid),
+            "TCP_SKB_TASK": _helpers_allowed(BPF_PROG_TYPE_CGROUP_SKB,
+                                             BPF_CGROUP_INET_EGRESS, pid_tgid)}
+
+
+# Kernel struct members the C code reads (TCP_BTF_<name>): paths from struct
+# tcp_sock, whose first members nest inet_connection_sock, inet_sock, sock and
+# sock_common, so each offset is from the socket's address; and a packet's
+# control block (sk_buff.cb, holding struct tcp_skb_cb).
+_SK = "inet_conn.icsk_inet.sk"
+_BTF_MEMBERS: dict[str, tuple[str, str]] = {
+    "SKC_STATE": ("tcp_sock", f"{_SK}.__sk_common.skc_state"),
+    "SKC_NULLS_PPREV": ("tcp_sock", f"{_SK}.__sk_common.skc_nulls_node.pprev"),
+    "SK_SHUTDOWN": ("tcp_sock", f"{_SK}.sk_shutdown"),
+    "ICSK_RTO": ("tcp_sock", "inet_conn.icsk_rto"),
+    "MDEV_US": ("tcp_sock", "mdev_us"),
+    "RX_TSTAMP_OK": ("tcp_sock", "rx_opt.tstamp_ok"),
+    "RX_WSCALE_OK": ("tcp_sock", "rx_opt.wscale_ok"),
+    "RX_SACK_OK": ("tcp_sock", "rx_opt.sack_ok"),
+    "RX_SND_WSCALE": ("tcp_sock", "rx_opt.snd_wscale"),
+    "RX_RCV_WSCALE": ("tcp_sock", "rx_opt.rcv_wscale"),
+    "SKB_CB": ("sk_buff", "cb"),
+    "TCB_SEQ": ("tcp_skb_cb", "seq"),
+    "TCB_GSO_SEGS": ("tcp_skb_cb", "tcp_gso_segs"),
+}
+# Read whole, with these sizes (the C reads 4 or 8 bytes).
+_BTF_SIZES = {"SKC_NULLS_PPREV": 8, "ICSK_RTO": 4, "MDEV_US": 4, "TCB_SEQ": 4, "TCB_GSO_SEGS": 2}
+# Read as bits of one byte (TCP_KREAD_BITS): a byte or a bitfield within one.
+_BTF_BITS = ("SKC_STATE", "SK_SHUTDOWN", "RX_TSTAMP_OK", "RX_WSCALE_OK", "RX_SACK_OK",
+             "RX_SND_WSCALE", "RX_RCV_WSCALE")
+
+
+def btf_defines(btf: Btf | None = None) -> str:
+    """``#define TCP_BTF_*`` for the running kernel (EventlogError without BTF)."""
+    try:
+        btf = btf or Btf.load()
+        out = []
+        for name, (struct_name, path) in _BTF_MEMBERS.items():
+            m = btf.member(struct_name, path)
+            out.append(f"#define TCP_BTF_{name} {m.offset}")
+            if name in _BTF_BITS:
+                bits = m.bit_size or 8 * m.size
+                if m.bit_offset + bits > 8:
+                    raise BtfError(f"{struct_name}.{path} does not fit in one byte")
+                out += [f"#define TCP_BTF_{name}_SHIFT {m.bit_offset}",
+                        f"#define TCP_BTF_{name}_BITS {bits}"]
+            elif name in _BTF_SIZES and (m.bit_size or m.size != _BTF_SIZES[name]):
+                raise BtfError(f"{struct_name}.{path} is {m.size} bytes"
+                               f"{' (a bitfield)' if m.bit_size else ''}, expected {_BTF_SIZES[name]}")
+    except BtfError as e:
+        raise EventlogError(f"the TCP provider needs the kernel's BTF: {e}") from None
+    return "\n".join(out)
+
+
+def kernel_hz() -> int | None:
+    """The running kernel's CONFIG_HZ from its config file, or None if not found."""
+    for path in ("/proc/config.gz", f"/boot/config-{os.uname().release}"):
+        try:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rt") as f:
+                m = re.search(r"^CONFIG_HZ=(\d+)$", f.read(), re.M)
+        except OSError:
+            continue
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def _defines() -> str:
     feats = {**kernel_features(), **_task_helpers()}
-    return "\n".join(f"#define {m} 1" for m, on in feats.items() if on)
+    flags = "\n".join(f"#define {m} 1" for m, on in feats.items() if on)
+    return flags + "\n" + btf_defines()
 
 
 def producer_header() -> str:
     """The producer header generated from the TCP schema."""
     from pyelog.codegen import generate_producer
-    from pyelog.schema import load_schema
-    return generate_producer(load_schema(SCHEMA))
+    return generate_producer(schema())
 
 
 # -- attach ----------------------------------------------------------------------
 
 class _Config:
-    """What provider() was asked for; read by attach and dump_state."""
+    """What provider() was asked for, and what attach set up; read by
+    attach, filter changes, housekeeping and dump_state."""
 
     def __init__(self, default_enabled: bool, filters: TcpFilter) -> None:
         self.default_enabled = default_enabled
         self.filters = filters
         self.netns_cookies: list[int] = []
+        self.cgroups: list[str] = []
+        self.skb_progs: dict[int, int] = {}            # attach type -> prog fd
+        self.skb_links: dict[int, list[int]] = {}      # attach type -> link fds
+        self.hz = 0
+        self.last_housekeeping = 0
 
 
 def _write_maps(loader: Loader, cfg: _Config) -> None:
@@ -315,6 +418,7 @@ def _write_maps(loader: Loader, cfg: _Config) -> None:
     leaf = t.Leaf()
     leaf.default_enabled = 1 if cfg.default_enabled else 0
     leaf.active = active
+    leaf.hz = cfg.hz
     t[t.Key(0)] = leaf
 
 
@@ -323,9 +427,49 @@ def tcp_diag_netns_cookies(inodes: list[int]) -> list[int]:
     return netns_cookies([int(i) for i in inodes])
 
 
+def _measure_hz(loader: Loader, inst: ProviderInstance) -> int:
+    """HZ from the kernel's own clocks, when no config file says it:
+    jiffies counted over 200 ms (tcp_jiffies, run with BPF_PROG_TEST_RUN),
+    rounded to the nearest value Linux allows."""
+    fd = inst.progs["tcp_jiffies"]
+    t0, j0 = time.monotonic(), prog_test_run(fd, []) & 0xFFFFFFFF
+    time.sleep(0.2)
+    t1, j1 = time.monotonic(), prog_test_run(fd, []) & 0xFFFFFFFF
+    rate = ((j1 - j0) & 0xFFFFFFFF) / (t1 - t0)
+    return min((100, 250, 300, 1000), key=lambda hz: abs(hz - rate))
+
+
+def _skb_wanted(loader: Loader, inst: ProviderInstance) -> dict[int, bool]:
+    """Which skb hooks some subscription needs now: ingress for IN/IN_SACK,
+    egress for OUT/OUT_SACK (the provider's aggregate filter)."""
+    level, kw = loader.provider_filter(inst)
+
+    def wants(*names: str) -> bool:
+        return any(level >= e.level and kw & e.mask for e in map(schema().event, names))
+    return {BPF_CGROUP_INET_INGRESS: wants("IN", "IN_SACK"),
+            BPF_CGROUP_INET_EGRESS: wants("OUT", "OUT_SACK")}
+
+
+def _filter_changed(loader: Loader, inst: ProviderInstance) -> None:
+    """Link or unlink the skb hooks so that they run only while wanted."""
+    cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
+    for attach_type, want in _skb_wanted(loader, inst).items():
+        links = cfg.skb_links.setdefault(attach_type, [])
+        if want and not links:
+            for d in cfg.cgroups:
+                fd = attach_cgroup_link(cfg.skb_progs[attach_type], d, attach_type)
+                loader.add_link(fd)
+                links.append(fd)
+        elif not want and links:
+            for fd in links:
+                loader.drop_link(fd)
+            links.clear()
+
+
 def _attach(loader: Loader, inst: ProviderInstance) -> None:
     from bcc import BPF
     cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
+    cfg.hz = kernel_hz() or _measure_hz(loader, inst)
     _write_maps(loader, cfg)
     # The outbox drains (bpf/tcp_provider.bpf.c), one per program type, before
     # anything that queues events runs (the tracepoints already do, but no
@@ -341,25 +485,70 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
     sockops = loader.bpf.load_func(inst.fn("tcp_sockops"), BPF.SOCK_OPS)
     setsockopt = loader.bpf.load_func(inst.fn("tcp_setsockopt"), BPF_PROG_TYPE_CGROUP_SOCKOPT,
                                       attach_type=BPF_CGROUP_SETSOCKOPT)
-    where = cgroup_dirs(cfg.filters.cgroups) if cfg.filters.cgroups else [cgroup2_root()]
-    for d in where:
+    for attach_type, name in ((BPF_CGROUP_INET_INGRESS, "tcp_skb_ingress"),
+                              (BPF_CGROUP_INET_EGRESS, "tcp_skb_egress")):
+        cfg.skb_progs[attach_type] = loader.bpf.load_func(
+            inst.fn(name), BPF_PROG_TYPE_CGROUP_SKB, attach_type=attach_type).fd
+    cfg.cgroups = cgroup_dirs(cfg.filters.cgroups) if cfg.filters.cgroups else [cgroup2_root()]
+    # Segment hooks before sock_ops: a connection request that starts now
+    # finds its SYN kept already when its accepted socket appears.
+    _filter_changed(loader, inst)
+    for d in cfg.cgroups:
         loader.add_link(attach_cgroup_link(sockops.fd, d, BPF_CGROUP_SOCK_OPS))
         loader.add_link(attach_cgroup_link(setsockopt.fd, d, BPF_CGROUP_SETSOCKOPT))
 
 
 # -- dump state --------------------------------------------------------------------
 
-def outbox_lost(loader: Loader) -> int:
-    """Events the TCP provider queued but could not deliver (more than its
-    per-run outbox holds, or a failed drain tail call), summed over CPUs and
-    nesting depths; 0 when the provider is not loaded."""
+def lost(loader: Loader) -> int:
+    """Events the TCP provider could not hand to its ring, summed over CPUs:
+    queued but not delivered (more than its per-run outbox holds, or a failed
+    drain tail call), and segments the skb hooks saw but could not log (an
+    unreadable header, handshake segments beyond what a request keeps, or
+    with no session to hold them). 0 when the provider is not loaded."""
     if loader.bpf is None:
         return 0
     try:
         t = loader.bpf.get_table("tcp_outbox_map")
+        segs = loader.bpf.get_table("tcp_seg_lost")
     except KeyError:
         return 0
-    return sum(v.lost for k in range(len(t)) for v in t.getvalue(t.Key(k)))
+    n = sum(v.lost for k in range(len(t)) for v in t.getvalue(t.Key(k)))
+    return n + sum(int(v) for k in range(len(segs)) for v in segs.getvalue(segs.Key(k)))
+
+
+def housekeeping(loader: Loader, inst: ProviderInstance, final: bool = False) -> None:
+    """Log the handshake segments of connection requests that never became
+    accepted sockets on their listener's session, and free their entries
+    (at most once a second; ``final``: every request still waiting, before
+    the capture's last drain)."""
+    cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
+    now = _boot_us()
+    if not final and now - cfg.last_housekeeping < _HOUSEKEEPING_US:
+        return
+    cfg.last_housekeeping = now
+    table = loader.bpf["tcp_embryo"]
+    sessions = loader.bpf["eventlog_sessions"]
+    events = {e.id: e for e in map(schema().event, ("IN", "OUT"))}
+    for key, emb in list(table.items()):
+        if not final and now - emb.created < EMBRYO_MAX_AGE_US:
+            continue
+        skey = sessions.Key()
+        skey.session_id = key.listener
+        skey.provider_id = inst.id
+        try:
+            enabled = bool(sessions[skey].enabled)
+        except KeyError:
+            enabled = False          # a listener nobody records
+        for seg in list(emb.seg)[:min(emb.n, len(emb.seg))]:
+            e = events.get(seg.id)
+            if enabled and e is not None:
+                loader.inject(inst, key.listener, e.id, e.level, e.mask,
+                              bytes(seg.payload)[:e.struct.size], timestamp=seg.ts)
+        try:
+            del table[key]
+        except KeyError:
+            pass
 
 
 def _cgroup_ids(dirs: list[str]) -> set[int]:
@@ -377,22 +566,23 @@ def _boot_us() -> int:
     return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // 1000
 
 
-def _ip_payload(s) -> tuple[int, bytes]:
+def _ip_payload(s) -> tuple[str, bytes]:
     fam = socket.AF_INET if s.family == socket.AF_INET else socket.AF_INET6
     src = socket.inet_pton(fam, s.laddr)
     dst = socket.inet_pton(fam, s.raddr)
     sp, dp = socket.htons(s.lport), socket.htons(s.rport)
     if fam == socket.AF_INET:
-        return CONN_SET_IP_V4, struct.pack("<4sH2x4sH2x", src, sp, dst, dp)
-    return CONN_SET_IP_V6, struct.pack("<16sH2x16sH2x", src, sp, dst, dp)
+        return "CONN_SET_IP_V4", struct.pack("<4sH2x4sH2x", src, sp, dst, dp)
+    return "CONN_SET_IP_V6", struct.pack("<16sH2x16sH2x", src, sp, dst, dp)
 
 
 def _params_payload(s) -> bytes:
+    """CONN_PARAMS_REPLAY from tcp_info (no ISS/IRS: tcp_info has none)."""
     i = s.info
     opts = i.get("tcpi_options", 0)
     flags = ((0x02 if opts & 1 else 0) | (0x01 if opts & 2 else 0) | (0x40 if opts & 4 else 0)
              | (0x04 if opts & 8 else 0) | (0x10 if opts & 32 else 0))
-    return struct.pack("<IIIBBB16sx", 0, 0, i.get("tcpi_snd_mss", 0), i.get("tcpi_snd_wscale", 0),
+    return struct.pack("<IBBB16sx", i.get("tcpi_snd_mss", 0), i.get("tcpi_snd_wscale", 0),
                        i.get("tcpi_rcv_wscale", 0), flags, s.cc.encode()[:15])
 
 
@@ -434,20 +624,21 @@ def _dump_state(loader: Loader, inst: ProviderInstance, sub_index: int) -> None:
             continue
         fam = 2 if s.family == socket.AF_INET else 10
 
-        def emit(event_id: int, level: int, kw: int, payload: bytes) -> None:
-            loader.inject(inst, s.cookie, event_id, level, kw, payload, target=sub_index)
+        def emit(name: str, payload: bytes) -> None:
+            e = schema().event(name)
+            loader.inject(inst, s.cookie, e.id, e.level, e.mask, payload, target=sub_index)
 
-        emit(SESSION_CREATE_ID, LEVEL_INFO, KEYWORD_SESSION,
-             session_create_payload(s.netns_cookie, s.pid, fam, s.comm))
-        emit(*_ip_payload(s)[:1], LEVEL_INFO, KW_CONN, _ip_payload(s)[1])
+        loader.inject(inst, s.cookie, SESSION_CREATE_ID, LEVEL_INFO, KEYWORD_SESSION,
+                      session_create_payload(s.netns_cookie, s.pid, fam, s.comm), target=sub_index)
+        emit(*_ip_payload(s))
         if s.state != 10:             # LISTEN: nothing negotiated
-            emit(CONN_PARAMS, LEVEL_INFO, KW_CONN, _params_payload(s))
+            emit("CONN_PARAMS_REPLAY", _params_payload(s))
             i = s.info
-            emit(RTT, LEVEL_INFO, KW_RTT, struct.pack(
+            emit("RTT", struct.pack(
                 "<6I", i.get("tcpi_rtt", 0), i.get("tcpi_rtt", 0), i.get("tcpi_rttvar", 0),
                 i.get("tcpi_rto", 0), min(i.get("tcpi_min_rtt", 0), 0xFFFFFFFF), 0))
         if s.pid:
-            emit(CONN_OWNER, LEVEL_INFO, KW_CONN, struct.pack("<i16s", s.pid, s.comm.encode()[:15]))
+            emit("CONN_OWNER", struct.pack("<i16s", s.pid, s.comm.encode()[:15]))
     if created:
         # A socket destroyed between the listing and the map update would
         # leave its session behind (its destroy tracepoint ran before the
@@ -472,10 +663,12 @@ def provider(default_enabled: bool = True, filters: TcpFilter | None = None) -> 
     filters = filters or TcpFilter()
     spec = ProviderSpec(name="tcp", source=_defines() + "\n" + SOURCE.read_text(),
                         header=producer_header(), attach=_attach, dump_state=_dump_state,
-                        default_enabled=False, lost=outbox_lost)
+                        default_enabled=False, lost=lost, test_run=["tcp_jiffies"],
+                        filter_changed=_filter_changed, housekeeping=housekeeping)
     spec._tcp_config = _Config(default_enabled, filters)  # type: ignore[attr-defined]
     return spec
 
 
 __all__ = ["TcpFilter", "provider", "kernel_features", "cgroup2_root", "cgroup_dirs",
-           "session_create_payload", "TCP_EVENTLOG"]
+           "session_create_payload", "schema", "btf_defines", "kernel_hz", "housekeeping",
+           "lost", "TCP_EVENTLOG"]
