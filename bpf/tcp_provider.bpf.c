@@ -414,7 +414,7 @@ struct tcp_cfg {
 	__u32 default_enabled;   /* kern.eventlog.tcp.default */
 	__u32 active;            /* TCP_F_* */
 	__u32 hz;                /* the kernel's HZ (jiffies per second), for rto */
-	__u32 _pad;
+	__u32 replayed;          /* the dump-state replay made sessions */
 };
 BPF_ARRAY(tcp_cfg_map, struct tcp_cfg, 1);
 /* port (host order) -> 1: matches as local port, 2: as remote port */
@@ -504,11 +504,20 @@ BPF_HASH(tcp_embryo, struct tcp_emb_key, struct tcp_embryo, TCP_EMBRYOS);
  * big for the stack). */
 BPF_ARRAY(tcp_embryo_zero, struct tcp_embryo, 1);
 
-/* Segments the skb hooks saw but could not log, per CPU: [0] an IPv6
- * packet whose TCP header hides behind extension headers, or a header that
- * could not be read; [1] handshake segments beyond TCP_EMB_SEGS, or with no
- * session to hold them.  Counted among the dropped events (tcp.py). */
+/* Segments the skb hooks could not log, per CPU: [0] an IPv6 packet whose
+ * TCP header hides behind extension headers, or a header that could not be
+ * read; [1] handshake segments beyond TCP_EMB_SEGS, with no session to hold
+ * them, or SYN-ACKs an older kernel's egress hook skipped (see
+ * tcp_embryo_flush()).  Counted among the dropped events (tcp.py). */
 BPF_PERCPU_ARRAY(tcp_seg_lost, __u64, 2);
+
+static __always_inline void tcp_seg_lost_add_n(__u32 why, __u64 n)
+{
+	__u64 *c = tcp_seg_lost.lookup(&why);
+
+	if (c)
+		*c += n;
+}
 
 /* Kernels whose sock_ops may not ask for the current task (6.1): the owner
  * of a listening or connecting socket is noted by inet_sock_set_state,
@@ -755,6 +764,10 @@ tcp_emb_key_sockops(struct bpf_sock_ops *skops, __u64 listener, struct tcp_emb_k
 	k->rport = tcp_rport_host(skops->remote_port);
 	if (skops->family == 2) {
 		k->raddr[0] = skops->remote_ip4;
+	} else if (skops->remote_ip6[0] == 0 && skops->remote_ip6[1] == 0 &&
+		   skops->remote_ip6[2] == bpf_htonl(0xffff)) {
+		/* v4-mapped (a dual-stack listener): the packets were IPv4 */
+		k->raddr[0] = skops->remote_ip6[3];
 	} else {
 		k->raddr[0] = skops->remote_ip6[0];
 		k->raddr[1] = skops->remote_ip6[1];
@@ -764,10 +777,14 @@ tcp_emb_key_sockops(struct bpf_sock_ops *skops, __u64 listener, struct tcp_emb_k
 }
 
 /* Log an accepted connection's handshake segments on its session, with
- * their own times and only those the session's filter wants. */
-static __always_inline void tcp_embryo_flush(struct eventlog_session *s, struct tcp_embryo *e)
+ * their own times and only those the session's filter wants.  Older
+ * kernels' egress hook skips the packets a listener sends for a request
+ * socket over IPv6 (it required sk == skb->sk): when no SYN-ACK was kept,
+ * count the 1 + synack_retrans that were sent as lost. */
+static __always_inline void
+tcp_embryo_flush(struct eventlog_session *s, struct tcp_embryo *e, __u32 synack_retrans)
 {
-	__u32 n = e->n;
+	__u32 n = e->n, synacks = 0;
 
 #pragma unroll
 	for (int i = 0; i < TCP_EMB_SEGS; i++) {
@@ -781,9 +798,12 @@ static __always_inline void tcp_embryo_flush(struct eventlog_session *s, struct 
 			tcp_out_date(g->ts);
 			tcp_out_add(s, TCP_EVENTLOG_OUT_ID, TCP_EVENTLOG_OUT_LEVEL,
 				    TCP_EVENTLOG_OUT_KEYWORDS, g->payload, sizeof(struct tcp_eventlog_out));
+			synacks++;
 		}
 	}
 	tcp_out_date(0);
+	if (!synacks && TCP_EVENTLOG_OUT_ENABLED(s))
+		tcp_seg_lost_add_n(1, 1 + synack_retrans);
 }
 
 /*
@@ -892,7 +912,7 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 	TCP_EVENTLOG_STATE_CHANGE_LOG(s, passive ? TCP_ST_LISTEN : TCP_ST_CLOSE, state);
 	tcp_out_date(0);
 	if (emb) {
-		tcp_embryo_flush(s, emb);
+		tcp_embryo_flush(s, emb, skops->total_retrans);
 		tcp_embryo.delete(&ek);
 	}
 	if (st && !passive) {
@@ -1164,8 +1184,15 @@ tcp_parse_seg(struct __sk_buff *skb, int egress, struct tcp_seg *g, __u32 *thw)
 	if (hl < 20)
 		return -1;
 	olen = hl - 20;
-	if (olen >= 1 && olen <= 40 && bpf_skb_load_bytes(skb, ihl + 20, b + 20, olen))
-		return -1;
+	if (olen) {
+		/* 1..40, in a form older verifiers (6.1) can bound from below
+		 * too: they do not learn olen >= 1 from olen != 0. */
+		__u32 sz = olen;
+		asm volatile("" : "+r"(sz));
+		sz = ((sz - 1) & 63) + 1;
+		if (bpf_skb_load_bytes(skb, ihl + 20, b + 20, sz))
+			return -1;
+	}
 	__u16 sport = *(__u16 *)b, dport = *(__u16 *)(b + 2);
 	g->rport = bpf_ntohs(egress ? dport : sport);
 	g->seq = bpf_ntohl(thw[1]);
@@ -1246,75 +1273,51 @@ union tcp_seg_payload {
 	__u8 bytes[TCP_OUT_PAYLOAD];
 };
 
+/* The fields IN and OUT share (their layouts differ). */
+#define TCP_SEG_FIELDS(d, g, st) do { \
+	(d)->seq = (g)->seq; \
+	(d)->ack = (g)->ack; \
+	(d)->flags = (g)->flags; \
+	(d)->win = (g)->win; \
+	(d)->len = (g)->len; \
+	(d)->state = (st); \
+	(d)->opts = (g)->opts; \
+	(d)->wscale = (g)->wscale; \
+	(d)->nsack = (g)->nsack; \
+	(d)->mss = (g)->mss; \
+	(d)->segs = (g)->segs; \
+	(d)->tsval = (g)->tsval; \
+	(d)->tsecr = (g)->tsecr; \
+	(d)->sack_start1 = (g)->sack[0]; \
+	(d)->sack_end1 = (g)->sack[1]; \
+	(d)->sack_start2 = (g)->sack[2]; \
+	(d)->sack_end2 = (g)->sack[3]; \
+	(d)->sack_start3 = (g)->sack[4]; \
+	(d)->sack_end3 = (g)->sack[5]; \
+	(d)->sack_start4 = (g)->sack[6]; \
+	(d)->sack_end4 = (g)->sack[7]; \
+} while (0)
+
 static __always_inline void
 tcp_seg_payload(union tcp_seg_payload *p, const struct tcp_seg *g, int egress, __u32 state,
 		struct bpf_tcp_sock *tp)
 {
 	if (egress) {
-		struct tcp_eventlog_out *o = &p->out;
-		o->seq = g->seq;
-		o->ack = g->ack;
-		o->flags = g->flags;
-		o->win = g->win;
-		o->len = g->len;
-		o->state = state;
-		o->opts = g->opts;
-		o->wscale = g->wscale;
-		o->nsack = g->nsack;
-		o->mss = g->mss;
-		o->segs = g->segs;
-		o->tsval = g->tsval;
-		o->tsecr = g->tsecr;
-		o->sack_start1 = g->sack[0];
-		o->sack_end1 = g->sack[1];
-		o->sack_start2 = g->sack[2];
-		o->sack_end2 = g->sack[3];
-		o->sack_start3 = g->sack[4];
-		o->sack_end3 = g->sack[5];
-		o->sack_start4 = g->sack[6];
-		o->sack_end4 = g->sack[7];
+		TCP_SEG_FIELDS(&p->out, g, state);
 		if (tp) {
-			o->cwnd = tp->snd_cwnd;
-			o->snd_una = tp->snd_una;
-			o->snd_nxt = tp->snd_nxt;
+			p->out.cwnd = tp->snd_cwnd;
+			p->out.snd_una = tp->snd_una;
+			p->out.snd_nxt = tp->snd_nxt;
 		}
 	} else {
-		struct tcp_eventlog_in *n = &p->in;
-		n->seq = g->seq;
-		n->ack = g->ack;
-		n->flags = g->flags;
-		n->win = g->win;
-		n->len = g->len;
-		n->state = state;
-		n->opts = g->opts;
-		n->wscale = g->wscale;
-		n->nsack = g->nsack;
-		n->mss = g->mss;
-		n->segs = g->segs;
-		n->tsval = g->tsval;
-		n->tsecr = g->tsecr;
-		n->sack_start1 = g->sack[0];
-		n->sack_end1 = g->sack[1];
-		n->sack_start2 = g->sack[2];
-		n->sack_end2 = g->sack[3];
-		n->sack_start3 = g->sack[4];
-		n->sack_end3 = g->sack[5];
-		n->sack_start4 = g->sack[6];
-		n->sack_end4 = g->sack[7];
+		TCP_SEG_FIELDS(&p->in, g, state);
 		if (tp) {
-			n->snd_una = tp->snd_una;
-			n->rcv_nxt = tp->rcv_nxt;
+			p->in.snd_una = tp->snd_una;
+			p->in.rcv_nxt = tp->rcv_nxt;
 		}
 	}
 }
 
-static __always_inline void tcp_seg_lost_add(__u32 why)
-{
-	__u64 *c = tcp_seg_lost.lookup(&why);
-
-	if (c)
-		*c += 1;
-}
 
 /* Keep a segment the listener handled for the connection request it
  * belongs to (tcp_embryo).  0: the table is full (log it elsewhere). */
@@ -1338,7 +1341,7 @@ tcp_embryo_keep(struct tcp_emb_key *k, __u32 id, const union tcp_seg_payload *p)
 	}
 	__u32 n = e->n;
 	if (n >= TCP_EMB_SEGS) {
-		tcp_seg_lost_add(1);
+		tcp_seg_lost_add_n(1, 1);
 		return 1;
 	}
 	struct tcp_emb_seg *g = &e->seg[n];
@@ -1375,7 +1378,7 @@ tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_outbox *ob)
 	}
 	__builtin_memset(g, 0, sizeof(*g));
 	if (tcp_parse_seg(skb, egress, g, ob->th)) {
-		tcp_seg_lost_add(0);
+		tcp_seg_lost_add_n(0, 1);
 		return;
 	}
 	if (state == TCP_ST_LISTEN) {
@@ -1401,13 +1404,15 @@ tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_outbox *ob)
 			return;
 		/* Table full: on the listener's own session, if it has one. */
 		s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
-		if (egress ? !TCP_EVENTLOG_OUT_ENABLED(s) : !TCP_EVENTLOG_IN_ENABLED(s)) {
-			tcp_seg_lost_add(1);
-			return;
-		}
+		if (egress ? !TCP_EVENTLOG_OUT_ENABLED(s) : !TCP_EVENTLOG_IN_ENABLED(s))
+			tcp_seg_lost_add_n(1, 1);
 	} else {
 		tcp_seg_payload(&p, g, egress, state, bpf_tcp_sock(sk));
 	}
+	/* Again, right where s is used: 6.1's verifier cannot tell that the
+	 * test above already covered this path. */
+	if (egress ? !TCP_EVENTLOG_OUT_ENABLED(s) : !TCP_EVENTLOG_IN_ENABLED(s))
+		return;
 	if (egress)
 		tcp_emit(s->session_id, 0, TCP_EVENTLOG_OUT_ID, TCP_EVENTLOG_OUT_LEVEL,
 			 TCP_EVENTLOG_OUT_KEYWORDS, p.bytes, sizeof(struct tcp_eventlog_out),
@@ -1446,15 +1451,31 @@ int EL_FN(tcp_skb_egress)(struct __sk_buff *skb)
 
 /* ---- setsockopt hook (cgroup sockopt, BPF_CGROUP_SETSOCKOPT) ---------------- */
 
+/* The session of the socket at address sk, for hooks that carry no cookie.
+ * sock_ops registers its sockets in tcp_sk_cookie; sessions of the
+ * dump-state replay (tcp.py sets cfg->replayed) are found by the cookie in
+ * the socket itself, read through BTF, and registered on first sight. */
 static __always_inline struct eventlog_session *tcp_session_by_sk(__u64 sk, struct tcp_sk_info **pinfo)
 {
 	struct tcp_sk_info *info = tcp_sk_cookie.lookup(&sk);
+	struct eventlog_session *s = (struct eventlog_session *)0;
+	__u32 zero = 0;
+	struct tcp_cfg *cfg;
 
+	if (info) {
+		s = eventlog_session_lookup(EL_PROVIDER_ID, info->cookie);
+	} else if ((cfg = tcp_cfg_map.lookup(&zero)) && cfg->replayed) {
+		struct tcp_sk_info fresh = { .cookie = tcp_kread64(sk + TCP_BTF_SKC_COOKIE) };
+		if (fresh.cookie)
+			s = eventlog_session_lookup(EL_PROVIDER_ID, fresh.cookie);
+		if (s) {
+			tcp_sk_cookie.update(&sk, &fresh);
+			info = tcp_sk_cookie.lookup(&sk);
+		}
+	}
 	if (pinfo)
 		*pinfo = info;
-	if (!info)
-		return (struct eventlog_session *)0;
-	return eventlog_session_lookup(EL_PROVIDER_ID, info->cookie);
+	return s;
 }
 
 /* TCP_EVENTLOG: remember the wish (for a session not started yet), and for
@@ -1466,7 +1487,7 @@ static __always_inline void tcp_eventlog_opt(struct bpf_sockopt *ctx, struct bpf
 
 	if (st)
 		st->want = on ? 1 : 2;
-	s = tcp_session_by_sk((__u64)(long)sk, (struct tcp_sk_info **)0);
+	s = tcp_session_by_sk(tcp_addr_of(sk), (struct tcp_sk_info **)0);
 	if (!s)
 		return;
 	eventlog_session_set_enabled(s, on);
@@ -1532,7 +1553,7 @@ static __always_inline int tcp_setsockopt_body(struct bpf_sockopt *ctx)
 	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 1;
 
-	struct eventlog_session *s = tcp_session_by_sk((__u64)(long)sk, (struct tcp_sk_info **)0);
+	struct eventlog_session *s = tcp_session_by_sk(tcp_addr_of(sk), (struct tcp_sk_info **)0);
 	if (!s) {
 		/* Not listening/connected yet: keep it for the session start. */
 		struct tcp_sk_store *st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -1604,18 +1625,6 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
 		if (!s)
 			break;
-#ifdef TCP_TP_PROBE_SKADDR
-		{
-			/* Sessions from the dump-state replay: learn the socket
-			 * address (user space cannot), so that the tracepoints and the
-			 * setsockopt hook that only know the address find them. */
-			__u64 sk = (__u64)(long)args->skaddr;
-			if (!tcp_sk_cookie.lookup(&sk)) {
-				struct tcp_sk_info info = { .cookie = args->sock_cookie };
-				tcp_sk_cookie.update(&sk, &info);
-			}
-		}
-#endif
 		/* srtt: the tracepoint already gives microseconds. */
 		TCP_EVENTLOG_IN_PROBE_LOG(s, args->data_len, args->snd_una, args->snd_nxt,
 					  args->rcv_wnd, args->srtt);

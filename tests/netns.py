@@ -92,6 +92,27 @@ class Exchange(NamedTuple):
         return self.listener, self.client, self.server
 
 
+def connected(ns: Namespace, port: int, *, family: int = socket.AF_INET, host: str = "127.0.0.1",
+              client_ns: Namespace | None = None,
+              before_connect: Callable[[socket.socket], None] | None = None,
+              ) -> tuple[socket.socket, socket.socket, socket.socket]:
+    """A listener on ``host:port`` in ``ns``, a client (made in ``client_ns``,
+    default ``ns``) connected to it, and the accepted socket: (listener,
+    client, accepted). ``before_connect`` runs on the client first."""
+    with ns.enter():
+        srv = socket.socket(family)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind((host, port))
+        srv.listen()
+    with (client_ns or ns).enter():
+        cli = socket.socket(family)
+    if before_connect:
+        before_connect(cli)
+    cli.connect((host, port))
+    acc, _ = srv.accept()
+    return srv, cli, acc
+
+
 def exchange(ns: Namespace, port: int, *, family: int = socket.AF_INET, host: str = "127.0.0.1",
              send: int = 20000, reply: int = 100,
              before_connect: Callable[[socket.socket], None] | None = None,
@@ -102,16 +123,7 @@ def exchange(ns: Namespace, port: int, *, family: int = socket.AF_INET, host: st
     ``host`` lives there); the hooks run on the client before connect() and
     on the client and accepted socket after accept().
     """
-    with ns.enter():
-        srv = socket.socket(family)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((host, port))
-        srv.listen()
-        cli = socket.socket(family)
-    if before_connect:
-        before_connect(cli)
-    cli.connect((host, port))
-    acc, _ = srv.accept()
+    srv, cli, acc = connected(ns, port, family=family, host=host, before_connect=before_connect)
     if after_connect:
         after_connect(cli, acc)
     cli.sendall(b"s" * send)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from netns import Namespace, exchange, so_cookie, veth_pair  # noqa: E402
+from netns import Namespace, connected, exchange, so_cookie, veth_pair  # noqa: E402
 
 from pyelog.consumer import ConsumerSet  # noqa: E402
 from pyelog.loader import (DUMP_COMPLETE_ID, LEVEL_ERROR, LEVEL_INFO, LEVEL_TRACE,  # noqa: E402
@@ -243,13 +243,7 @@ def test_dump_state_reports_older_connection():
     CONN_PARAMS (from tcp_info) at subscribe time, then DUMP_COMPLETE; its
     later segments (tcp_probe) and its end are logged under the same id."""
     with Namespace() as ns:
-        with ns.enter():
-            srv = socket.socket()
-            srv.bind(("127.0.0.1", 6040))
-            srv.listen()
-            cli = socket.socket()
-        cli.connect(("127.0.0.1", 6040))
-        acc, _ = srv.accept()
+        srv, cli, acc = connected(ns, 6040)
         cookies = so_cookie(srv), so_cookie(cli), so_cookie(acc)
         L = Loader([tcp.provider()])
         sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_VERBOSE, KW["ALL"],
@@ -526,3 +520,91 @@ def test_unfinished_handshakes_are_logged_on_the_listener_and_overflow_is_counte
     assert seqs[0] == 1000 and [r.event for r in logged][:2] == [IN, OUT]
     # logged with their own times, before the housekeeping that logged them
     assert sorted(r.ts for r in logged) == [r.ts for r in logged]
+
+
+# -- values against the kernel's own report (TCP_INFO) -----------------------------------
+
+_TCP_INFO = struct.Struct("=BBBBBBBB24I")      # struct tcp_info up to tcpi_total_retrans
+
+
+def tcp_info(sock: socket.socket) -> dict[str, int]:
+    """The fields of getsockopt(TCP_INFO) these tests compare with."""
+    v = _TCP_INFO.unpack(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size))
+    wscale = v[6]
+    return {"snd_wscale": wscale & 0xF, "rcv_wscale": wscale >> 4, "rto": v[8],
+            "rtt": v[8 + 15], "rttvar": v[8 + 16]}
+
+
+def test_connection_values_agree_with_tcp_info():
+    """CONN_PARAMS' window scales, RTT's rto/rttvar/srtt and IN_PROBE's srtt
+    (microseconds, not eighths) against TCP_INFO read from the test's own
+    sockets; an accepted session starts at the SYN (LISTEN -> SYN_RECEIVED,
+    the SYN itself, the SYN-ACK); RESET_RECEIVED names the state the reset
+    came in."""
+    L = Loader([tcp.provider()])
+    sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_VERBOSE, KW["ALL"])])
+    with L, Namespace() as ns:
+        srv, cli, acc = connected(ns, 6080)
+        cli.sendall(b"i" * 100_000)
+        got = 0
+        while got < 100_000:
+            got += len(acc.recv(1 << 20))
+        acc.sendall(b"o" * 1000)
+        cli.recv(1000)
+        time.sleep(0.05)
+        info = {"cli": tcp_info(cli), "acc": tcp_info(acc)}
+        cookies = {"cli": so_cookie(cli), "acc": so_cookie(acc)}
+        cli.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        cli.close()                                    # RST: acc is ESTABLISHED when it arrives
+        time.sleep(0.1)
+        acc.close()
+        srv.close()
+        recs = drain(sub)
+    s = by_session(recs)
+    for who in ("cli", "acc"):
+        ev = s[cookies[who]]
+        p = next(r for r in ev if r.event == CONN_PARAMS)
+        snd_ws, rcv_ws = struct.unpack_from("<BB", p.payload, 12)
+        assert (snd_ws, rcv_ws) == (info[who]["snd_wscale"], info[who]["rcv_wscale"]), who
+        rtts = [struct.unpack("<6I", r.payload) for r in ev if r.event == RTT]
+        rtt, srtt, rttvar, rto, min_rtt, n = rtts[-1]          # when it left ESTABLISHED
+        assert 200_000 <= rto <= 2 * info[who]["rto"] and abs(rto - info[who]["rto"]) < 20_000, who
+        assert 0 < srtt < 100 * max(info[who]["rtt"], 50) and 0 < rttvar, who
+        probes = [struct.unpack_from("<5I", r.payload)[4] for r in ev if r.event == IN_PROBE]
+        assert probes and max(probes) >= info[who]["rtt"] // 4, (who, probes, info[who])
+    ids = [r.event for r in s[cookies["acc"]]]
+    assert ids[:4] == [SESSION_CREATE_ID, CONN_V4, CONN_OWNER, STATE_CHANGE], ids
+    first = {r.event: r for r in reversed(s[cookies["acc"]])}
+    assert first[STATE_CHANGE].text() == "State LISTEN -> SYN_RECEIVED"
+    syn = next(r for r in s[cookies["acc"]] if r.event == IN)
+    assert struct.unpack_from("<H", syn.payload, 8)[0] == 0x02 and "in state LISTEN" in syn.text()
+    assert syn.ts == s[cookies["acc"]][0].ts                   # the session is dated at its SYN
+    reset = next(r for r in s[cookies["acc"]] if r.event == RESET_RECEIVED)
+    assert reset.text() == "Reset received in state ESTABLISHED"
+
+
+def test_dual_stack_listener_logs_the_v4_handshake_on_the_accepted_session():
+    """An IPv6 listener on :: accepting an IPv4 client (a v4-mapped socket):
+    the handshake went by as IPv4 packets and still reaches the accepted
+    session (SYN in, SYN-ACK out, ACK in), nothing counted as lost."""
+    L = Loader([tcp.provider()])
+    sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_VERBOSE, KW["ALL"])])
+    with L, Namespace() as ns:
+        with ns.enter():
+            srv = socket.socket(socket.AF_INET6)
+            srv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            srv.bind(("::", 6090))
+            srv.listen()
+            cli = socket.socket()
+        cli.connect(("127.0.0.1", 6090))
+        acc, _ = srv.accept()
+        assert acc.getpeername()[0] == "::ffff:127.0.0.1"
+        cookie = so_cookie(acc)
+        for s in (cli, acc, srv):
+            s.close()
+        recs = drain(sub)
+        lost = tcp.lost(L)
+    segs = [(r.event, struct.unpack_from("<H", r.payload, 8)[0]) for r in by_session(recs)[cookie]
+            if r.event in (IN, OUT)]
+    assert segs[:3] == [(IN, 0x02), (OUT, 0x12), (IN, 0x10)], segs
+    assert lost == 0

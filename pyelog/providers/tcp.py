@@ -199,8 +199,7 @@ def cgroup_dirs(paths: list[str]) -> list[str]:
 # tracepoint -> (fields the probe needs, optional fields -> macro)
 _TRACEPOINTS: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, str]]] = {
     ("tcp", "tcp_destroy_sock"): (("sock_cookie", "skaddr"), {}),
-    ("tcp", "tcp_probe"): (("sock_cookie", "data_len", "snd_una", "snd_nxt", "rcv_wnd", "srtt"),
-                           {"skaddr": "TCP_TP_PROBE_SKADDR"}),
+    ("tcp", "tcp_probe"): (("sock_cookie", "data_len", "snd_una", "snd_nxt", "rcv_wnd", "srtt"), {}),
     ("tcp", "tcp_receive_reset"): (("sock_cookie", "skaddr"), {}),
     ("tcp", "tcp_send_reset"): (("skaddr",), {"state": "TCP_TP_SEND_RESET_STATE"}),
     ("tcp", "tcp_cong_state_set"): (("skaddr", "cong_state"), {}),
@@ -301,6 +300,7 @@ _SK = "inet_conn.icsk_inet.sk"
 _BTF_MEMBERS: dict[str, tuple[str, str]] = {
     "SKC_STATE": ("tcp_sock", f"{_SK}.__sk_common.skc_state"),
     "SKC_NULLS_PPREV": ("tcp_sock", f"{_SK}.__sk_common.skc_nulls_node.pprev"),
+    "SKC_COOKIE": ("tcp_sock", f"{_SK}.__sk_common.skc_cookie"),
     "SK_SHUTDOWN": ("tcp_sock", f"{_SK}.sk_shutdown"),
     "ICSK_RTO": ("tcp_sock", "inet_conn.icsk_rto"),
     "MDEV_US": ("tcp_sock", "mdev_us"),
@@ -314,7 +314,7 @@ _BTF_MEMBERS: dict[str, tuple[str, str]] = {
     "TCB_GSO_SEGS": ("tcp_skb_cb", "tcp_gso_segs"),
 }
 # Read whole, with these sizes (the C reads 4 or 8 bytes).
-_BTF_SIZES = {"SKC_NULLS_PPREV": 8, "ICSK_RTO": 4, "MDEV_US": 4, "TCB_SEQ": 4, "TCB_GSO_SEGS": 2}
+_BTF_SIZES = {"SKC_NULLS_PPREV": 8, "SKC_COOKIE": 8, "ICSK_RTO": 4, "MDEV_US": 4, "TCB_SEQ": 4, "TCB_GSO_SEGS": 2}
 # Read as bits of one byte (TCP_KREAD_BITS): a byte or a bitfield within one.
 _BTF_BITS = ("SKC_STATE", "SK_SHUTDOWN", "RX_TSTAMP_OK", "RX_WSCALE_OK", "RX_SACK_OK",
              "RX_SND_WSCALE", "RX_RCV_WSCALE")
@@ -382,6 +382,7 @@ class _Config:
         self.skb_progs: dict[int, int] = {}            # attach type -> prog fd
         self.skb_links: dict[int, list[int]] = {}      # attach type -> link fds
         self.hz = 0
+        self.replayed = False
         self.last_housekeeping = 0
 
 
@@ -419,6 +420,7 @@ def _write_maps(loader: Loader, cfg: _Config) -> None:
     leaf.default_enabled = 1 if cfg.default_enabled else 0
     leaf.active = active
     leaf.hz = cfg.hz
+    leaf.replayed = 1 if cfg.replayed else 0
     t[t.Key(0)] = leaf
 
 
@@ -440,14 +442,15 @@ def _measure_hz(loader: Loader, inst: ProviderInstance) -> int:
 
 
 def _skb_wanted(loader: Loader, inst: ProviderInstance) -> dict[int, bool]:
-    """Which skb hooks some subscription needs now: ingress for IN/IN_SACK,
-    egress for OUT/OUT_SACK (the provider's aggregate filter)."""
+    """Which skb hooks some subscription needs now (the provider's
+    aggregate filter): ingress for IN or OUT, egress for OUT."""
     level, kw = loader.provider_filter(inst)
 
     def wants(*names: str) -> bool:
         return any(level >= e.level and kw & e.mask for e in map(schema().event, names))
-    return {BPF_CGROUP_INET_INGRESS: wants("IN", "IN_SACK"),
-            BPF_CGROUP_INET_EGRESS: wants("OUT", "OUT_SACK")}
+    # Ingress for OUT too: it keeps a connection request's segments, and
+    # so notices SYN-ACKs that the egress hook of older kernels skips.
+    return {BPF_CGROUP_INET_INGRESS: wants("IN", "OUT"), BPF_CGROUP_INET_EGRESS: wants("OUT")}
 
 
 def _filter_changed(loader: Loader, inst: ProviderInstance) -> None:
@@ -595,6 +598,11 @@ def _dump_state(loader: Loader, inst: ProviderInstance, sub_index: int) -> None:
     from pyelog.providers.tcp_diag import existing_cookies, existing_sockets
     cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
     table = loader.bpf["eventlog_sessions"]
+    if not cfg.replayed:
+        # Hooks that know only a socket's address find replayed sessions
+        # by the cookie in the socket (tcp_session_by_sk): switch that on.
+        cfg.replayed = True
+        _write_maps(loader, cfg)
     cg_ids = _cgroup_ids(cgroup_dirs(cfg.filters.cgroups)) if cfg.filters.cgroups else None
     ns_cookies = set(cfg.netns_cookies)
     created: list = []
