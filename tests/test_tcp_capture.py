@@ -46,9 +46,13 @@ def test_loopback_capture(tmp_path, family, host):
 
     reader = ElogReader(path)
     records = list(reader)
-    # Header counts equal what was walked; nothing dropped at this rate.
+    # Header counts equal what was walked; nothing dropped at this rate but
+    # the SYN-ACK older kernels hide from the egress hook over IPv6, which
+    # the accepted session then lacks (README, known departures).
     assert reader.header.event_count == len(records)
-    assert reader.header.dropped_events == 0
+    synack = any(r.session_id == cookies[2] and r.event_id == OUT
+                 and struct.unpack_from("<H", r.payload, 8)[0] == 0x12 for r in records)
+    assert reader.header.dropped_events == (0 if synack or family == socket.AF_INET else 1)
     assert reader.header.capture_start > 0 and reader.header.start_utc_us > 0
     tcp_ids = {pr.provider_id for pr in reader.providers if pr.name == "tcp"}
     assert tcp_ids and all(r.provider_id in tcp_ids for r in records)
