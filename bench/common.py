@@ -178,6 +178,11 @@ def prog_id(fd: int) -> int:
     return int(_fdinfo(fd)["prog_id"])
 
 
+def total_prog_ns(funcs) -> int:
+    """Run time (ns) summed over bcc Function objects (0 if no stats)."""
+    return sum(prog_runtime(fn.fd)[0] for fn in funcs)
+
+
 def busiest_prog_ns(funcs) -> float:
     """ns per run of the most-run program among bcc Function objects (0 if no stats)."""
     best = (0, 0)

@@ -30,6 +30,8 @@ PROVIDER_ID = 1
 # tcp_state numbers (Linux)
 ESTABLISHED, SYN_SENT, FIN_WAIT_1, FIN_WAIT_2, TIME_WAIT, CLOSED = 1, 2, 4, 5, 6, 7
 ACK, PUSH, SYN, FIN = 0x10, 0x08, 0x02, 0x01
+TS_OPT = 0x08                    # the timestamp option present (every Linux segment)
+NO_SACK = (0,) * 8               # sack_start1..sack_end4
 
 
 def parse_size(text: str) -> int:
@@ -57,6 +59,16 @@ class Gen:
         return EVENT_HEADER.pack(32 + len(payload), cpu, PROVIDER_ID, 0, self.ts, sid,
                                  self.ids[name], tid) + payload
 
+    def out(self, seq: int, ack: int, flags: int, ln: int, cwnd: int, state: int) -> bytes:
+        """An OUT payload as the skb hook writes it (timestamps on, no SACK)."""
+        return self.s["OUT"].pack(seq, ack, flags, 512, ln, cwnd, state, TS_OPT, 0, 0, 0,
+                                  1 + ln // 65483, self.n + 1000, self.n + 960, seq, seq, *NO_SACK)
+
+    def inn(self, seq: int, ack: int, flags: int, win: int, ln: int, state: int) -> bytes:
+        """An IN payload as the skb hook writes it."""
+        return self.s["IN"].pack(seq, ack, flags, win, ln, state, TS_OPT, 0, 0, 0, 1, self.n + 1000,
+                                 self.n + 960, ack, seq, *NO_SACK)
+
     def connection(self, segments: int) -> list[bytes]:
         """One client connection's records, in order."""
         s, r = self.s, self.rec
@@ -70,7 +82,7 @@ class Gen:
             r(sid, "CONN_SET_IP_V4", s["CONN_SET_IP_V4"].pack(lo, socket.htons(port), lo, socket.htons(5201)), cpu, tid),
             r(sid, "CONN_OWNER", s["CONN_OWNER"].pack(tid, b"iperf3"), cpu, tid),
             r(sid, "STATE_CHANGE", s["STATE_CHANGE"].pack(CLOSED, SYN_SENT), cpu, tid),
-            r(sid, "OUT", s["OUT"].pack(seq, 0, SYN, 0, 0, cwnd, SYN_SENT), cpu, tid),
+            r(sid, "OUT", self.out(seq, 0, SYN, 0, cwnd, SYN_SENT), cpu, tid),
             r(sid, "STATE_CHANGE", s["STATE_CHANGE"].pack(SYN_SENT, ESTABLISHED), cpu, tid),
             r(sid, "CONN_PARAMS", s["CONN_PARAMS"].pack(seq, ack, 65483, 7, 7, 0x43, b"cubic"), cpu, tid),
             r(sid, "MSS", s["MSS"].pack(65483), cpu, tid),
@@ -78,13 +90,13 @@ class Gen:
         seq += 1
         for i in range(segments):
             ln = 65483 if i % 5 else 1 + (i * 37) % 9000
-            out.append(r(sid, "OUT", s["OUT"].pack(seq, ack, ACK | PUSH * (i & 1), 0, ln, cwnd,
-                                                  ESTABLISHED), cpu, tid))
+            out.append(r(sid, "OUT", self.out(seq, ack, ACK | PUSH * (i & 1), ln, cwnd, ESTABLISHED),
+                         cpu, tid))
             out.append(r(sid, "IN_PROBE", s["IN_PROBE"].pack(ln, seq, (seq + ln) & 0xFFFFFFFF, 65535 + i, 40 + i % 13),
                          cpu ^ 1, 0))
             if i % 4 == 0:
-                out.append(r(sid, "IN", s["IN"].pack(ack, (seq + ln) & 0xFFFFFFFF, ACK, 512 + i % 100, 0,
-                                                    ESTABLISHED), cpu ^ 1, 0))
+                out.append(r(sid, "IN", self.inn(ack, (seq + ln) & 0xFFFFFFFF, ACK, 512 + i % 100, 0,
+                                                 ESTABLISHED), cpu ^ 1, 0))
             if i % 3 == 0:
                 cwnd = min(cwnd + 1, 500)
                 out.append(r(sid, "RTT_SAMPLE", s["RTT_SAMPLE"].pack(30 + i % 50, 42), cpu ^ 1, 0))
@@ -93,7 +105,7 @@ class Gen:
                 out.append(r(sid, "RCV_SPACE", s["RCV_SPACE"].pack(131072 + i, 6291456, 0, 0), cpu ^ 1, 0))
             seq = (seq + ln) & 0xFFFFFFFF
         out += [
-            r(sid, "OUT", s["OUT"].pack(seq, ack, ACK | FIN, 0, 0, cwnd, FIN_WAIT_1), cpu, tid),
+            r(sid, "OUT", self.out(seq, ack, ACK | FIN, 0, cwnd, FIN_WAIT_1), cpu, tid),
             r(sid, "STATE_CHANGE", s["STATE_CHANGE"].pack(ESTABLISHED, FIN_WAIT_1), cpu, tid),
             r(sid, "STATE_CHANGE", s["STATE_CHANGE"].pack(FIN_WAIT_1, FIN_WAIT_2), cpu ^ 1, 0),
             r(sid, "STATE_CHANGE", s["STATE_CHANGE"].pack(FIN_WAIT_2, TIME_WAIT), cpu ^ 1, 0),

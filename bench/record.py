@@ -12,7 +12,9 @@ until SIGTERM/SIGINT, drains what is left and prints one line::
     written=N dropped=N emitted=N bytes=N swaps=N maxrss_kib=N
 
 (``--bpf-stats`` adds ``prog_ns``: ns per run of its busiest BPF program.)
-``emitted`` (test provider) is the getppid hook's sequence counter (every
+``--bpf-stats`` also gives ``bpf_ns``, the run time of all its programs
+(the kernel-side cost), and ``cpu_s`` is the recorder process's own CPU
+time (user + system). ``emitted`` (test provider) is the getppid hook's sequence counter (every
 call that reached the emit path) plus the one SESSION_CREATE; add what a
 batch driver emitted, and ``emitted == written + dropped`` checks exact
 accounting.
@@ -30,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import warnings  # noqa: E402
 warnings.filterwarnings("ignore", category=DeprecationWarning)   # bcc str->bytes noise
 
-from common import busiest_prog_ns, enable_bpf_stats, prog_id  # noqa: E402
+from common import busiest_prog_ns, enable_bpf_stats, prog_id, total_prog_ns  # noqa: E402
 from pyelog.format import ElogWriter  # noqa: E402
 from pyelog.loader import LEVELS, Loader, Subscription  # noqa: E402
 from pyelog.ring import BUFFER_SIZE_DEFAULT  # noqa: E402
@@ -45,7 +47,8 @@ def main() -> int:
     ap.add_argument("-o", "--output", default="/dev/null")
     ap.add_argument("-b", "--buffer-size", type=int, default=BUFFER_SIZE_DEFAULT)
     ap.add_argument("--bpf-stats", action="store_true",
-                    help="count BPF run time; print prog_ns (ns per run of the busiest program)")
+                    help="count BPF run time; print prog_ns (ns per run of the busiest program) "
+                         "and bpf_ns (run time of all its programs)")
     a = ap.parse_args()
     stats_fd = enable_bpf_stats() if a.bpf_stats else None
 
@@ -78,16 +81,24 @@ def main() -> int:
         while not stop:
             for run, n in sub.drain_counted(timeout=1.0):
                 writer.write_records(run, n)
+            if hasattr(loader, "housekeeping"):   # (also run against older pyelog trees)
+                loader.housekeeping()
         if driver is not None:
             emitted = driver.disarm_getppid() + 1
+        if hasattr(loader, "housekeeping"):
+            loader.housekeeping(final=True)
         for run, n in sub.drain_counted(timeout=0):
             writer.write_records(run, n)
         st = sub.stats()
         writer.close(dropped_events=st.dropped)
-        prog_ns = busiest_prog_ns(loader.bpf.funcs.values()) if stats_fd is not None else 0.0
+        funcs = loader.bpf.funcs.values()
+        prog_ns = busiest_prog_ns(funcs) if stats_fd is not None else 0.0
+        bpf_ns = total_prog_ns(funcs) if stats_fd is not None else 0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     print(f"written={writer.event_count} dropped={st.dropped} emitted={emitted} "
           f"bytes={writer.bytes_written} swaps={st.swaps} prog_ns={prog_ns:.1f} "
-          f"maxrss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
+          f"bpf_ns={bpf_ns} cpu_s={ru.ru_utime + ru.ru_stime:.3f} "
+          f"maxrss_kib={ru.ru_maxrss}", flush=True)
     return 0
 
 

@@ -18,7 +18,11 @@ that machine noise hits them alike:
   tcpstates  bcc's tcpstates (bench/bcc_tcpstates.py, its probe inline)
 
 Figures are the median over ``--rounds``. The recorders see every TCP
-socket of the host, not only the namespace's.
+socket of the host, not only the namespace's. For info and verbose the
+recorder counts its BPF programs' run time (BPF_ENABLE_STATS, which adds a
+little to every run): ``*_bpf_ms_s`` is that kernel-side cost in ms per
+second of workload, ``*_recorder_cpu_pct`` the recorder process's own CPU
+time, so a reader sees where the cost lies.
 
 Result line: ``workload: bulk_none=.. bulk_info=.. bulk_verbose=..
 bulk_tcpstates=.. conns_none=.. ... info_slower_pct=.. verbose_slower_pct=..
@@ -65,7 +69,7 @@ def conns(ns: str, seconds: float) -> float:
 
 def start(cond: str, out: str):
     if cond in ("info", "verbose"):
-        return Recorder("--provider", "tcp", "--level", cond.upper(), "-o", out)
+        return Recorder("--provider", "tcp", "--level", cond.upper(), "-o", out, "--bpf-stats")
     if cond == "tcpstates":
         return TcpStates("-o", out)
     return None
@@ -76,8 +80,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    figs: dict[str, dict[str, list[float]]] = {c: {"bulk": [], "conns": [], "events": []}
-                                               for c in CONDITIONS}
+    figs: dict[str, dict[str, list[float]]] = {
+        c: {"bulk": [], "conns": [], "events": [], "bpf_ms_s": [], "cpu_pct": []} for c in CONDITIONS}
     try:
         driver("connrate")
         with namespace() as ns:
@@ -86,11 +90,18 @@ def main() -> int:
                 for cond in CONDITIONS[r % 4:] + CONDITIONS[:r % 4]:
                     out = os.path.join(scratch_dir(), f"{cond}.out")
                     rec = start(cond, out)
+                    t0 = time.monotonic()
                     try:
                         b = bulk(ns, a.seconds)
                         c = conns(ns, a.seconds)
                     finally:
                         st = rec.stop() if rec else {}
+                    wall = time.monotonic() - t0
+                    # Where pyelog's cost lies: its BPF programs' run time
+                    # (kernel side, ms per second of workload) and the
+                    # recorder process's own CPU time (% of one CPU).
+                    figs[cond]["bpf_ms_s"].append(st.get("bpf_ns", 0) / 1e6 / wall)
+                    figs[cond]["cpu_pct"].append(100 * st.get("cpu_s", 0) / wall)
                     if os.path.exists(out):
                         os.unlink(out)
                     figs[cond]["bulk"].append(b)
@@ -104,6 +115,9 @@ def main() -> int:
             return 100 * (1 - m[cond][k] / m["none"][k])
         for c in CONDITIONS[1:]:
             note(f"{c:9s}: bulk {slower(c, 'bulk'):+.1f} % slower, conns {slower(c, 'conns'):+.1f} % slower")
+        for c in ("info", "verbose"):
+            note(f"{c:9s}: BPF programs {m[c]['bpf_ms_s']:.1f} ms per s of workload (kernel side), "
+                 f"recorder process {m[c]['cpu_pct']:.1f} % of a CPU")
         result("workload",
                bulk_none=m["none"]["bulk"], bulk_info=m["info"]["bulk"],
                bulk_verbose=m["verbose"]["bulk"], bulk_tcpstates=m["tcpstates"]["bulk"],
@@ -112,6 +126,9 @@ def main() -> int:
                info_slower_pct=max(slower("info", "bulk"), slower("info", "conns")),
                verbose_slower_pct=max(slower("verbose", "bulk"), slower("verbose", "conns")),
                tcpstates_slower_pct=max(slower("tcpstates", "bulk"), slower("tcpstates", "conns")),
+               info_bpf_ms_s=m["info"]["bpf_ms_s"], verbose_bpf_ms_s=m["verbose"]["bpf_ms_s"],
+               info_recorder_cpu_pct=m["info"]["cpu_pct"],
+               verbose_recorder_cpu_pct=m["verbose"]["cpu_pct"],
                ratio=m["verbose"]["bulk"] / m["none"]["bulk"])
     finally:
         cleanup()

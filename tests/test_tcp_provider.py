@@ -608,3 +608,30 @@ def test_dual_stack_listener_logs_the_v4_handshake_on_the_accepted_session():
             if r.event in (IN, OUT)]
     assert segs[:3] == [(IN, 0x02), (OUT, 0x12), (IN, 0x10)], segs
     assert lost == 0
+
+
+def test_segment_hooks_are_linked_only_while_segments_are_wanted():
+    """At INFO no per-packet program runs: the skb hooks are linked when a
+    subscription wants IN or OUT and unlinked when none does any more
+    (checked in the kernel's own list of links, bpftool)."""
+    import json
+
+    def skb_links() -> int:
+        links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
+                                          text=True, check=True).stdout or "[]")
+        return sum(1 for lk in links if lk.get("prog_id") in ours and lk.get("attach_type") in
+                   ("cgroup_inet_ingress", "cgroup_inet_egress", "ingress", "egress"))
+
+    L = Loader([tcp.provider()])
+    sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
+    with L:
+        progs = L.providers[0].spec._tcp_config.skb_progs.values()
+        ours = {int(Path(f"/proc/self/fdinfo/{fd}").read_text().split("prog_id:")[1].split()[0])
+                for fd in progs}
+        assert skb_links() == 0
+        L.subscribe(sub, Subscription("tcp", LEVEL_VERBOSE, KW["TX"]))
+        assert skb_links() == 2                     # egress for OUT, ingress for handshakes
+        L.subscribe(sub, Subscription("tcp", LEVEL_VERBOSE, KW["RX"]))
+        assert skb_links() == 1                     # ingress only
+        L.subscribe(sub, Subscription("tcp", LEVEL_INFO, KW["ALL"]))
+        assert skb_links() == 0
