@@ -14,7 +14,7 @@ until SIGTERM/SIGINT, drains what is left and prints one line::
 (``--bpf-stats`` adds ``prog_ns``: ns per run of its busiest BPF program.)
 ``--bpf-stats`` also gives ``bpf_ns``, the run time of all its programs
 (the kernel-side cost), and ``cpu_s`` is the recorder process's own CPU
-time (user + system). ``emitted`` (test provider) is the getppid hook's sequence counter (every
+time (user + system) from ``ready`` on. ``emitted`` (test provider) is the getppid hook's sequence counter (every
 call that reached the emit path) plus the one SESSION_CREATE; add what a
 batch driver emitted, and ``emitted == written + dropped`` checks exact
 accounting.
@@ -77,6 +77,7 @@ def main() -> int:
                 driver.arm_getppid(1, tgid=a.getppid_tgid)
         writer = ElogWriter(a.output, sub.providers())
         print(f"ready pid={os.getpid()} prog_id={ctl_id}", flush=True)
+        ready = resource.getrusage(resource.RUSAGE_SELF)      # CPU of the compile excluded
         # The loop of pyelog/capture.py, unchanged in substance.
         while not stop:
             for run, n in sub.drain_counted(timeout=1.0):
@@ -97,7 +98,7 @@ def main() -> int:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     print(f"written={writer.event_count} dropped={st.dropped} emitted={emitted} "
           f"bytes={writer.bytes_written} swaps={st.swaps} prog_ns={prog_ns:.1f} "
-          f"bpf_ns={bpf_ns} cpu_s={ru.ru_utime + ru.ru_stime:.3f} "
+          f"bpf_ns={bpf_ns} cpu_s={ru.ru_utime + ru.ru_stime - ready.ru_utime - ready.ru_stime:.3f} "
           f"maxrss_kib={ru.ru_maxrss}", flush=True)
     return 0
 
