@@ -11,7 +11,7 @@ test: setup
 
 # Record a TCP workload in its own network namespace, write demo.elog, show it.
 demo: setup
-	$(PY) -m pyelog.demo demo.elog
+	$(PY) -m pyelog.tools.demo demo.elog
 
 # Benchmarks (bench/README.md): recorder, producer, workload, decoder in
 # under 10 minutes; soak records for 10 minutes. DECODER_SIZE=64M for a quick run.

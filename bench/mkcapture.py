@@ -12,7 +12,7 @@ record decodes; values vary (sequence numbers, lengths, flags, windows) so
 that nothing is decoded from a cache more often than in a real capture.
 Timestamps increase (µs since boot), two CPUs, several threads.
 
-Written with pyelog.format.ElogWriter.write_records in 1 MiB runs.
+Written with pyelog.records.format.ElogWriter.write_records in 1 MiB runs.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pyelog.consumer import ConsumerSet  # noqa: E402
-from pyelog.format import EVENT_HEADER, ElogWriter  # noqa: E402
+from pyelog.schema.consumer import ConsumerSet  # noqa: E402
+from pyelog.records.format import EVENT_HEADER, ElogWriter  # noqa: E402
 
 PROVIDER_ID = 1
 # tcp_state numbers (Linux)

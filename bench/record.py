@@ -33,9 +33,9 @@ import warnings  # noqa: E402
 warnings.filterwarnings("ignore", category=DeprecationWarning)   # bcc str->bytes noise
 
 from common import busiest_prog_ns, enable_bpf_stats, prog_id, total_prog_ns  # noqa: E402
-from pyelog.format import ElogWriter  # noqa: E402
-from pyelog.loader import LEVELS, Loader, Subscription  # noqa: E402
-from pyelog.ring import BUFFER_SIZE_DEFAULT  # noqa: E402
+from pyelog.records.format import ElogWriter  # noqa: E402
+from pyelog.kernel.loader import LEVELS, Loader, Subscription  # noqa: E402
+from pyelog.kernel.ring import BUFFER_SIZE_DEFAULT  # noqa: E402
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """Walk a capture, for the decoder benchmark (run in a subprocess: peak RSS is its own).
 
-    walk.py FILE              every record as a pyelog.format.Record (ElogReader)
+    walk.py FILE              every record as a pyelog.records.format.Record (ElogReader)
     walk.py FILE --construct N  the baseline: the first N records' headers parsed
                               with construct (EventHeaderStruct.parse per record)
 
@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pyelog.format import EVENT_HEADER_SIZE, ElogReader, EventHeaderStruct  # noqa: E402
+from pyelog.records.format import EVENT_HEADER_SIZE, ElogReader, EventHeaderStruct  # noqa: E402
 
 
 def walk(path: str) -> int:

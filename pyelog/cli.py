@@ -20,10 +20,10 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-from .format import ElogFormatError, ElogReader, ElogWriter
-from .jsonl import JsonEventFormatter, header_line
-from .loader import KEYWORD_SESSION, LEVELS, EventlogError, Subscription
-from .text import RawPayloads, TextOptions, TextPrinter
+from pyelog.records.format import ElogFormatError, ElogReader, ElogWriter
+from pyelog.records.jsonl import JsonEventFormatter, header_line
+from pyelog.kernel.loader import KEYWORD_SESSION, LEVELS, EventlogError, Subscription
+from pyelog.records.text import RawPayloads, TextOptions, TextPrinter
 
 USAGE = """\
 usage: pyelog -c PROVIDER [LEVEL [KEYWORDS]] [-c ...] [options]
@@ -295,8 +295,8 @@ def _consumers(schemas: list[str]):
     """The schema consumers: the shipped schemas plus any the user named."""
     key = tuple(schemas)
     if key not in _consumer_cache:
-        from .consumer import SCHEMAS_DIR, ConsumerSet
-        from .schema import SchemaError
+        from pyelog.schema.consumer import SCHEMAS_DIR, ConsumerSet
+        from pyelog.schema.dsl import SchemaError
         for path in schemas:
             if not os.path.exists(path):
                 raise UsageError(f"schema {path}: No such file or directory")
@@ -343,26 +343,26 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "gen":
-        from .codegen import gen_main
+        from pyelog.schema.codegen import gen_main
         return gen_main(argv[1:])
     if argv and argv[0] == "convert":
-        from .convert import main as convert_main
+        from pyelog.tools.convert import main as convert_main
         return convert_main(argv[1:], _consumers)
     if argv and argv[0] == "selftest":
-        from .selftest import main as selftest_main
+        from pyelog.tools.selftest import main as selftest_main
         return selftest_main(argv[1:])
     if argv and argv[0] == "summary":
-        from .summary import main as summary_main
+        from pyelog.tools.summary import main as summary_main
         return summary_main(argv[1:], _consumers)
     if argv and argv[0] == "plot":
-        from .plot import main as plot_main
+        from pyelog.tools.plot import main as plot_main
         return plot_main(argv[1:], _consumers)
     o = None
     try:
         o = parse_args(argv)
         if o.read_binary is not None:
             return read_capture(o)
-        from .capture import CaptureError, run_capture
+        from pyelog.tools.capture import CaptureError, run_capture
         try:
             return run_capture(o)
         except CaptureError as e:

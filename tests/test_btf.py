@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from pyelog.btf import VMLINUX, Btf, BtfError, Member
+from pyelog.kernel.btf import VMLINUX, Btf, BtfError, Member
 
 # ---------------------------------------------------------------------------
 # A tiny BTF assembler (layout from include/uapi/linux/btf.h).

@@ -28,7 +28,7 @@ import netns  # noqa: E402
 from netns import Namespace  # noqa: E402
 from recorder import PYELOG, Recorder  # noqa: E402
 
-from pyelog.format import SESSION_CREATE_ID, SESSION_END_ID, ElogReader  # noqa: E402
+from pyelog.records.format import SESSION_CREATE_ID, SESSION_END_ID, ElogReader  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 

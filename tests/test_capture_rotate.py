@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
-from pyelog.format import ElogReader, pack_event
-from pyelog.rotate import RotatingWriter, rotated_name, split_point
+from pyelog.records.format import ElogReader, pack_event
+from pyelog.tools.rotate import RotatingWriter, rotated_name, split_point
 
 PROVIDERS = [(1, "test")]
 PREAMBLE = 40 + 4 + 34                          # header + one-entry provider table
@@ -144,8 +144,8 @@ def test_no_events_leaves_one_empty_file(tmp_path):
 @pytest.mark.kernel
 def test_ring_to_rotating_files_exact(tmp_path):
     """Numbered events from the test provider, drained through rotation: each exactly once."""
-    from pyelog.format import Provider
-    from pyelog.loader import LEVEL_TRACE, Loader, Subscription
+    from pyelog.records.format import Provider
+    from pyelog.kernel.loader import LEVEL_TRACE, Loader, Subscription
     from pyelog.providers import test as tp
 
     loader = Loader([tp.provider()])

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from pyelog import capture, cli
-from pyelog.loader import ProviderSpec
+from pyelog import cli
+from pyelog.tools import capture
+from pyelog.kernel.loader import ProviderSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 PYELOG = [sys.executable, "-m", "pyelog.cli"]

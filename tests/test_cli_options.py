@@ -6,8 +6,8 @@ import io
 import pytest
 
 from pyelog.cli import UsageError, main, parse_args
-from pyelog.loader import KEYWORD_SESSION
-from pyelog.status import StatusLine, human_bytes, wanted
+from pyelog.kernel.loader import KEYWORD_SESSION
+from pyelog.tools.status import StatusLine, human_bytes, wanted
 
 
 def err(argv) -> str:
@@ -148,7 +148,7 @@ def test_tcp_filter_flags():
 
 def test_tcp_filter_reaches_the_provider():
     pytest.importorskip("bcc")
-    from pyelog.capture import tcp_filter
+    from pyelog.tools.capture import tcp_filter
     o = parse_args(["-c", "tcp", "--port", "80", "--rport", "53", "--addr", "::1", "--pid", "7"])
     f = tcp_filter(o)
     assert (f.ports, f.rports, f.cidrs, f.pids) == ([80], [53], ["::1"], [7])

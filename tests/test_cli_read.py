@@ -323,10 +323,8 @@ def test_rewrite_bad_record(tmp_path):
     assert "invalid event_length 0" in p.stderr
 
 
-# --- the schema decoder (someone else's work in progress) ------------------------------------
+# --- the schema decoder ---------------------------------------------------------------------
 
-@pytest.mark.skipif(not (ROOT / "pyelog" / "consumer.py").exists(),
-                    reason="pyelog/consumer.py (schema payload decoder) not written yet")
 def test_read_with_schema_decoder(capture):
     p = run("-r", capture, "-e")
     assert p.returncode == 0, p.stderr

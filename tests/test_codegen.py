@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyelog.codegen import gen_main, generate_aggregate, generate_consumer, generate_producer
-from pyelog.consumer import Consumer, exec_generated
-from pyelog.schema import load_schema, parse_schema
+from pyelog.schema.codegen import gen_main, generate_aggregate, generate_consumer, generate_producer
+from pyelog.schema.consumer import Consumer, exec_generated
+from pyelog.schema.dsl import load_schema, parse_schema
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 TEST_SCHEMA = SCHEMAS / "test_eventlog_schema.src"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pyelog.codegen import generate_producer
-from pyelog.consumer import Consumer
-from pyelog.schema import load_schema
+from pyelog.schema.codegen import generate_producer
+from pyelog.schema.consumer import Consumer
+from pyelog.schema.dsl import load_schema
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pyelog.consumer import SCHEMAS_DIR, Consumer, ConsumerSet
-from pyelog.schema import SchemaError
+from pyelog.schema.consumer import SCHEMAS_DIR, Consumer, ConsumerSet
+from pyelog.schema.dsl import SchemaError
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 FREEBSD = SCHEMAS / "freebsd"

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyelog import format as fmt
-from pyelog.format import (
+from pyelog.records import format as fmt
+from pyelog.records.format import (
     ElogFormatError,
     ElogReader,
     ElogWriter,

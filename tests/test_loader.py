@@ -5,10 +5,10 @@ import struct
 
 import pytest
 
-from pyelog.loader import (Loader, Subscription, EventlogError, LEVEL_INFO, LEVEL_WARN,
+from pyelog.kernel.loader import (Loader, Subscription, EventlogError, LEVEL_INFO, LEVEL_WARN,
                            LEVEL_VERBOSE, LEVEL_TRACE, LEVEL_NONE, SESSION_CREATE_ID,
                            SESSION_END_ID, KEYWORD_SESSION)
-from pyelog.ring import iter_records
+from pyelog.kernel.ring import iter_records
 
 
 def _ids(sub):
@@ -20,7 +20,7 @@ def test_subscription_validation():
         Subscription("test", 9)
     with pytest.raises(EventlogError):
         Subscription("test", 3, 1, flags=2)
-    from pyelog.loader import ProviderSpec
+    from pyelog.kernel.loader import ProviderSpec
     with pytest.raises(EventlogError):
         ProviderSpec("x" * 32, "")
     L = Loader([ProviderSpec("p", "")])
@@ -37,7 +37,7 @@ def test_subscription_validation():
 
 
 def test_chunk_layout():
-    from pyelog.ring import chunk_layout, BUFFER_SIZE_MAX
+    from pyelog.kernel.ring import chunk_layout, BUFFER_SIZE_MAX
     assert chunk_layout(65536) == (65536, 1)
     assert chunk_layout(100000) == (100000, 1)            # one chunk: any size
     assert chunk_layout(1 << 28) == (1 << 28, 1)
@@ -151,7 +151,7 @@ def test_oversized_gather_varlen_callback_and_dump():
 def test_provider_lost_counts_each_counter_once():
     """Losses a provider counts before its ring reach the drop count once,
     however many instances share the counter (the TCP outbox)."""
-    from pyelog.loader import ProviderSpec
+    from pyelog.kernel.loader import ProviderSpec
     calls = []
 
     def lost(loader):

@@ -13,8 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.kernel
 def test_capture_prints_golden_lines(tmp_elog):
-    from pyelog.format import ElogWriter, ElogReader
-    from pyelog.loader import Loader, Subscription
+    from pyelog.records.format import ElogWriter, ElogReader
+    from pyelog.kernel.loader import Loader, Subscription
     from pyelog.providers import test as tp
 
     L = Loader([tp.provider()])

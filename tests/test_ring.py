@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pyelog.loader import Loader, Subscription, LEVEL_TRACE, SESSION_CREATE_ID
-from pyelog.ring import iter_records
+from pyelog.kernel.loader import Loader, Subscription, LEVEL_TRACE, SESSION_CREATE_ID
+from pyelog.kernel.ring import iter_records
 
 pytestmark = pytest.mark.kernel
 
@@ -256,7 +256,7 @@ def test_largest_buffer_holds_a_gigabyte_and_drops_exactly():
     fills to capacity with 64 KiB records across chunk ends, swaps without
     loss, then counts every drop."""
     from pyelog.providers import test as tp
-    from pyelog.ring import BUFFER_SIZE_MAX
+    from pyelog.kernel.ring import BUFFER_SIZE_MAX
     from bcc.utils import get_possible_cpus
     ncpu = max(get_possible_cpus()) + 1
     need = 2 * ncpu * (BUFFER_SIZE_MAX + (1 << 20)) + (1 << 30)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pyelog.schema import (
+from pyelog.schema.dsl import (
     DUMP_COMPLETE_ID,
     KEYWORD_SESSION,
     SESSION_CREATE_ID,

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.kernel
 def test_selftest_passes(capsys):
-    from pyelog.selftest import main
+    from pyelog.tools.selftest import main
     rc = main([])
     out = capsys.readouterr().out.splitlines()
     assert rc == 0, out
@@ -23,7 +23,7 @@ def test_selftest_passes(capsys):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
 def test_selftest_non_root_one_line():
-    r = subprocess.run([sys.executable, "-c", "import sys; from pyelog.selftest import main; sys.exit(main([]))"],
+    r = subprocess.run([sys.executable, "-c", "import sys; from pyelog.tools.selftest import main; sys.exit(main([]))"],
                        cwd=ROOT, capture_output=True, text=True, user=65534,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 1

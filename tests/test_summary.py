@@ -8,10 +8,10 @@ import struct
 import pytest
 
 from pyelog import cli
-from pyelog.consumer import ConsumerSet
-from pyelog.format import SESSION_CREATE_ID, SESSION_END_ID, ElogReader, ElogWriter
-from pyelog.plot import timeline
-from pyelog.summary import summarize
+from pyelog.schema.consumer import ConsumerSet
+from pyelog.records.format import SESSION_CREATE_ID, SESSION_END_ID, ElogReader, ElogWriter
+from pyelog.tools.plot import timeline
+from pyelog.tools.summary import summarize
 
 ACK, SYN, FIN, PSH = 0x10, 0x02, 0x01, 0x08
 EST, SYN_SENT, CLOSE_WAIT, LISTEN, CLOSED = 1, 2, 8, 10, 7

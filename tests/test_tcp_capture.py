@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from netns import Namespace, exchange  # noqa: E402
 from recorder import PYELOG, TIME_SCALE, Recorder  # noqa: E402
 
-from pyelog.format import ElogReader, SESSION_CREATE_ID, SESSION_END_ID  # noqa: E402
+from pyelog.records.format import ElogReader, SESSION_CREATE_ID, SESSION_END_ID  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 CONN_V4, CONN_V6, IN, OUT = 0, 1, 100, 101

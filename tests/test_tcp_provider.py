@@ -24,12 +24,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from netns import Namespace, connected, exchange, so_cookie, veth_pair  # noqa: E402
 
-from pyelog.consumer import ConsumerSet  # noqa: E402
-from pyelog.loader import (DUMP_COMPLETE_ID, LEVEL_ERROR, LEVEL_INFO, LEVEL_TRACE,  # noqa: E402
+from pyelog.schema.consumer import ConsumerSet  # noqa: E402
+from pyelog.kernel.loader import (DUMP_COMPLETE_ID, LEVEL_ERROR, LEVEL_INFO, LEVEL_TRACE,  # noqa: E402
                            LEVEL_VERBOSE, SESSION_CREATE_ID, SESSION_END_ID,
                            SUBSCRIPTION_DUMP_STATE, Loader, Subscription)
 from pyelog.providers import tcp  # noqa: E402
-from pyelog.ring import iter_records  # noqa: E402
+from pyelog.kernel.ring import iter_records  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 

@@ -45,8 +45,8 @@ from netns import connected, so_cookie  # noqa: E402
 from recorder import PYELOG, TIME_SCALE, Recorder  # noqa: E402
 from wire import ACK, RST, SYN, LossyPath, Segment, retransmissions  # noqa: E402
 
-from pyelog.consumer import ConsumerSet  # noqa: E402
-from pyelog.format import SESSION_END_ID, ElogReader  # noqa: E402
+from pyelog.schema.consumer import ConsumerSet  # noqa: E402
+from pyelog.records.format import SESSION_END_ID, ElogReader  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 

@@ -20,7 +20,7 @@ CHILD = r"""
 import sys, time, warnings
 warnings.simplefilter("ignore")
 sys.path.insert(0, sys.argv[1])
-from pyelog.loader import Loader, Subscription
+from pyelog.kernel.loader import Loader, Subscription
 from pyelog.providers import test as tp
 L = Loader([tp.provider(getppid_hook=True)])
 L.add_ring_subscriber(65536, [Subscription("test", 5, 0xFFFFFFFF)])
@@ -75,7 +75,7 @@ def test_sigkill_leaves_nothing_attached():
 
 
 def test_close_detaches():
-    from pyelog.loader import Loader
+    from pyelog.kernel.loader import Loader
     from pyelog.providers import test as tp
     L = Loader([tp.provider(getppid_hook=True)])
     L.add_ring_subscriber(65536)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from pyelog.format import Record
-from pyelog.text import RawPayloads, TextOptions, TextPrinter
+from pyelog.records.format import Record
+from pyelog.records.text import RawPayloads, TextOptions, TextPrinter
 
 UTC0 = 1_700_000_000_000_000          # 2023-11-14 22:13:20.000000 UTC
 CS = 5_000_000                         # capture_start: 5 s after boot

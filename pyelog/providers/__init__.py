@@ -1,4 +1,4 @@
-"""Providers: each module builds a :class:`pyelog.loader.ProviderSpec`.
+"""Providers: each module builds a :class:`pyelog.kernel.loader.ProviderSpec`.
 
 A provider is BPF C text (pasted after ``bpf/eventlog.h`` and the producer
 header generated from its schema) plus the hooks to attach. ``test`` is the

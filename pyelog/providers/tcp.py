@@ -8,7 +8,7 @@ subscription wants IN or OUT (every packet of every socket passes them);
 and tcp tracepoints auto-attached by bcc through perf-event fds. Events
 follow schemas/tcp_eventlog_schema.src. A few kernel struct members (rto,
 rttvar, the negotiated options, the socket state, a packet's seq) are read
-at offsets looked up in the running kernel's BTF (:mod:`pyelog.btf`), so
+at offsets looked up in the running kernel's BTF (:mod:`pyelog.kernel.btf`), so
 the provider needs ``/sys/kernel/btf/vmlinux``.
 
 Handshake segments of accepted connections are kept in the BPF table
@@ -57,15 +57,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyelog.btf import Btf, BtfError
-from pyelog.loader import (KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID, EventlogError,
+from pyelog.kernel.btf import Btf, BtfError
+from pyelog.kernel.loader import (KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID, EventlogError,
                            Loader, ProviderInstance, ProviderSpec, attach_cgroup_link,
                            prog_test_run)
-from pyelog.schema import Schema, load_schema
+from pyelog.resources import bpf_source, schema_dir
+from pyelog.schema.dsl import Schema, load_schema
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT / "schemas" / "tcp_eventlog_schema.src"
-SOURCE = ROOT / "bpf" / "tcp_provider.bpf.c"
+SCHEMA = schema_dir() / "tcp_eventlog_schema.src"
+SOURCE = "tcp_provider.bpf.c"           # in bpf/ (pyelog.resources)
 BPF_CGROUP_INET_INGRESS = 0
 BPF_CGROUP_INET_EGRESS = 1
 BPF_CGROUP_SOCK_OPS = 3
@@ -364,7 +364,7 @@ def _defines() -> str:
 
 def producer_header() -> str:
     """The producer header generated from the TCP schema."""
-    from pyelog.codegen import generate_producer
+    from pyelog.schema.codegen import generate_producer
     return generate_producer(schema())
 
 
@@ -669,7 +669,7 @@ def provider(default_enabled: bool = True, filters: TcpFilter | None = None) -> 
     the provider enables sessions itself, after its filters and TCP_EVENTLOG.
     """
     filters = filters or TcpFilter()
-    spec = ProviderSpec(name="tcp", source=_defines() + "\n" + SOURCE.read_text(),
+    spec = ProviderSpec(name="tcp", source=_defines() + "\n" + bpf_source(SOURCE),
                         header=producer_header(), attach=_attach, dump_state=_dump_state,
                         default_enabled=False, lost=lost, test_run=["tcp_jiffies"],
                         filter_changed=_filter_changed, housekeeping=housekeeping)

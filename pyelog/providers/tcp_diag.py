@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, TypeVar
 
-from pyelog.loader import EventlogError
+from pyelog.kernel.loader import EventlogError
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000

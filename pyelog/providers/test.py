@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pyelog.loader import (Loader, ProviderInstance, ProviderSpec, prog_test_run,
+from pyelog.resources import bpf_source, schema_dir
+from pyelog.kernel.loader import (Loader, ProviderInstance, ProviderSpec, prog_test_run,
                            SESSION_CREATE_ID, LEVEL_INFO, KEYWORD_SESSION)
 
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = ROOT / "schemas" / "test_eventlog_schema.src"
-SOURCE = ROOT / "bpf" / "test_provider.bpf.c"
+SCHEMA = schema_dir() / "test_eventlog_schema.src"
+SOURCE = "test_provider.bpf.c"          # in bpf/ (pyelog.resources)
 
 OP_CREATE, OP_EMIT, OP_END, OP_ENABLE, OP_FILTER = 1, 2, 3, 4, 5
 SIMPLE, STATUS, FLAGS, COMPLEX, VARLEN = 0, 1, 2, 3, 4
@@ -28,8 +28,8 @@ KW_BASIC, KW_ADVANCED, KW_COMPLEX = 0x1, 0x2, 0x8
 
 def producer_header() -> str:
     """The producer header generated from the test schema."""
-    from pyelog.codegen import generate_producer
-    from pyelog.schema import load_schema
+    from pyelog.schema.codegen import generate_producer
+    from pyelog.schema.dsl import load_schema
     return generate_producer(load_schema(SCHEMA))
 
 
@@ -46,7 +46,7 @@ def provider(name: str = "test", default_enabled: bool = True,
              getppid_hook: bool = False) -> ProviderSpec:
     """A test-provider spec (register it several times for same-name instances)."""
     return ProviderSpec(
-        name=name, source=SOURCE.read_text(), header=producer_header(),
+        name=name, source=bpf_source(SOURCE), header=producer_header(),
         tracepoints=[("syscalls:sys_enter_getppid", "on_getppid")] if getppid_hook else [],
         test_run=["test_ctl"], dump_state=_dump_sessions, default_enabled=default_enabled)
 

@@ -20,7 +20,7 @@ import re
 import resource
 import struct
 
-from .format import SESSION_END_ID, ElogWriter, Provider, Record
+from pyelog.records.format import SESSION_END_ID, ElogWriter, Provider, Record
 
 # CONN_SET_IP_V4/V6 payloads have FreeBSD's fixed layouts (ports in network order).
 _CONN_V4 = struct.Struct("<4sH2x4sH2x")

@@ -18,8 +18,8 @@ import json
 import os
 from typing import IO, Iterator
 
-from .format import EVENT_HEADER_SIZE, CaptureSource, ElogFormatError, FileHeader, Provider, Record
-from .text import PayloadDecoder
+from pyelog.records.format import EVENT_HEADER_SIZE, CaptureSource, ElogFormatError, FileHeader, Provider, Record
+from pyelog.records.text import PayloadDecoder
 
 
 def _jsonable(value):

@@ -12,7 +12,7 @@ has a wall-clock anchor, otherwise time since boot ``HH:MM:SS.uuuuuu`` with
 unwrapped hours (live mode). ``[NAME]`` appears with ``-e``.
 
 Payload text comes from a :class:`PayloadDecoder`: the schema consumers
-(``pyelog.consumer.ConsumerSet``) or :class:`RawPayloads`, which shows the
+(``pyelog.schema.consumer.ConsumerSet``) or :class:`RawPayloads`, which shows the
 bytes in hex, clearly marked, for captures whose schema is not at hand.
 
 Departure from elog(1): elog builds lines in fixed 1024/2048-byte buffers and
@@ -24,7 +24,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Protocol
 
-from .format import SESSION_END_ID, Record
+from pyelog.records.format import SESSION_END_ID, Record
 
 _EPOCH = _dt.datetime(1970, 1, 1)
 
@@ -176,7 +176,7 @@ def _payload_formatter(decoder: PayloadDecoder, provider: str, event_id: int):
     """payload -> text for one (provider, event id): the generated per-event
     function itself when the decoder is a schema ConsumerSet, otherwise a
     call through the decoder's ``format_payload``."""
-    from .consumer import ConsumerSet
+    from pyelog.schema.consumer import ConsumerSet
     if type(decoder) is ConsumerSet:
         consumer = decoder.get(provider)
         if consumer is None:

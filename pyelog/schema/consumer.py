@@ -19,12 +19,13 @@ import types
 from collections.abc import Iterable
 from pathlib import Path
 
-from pyelog.codegen import generate_aggregate, generate_consumer
-from pyelog.schema import DUMP_COMPLETE_ID, SCHEMA_SUFFIX, SESSION_END_ID, Schema, load_schema
+from pyelog.resources import schema_dir
+from pyelog.schema.codegen import generate_aggregate, generate_consumer
+from pyelog.schema.dsl import DUMP_COMPLETE_ID, SCHEMA_SUFFIX, SESSION_END_ID, Schema, load_schema
 
 #: The schemas shipped with pyelog (top level only; schemas/freebsd holds
 #: FreeBSD's own providers for reference and is not loaded by default).
-SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS_DIR = schema_dir()
 
 
 def exec_generated(source: str, name: str) -> types.ModuleType:

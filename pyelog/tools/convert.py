@@ -18,9 +18,9 @@ import struct
 import sys
 from typing import Iterator
 
-from .format import ElogFormatError, ElogReader, ElogWriter, FileHeader, Provider, Record
-from .jsonl import JsonEventFormatter, JsonReader, header_line
-from .persession import PerSessionWriter
+from pyelog.records.format import ElogFormatError, ElogReader, ElogWriter, FileHeader, Provider, Record
+from pyelog.records.jsonl import JsonEventFormatter, JsonReader, header_line
+from pyelog.tools.persession import PerSessionWriter
 
 
 def is_json(path: str) -> bool:

@@ -20,8 +20,8 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from .format import ElogFormatError, Record
-from .summary import _MOD, _seq_diff, summarize
+from pyelog.records.format import ElogFormatError, Record
+from pyelog.tools.summary import _MOD, _seq_diff, summarize
 
 
 @dataclass
@@ -153,7 +153,7 @@ def render(t: Timeline, path: str) -> None:
 
 def main(argv: list[str], decoder_for) -> int:
     """``pyelog plot``; ``decoder_for(schemas)`` supplies the TCP schema consumer."""
-    from .convert import open_capture
+    from pyelog.tools.convert import open_capture
     p = argparse.ArgumentParser(prog="pyelog plot", description=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE", help="a capture (.elog, .elog.gz, .jsonl)")

@@ -40,7 +40,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
-from .format import (DUMP_COMPLETE_ID, SESSION_CREATE_ID, SESSION_END_ID, ElogFormatError,
+from pyelog.records.format import (DUMP_COMPLETE_ID, SESSION_CREATE_ID, SESSION_END_ID, ElogFormatError,
                      Record)
 
 FIN, SYN, ACK = 0x01, 0x02, 0x10
@@ -265,7 +265,7 @@ def format_table(rows: list[TcpSession]) -> str:
 
 def main(argv: list[str], decoder_for) -> int:
     """``pyelog summary``; ``decoder_for(schemas)`` supplies the TCP schema consumer."""
-    from .convert import open_capture
+    from pyelog.tools.convert import open_capture
     p = argparse.ArgumentParser(
         prog="pyelog summary", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1] + "\nA '*' after the state: the session had "

@@ -2,7 +2,7 @@
 
 This is the front half of FreeBSD's ``eventlog_gen.awk`` (reference section 2):
 it reads the line-oriented DSL with the awk tool's exact semantics and quirks
-and produces a :class:`Schema` that :mod:`pyelog.codegen` turns into the eBPF
+and produces a :class:`Schema` that :mod:`pyelog.schema.codegen` turns into the eBPF
 producer header and the Python consumer. Nothing else reads schema files.
 
 Semantics reproduced from FreeBSD (reference 2.2-2.4):

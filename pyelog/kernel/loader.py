@@ -10,7 +10,7 @@ BPF_PROG_ATTACH).
 
 Typical use (the live CLI)::
 
-    from pyelog.loader import Loader, Subscription
+    from pyelog.kernel.loader import Loader, Subscription
     from pyelog.providers import test
 
     loader = Loader(providers=[test.provider()])
@@ -51,7 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from pyelog.ring import (BUFFER_SIZE_DEFAULT, BUFFER_SIZE_MAX, BUFFER_SIZE_MIN, chunk_layout,
+from pyelog.resources import bpf_source
+from pyelog.kernel.ring import (BUFFER_SIZE_DEFAULT, BUFFER_SIZE_MAX, BUFFER_SIZE_MIN, chunk_layout,
                          RingReader, RingStats, iter_records)
 
 LEVEL_NONE, LEVEL_ERROR, LEVEL_WARN, LEVEL_INFO, LEVEL_VERBOSE, LEVEL_TRACE = range(6)
@@ -68,7 +69,6 @@ MAX_PROVIDERS = 64          # ids 1..63 (map size, EVENTLOG_MAX_PROVIDERS)
 MAX_SUBSCRIBERS = 16
 MAX_SUBSCRIPTIONS_PER_NAME = 32
 
-BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 _MARKER = re.compile(r"^/\* @EVENTLOG_SUBSCRIBERS@.*?\*/$", re.M | re.S)
 
 
@@ -432,7 +432,7 @@ class Loader:
         """A subscriber with per-CPU double buffers of ``buffer_size`` bytes each.
 
         ``chunk_size`` splits each buffer into chunks of that many bytes
-        (see :func:`pyelog.ring.chunk_layout`); by default only buffers
+        (see :func:`pyelog.kernel.ring.chunk_layout`); by default only buffers
         above 256 MiB are split, as the verifier requires. Tests force
         small chunks to exercise records crossing chunk ends.
         """
@@ -459,7 +459,7 @@ class Loader:
         """The complete C text compiled by start() (for debugging)."""
         from bcc.utils import get_possible_cpus
         self.ncpu = max(get_possible_cpus()) + 1
-        core = (BPF_DIR / "eventlog.h").read_text()
+        core = bpf_source("eventlog.h")
         subs = _subscriber_code([(s.buffer_size, s.chunk_size, s.chunks)
                                  for s in self.subscribers])
         core, n = _MARKER.subn(lambda m: subs, core, count=1)
@@ -525,7 +525,7 @@ class Loader:
     def _init_states(self, sub: Subscriber) -> None:
         # Array maps start zeroed; the protocol's initial state is
         # swap_allowed = 1 (reader buffer empty).
-        from pyelog.ring import atomics
+        from pyelog.kernel.ring import atomics
         a = atomics()
         for cpu in range(self.ncpu):
             a.store(sub.reader._addr(cpu, 0), 2, 5)

@@ -19,7 +19,7 @@ B128K = 128 * 1024
 
 
 def _records(sub) -> list[tuple[tuple, bytes]]:
-    from pyelog.ring import iter_records
+    from pyelog.kernel.ring import iter_records
     return [(h, bytes(p)) for run in sub.drain(0) for h, p in iter_records(run)]
 
 
@@ -36,7 +36,7 @@ def _prog_ids(pid: int) -> set[int]:
 
 
 def check_load_16_subscribers() -> None:
-    from pyelog.loader import Loader, Subscription
+    from pyelog.kernel.loader import Loader, Subscription
     from pyelog.providers import test as tp
     L = Loader([tp.provider()])
     subs = [L.add_ring_subscriber(65536, [Subscription("test", 5, 0xFFFFFFFF)]) for _ in range(16)]
@@ -49,7 +49,7 @@ def check_load_16_subscribers() -> None:
 
 
 def _fill_and_exact_drops(chunk_size: int | None) -> None:
-    from pyelog.loader import Loader, Subscription, SESSION_CREATE_ID
+    from pyelog.kernel.loader import Loader, Subscription, SESSION_CREATE_ID
     from pyelog.providers import test as tp
     L = Loader([tp.provider()])
     sub = L.add_ring_subscriber(B128K, [Subscription("test", 5, 0xFFFFFFFF)],
@@ -83,9 +83,9 @@ def check_chunked_fill_and_exact_drops() -> None:
 
 
 def check_two_cpus() -> None:
-    from pyelog.loader import Loader, Subscription, SESSION_CREATE_ID
+    from pyelog.kernel.loader import Loader, Subscription, SESSION_CREATE_ID
     from pyelog.providers import test as tp
-    from pyelog.ring import iter_records
+    from pyelog.kernel.ring import iter_records
     cpus = sorted(os.sched_getaffinity(0))[:2]
     L = Loader([tp.provider()])
     sub = L.add_ring_subscriber(256 * 1024, [Subscription("test", 5, 0xFFFFFFFF)])
@@ -140,7 +140,7 @@ def check_two_cpus() -> None:
 
 
 def check_filters() -> None:
-    from pyelog.loader import Loader, Subscription
+    from pyelog.kernel.loader import Loader, Subscription
     from pyelog.providers import test as tp
     L = Loader([tp.provider()])
     a = L.add_ring_subscriber(65536, [Subscription("test", 3, 0x1)])
@@ -161,7 +161,7 @@ def check_filters() -> None:
 
 
 def check_unsubscribed_silent() -> None:
-    from pyelog.loader import Loader
+    from pyelog.kernel.loader import Loader
     from pyelog.providers import test as tp
     L = Loader([tp.provider()])
     sub = L.add_ring_subscriber(65536)
@@ -174,7 +174,7 @@ def check_unsubscribed_silent() -> None:
 
 
 def check_teardown() -> None:
-    from pyelog.loader import Loader
+    from pyelog.kernel.loader import Loader
     from pyelog.providers import test as tp
     L = Loader([tp.provider(getppid_hook=True)])
     L.add_ring_subscriber(65536)
@@ -200,7 +200,7 @@ CHECKS: list[tuple[str, Callable[[], None]]] = [
 
 def main(argv: list[str]) -> int:
     """Run every check; 0 only if all pass."""
-    from pyelog.loader import kernel_unavailable_reason
+    from pyelog.kernel.loader import kernel_unavailable_reason
     reason = kernel_unavailable_reason()
     if reason:
         print(f"selftest: {reason}", file=sys.stderr)

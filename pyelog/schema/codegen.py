@@ -1,4 +1,4 @@
-"""Code generation from a :class:`~pyelog.schema.Schema` (``pyelog gen``).
+"""Code generation from a :class:`~pyelog.schema.dsl.Schema` (``pyelog gen``).
 
 The back half of FreeBSD's ``eventlog_gen.awk``: from one parsed schema it
 produces
@@ -8,7 +8,7 @@ produces
   compiled by bcc together with the core ``eventlog.h``;
 * the Python **consumer** module source (``-c``): precompiled
   ``struct.Struct`` decoders and elog(1)-compatible formatters. pyelog execs
-  exactly this text at load time (see :mod:`pyelog.consumer`);
+  exactly this text at load time (see :mod:`pyelog.schema.consumer`);
 * the **aggregate** consumer (``-M``): one module dispatching by provider
   name over several schemas' consumers.
 
@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pyelog.schema import (
+from pyelog.schema.dsl import (
     DUMP_COMPLETE_ID,
     SESSION_CREATE_ID,
     Event,

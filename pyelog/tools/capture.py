@@ -24,12 +24,12 @@ import tempfile
 import time
 from typing import IO, Callable, Iterator, Protocol
 
-from .format import ElogWriter, FileHeader, Provider, iter_records, utc_us_at
-from .loader import EventlogError, Loader, ProviderSpec, SUBSCRIPTION_DUMP_STATE, Subscription
-from .persession import PerSessionWriter
-from .rotate import RotatingWriter
-from .status import StatusLine, wanted
-from .text import TextPrinter
+from pyelog.records.format import ElogWriter, FileHeader, Provider, iter_records, utc_us_at
+from pyelog.kernel.loader import EventlogError, Loader, ProviderSpec, SUBSCRIPTION_DUMP_STATE, Subscription
+from pyelog.tools.persession import PerSessionWriter
+from pyelog.tools.rotate import RotatingWriter
+from pyelog.tools.status import StatusLine, wanted
+from pyelog.records.text import TextPrinter
 
 
 class CaptureError(Exception):
@@ -41,7 +41,7 @@ def provider_factories(o=None) -> dict[str, Callable[[], ProviderSpec]]:
 
     ``o`` (parsed options) supplies the TCP provider's default and filters.
     """
-    from .providers import tcp, test
+    from pyelog.providers import tcp, test
 
     def tcp_spec() -> ProviderSpec:
         if o is None:
@@ -52,8 +52,8 @@ def provider_factories(o=None) -> dict[str, Callable[[], ProviderSpec]]:
 
 def tcp_filter(o):
     """The TcpFilter for ``--port/--lport/--rport/--addr/--netns/--cgroup/--pid/--comm``."""
-    from .providers.tcp import TcpFilter
-    from .providers.tcp_diag import netns_inode
+    from pyelog.providers.tcp import TcpFilter
+    from pyelog.providers.tcp_diag import netns_inode
     f = o.tcp_filters
     return TcpFilter(ports=f["port"], lports=f["lport"], rports=f["rport"], cidrs=f["addr"],
                      netns=[netns_inode(n) for n in f["netns"]], cgroups=f["cgroup"],
@@ -238,7 +238,7 @@ class LineSink:
     """Text (elog(1) lines) or JSON lines on stdout, as events arrive."""
 
     def __init__(self, o, providers: list[Provider], out: IO[str]):
-        from .cli import _consumers
+        from pyelog.cli import _consumers
         names = {p.provider_id: p.name for p in providers}
         decoder = _consumers(o.schemas)
         self.out = out
@@ -246,7 +246,7 @@ class LineSink:
         self.json = o.json
         self.bytes_written = 0
         if o.json:
-            from .jsonl import JsonEventFormatter
+            from pyelog.records.jsonl import JsonEventFormatter
             self.printer = JsonEventFormatter(names, decoder)
         else:
             self.printer = TextPrinter(names, decoder, o.text)
@@ -261,7 +261,7 @@ class LineSink:
             # The header line a JSON capture starts with, anchored like an
             # .elog header (first event, wall clock now); counts stay 0 as
             # in a capture that was never closed, so the stream converts.
-            from .jsonl import header_line
+            from pyelog.records.jsonl import header_line
             head = FileHeader(records[0].timestamp, utc_us_at(records[0].timestamp), 0, 0)
             chunks.append(header_line(head, self.providers) + "\n")
         self._started = True

@@ -30,7 +30,7 @@ import struct
 import time
 from typing import Callable
 
-from .format import EVENT_HEADER_SIZE, ElogWriter, Provider
+from pyelog.records.format import EVENT_HEADER_SIZE, ElogWriter, Provider
 
 _LENGTH = struct.Struct("<H")
 

@@ -1,0 +1,40 @@
+"""Where pyelog's C sources (``bpf/``) and schemas (``schemas/``) are.
+
+In the repository they sit beside the package, where people edit them; a
+wheel carries them as package data (``pyproject.toml`` maps ``bpf/`` to
+``pyelog.bpf`` and ``schemas/`` to ``pyelog.schemas``), found here with
+:mod:`importlib.resources`. A checkout that is not installed, or installed
+editable (which maps only the ``pyelog`` package itself), falls back to the
+directories beside the package.
+"""
+from __future__ import annotations
+
+import importlib.resources
+from importlib.abc import Traversable
+from pathlib import Path
+
+__all__ = ["bpf_source", "schema_dir"]
+
+
+def _data(name: str) -> Traversable:
+    try:
+        return importlib.resources.files(f"pyelog.{name}")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / name
+
+
+def bpf_source(filename: str) -> str:
+    """The text of one file of ``bpf/`` (e.g. ``eventlog.h``)."""
+    return _data("bpf").joinpath(filename).read_text()
+
+
+def schema_dir(subdir: str | None = None) -> Path:
+    """The directory of the shipped schemas (``subdir``: e.g. ``"freebsd"``).
+
+    A real directory: schema files are read, listed and named in messages
+    by path. (A wheel installs package data as files, so this holds for
+    every install that :mod:`importlib.resources` can see into.)
+    """
+    d = _data("schemas")
+    path = Path(str(d)) if not isinstance(d, Path) else d
+    return path / subdir if subdir else path
