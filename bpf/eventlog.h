@@ -298,12 +298,15 @@ static __always_inline __u64 eventlog_now_us(void)
  * Core emit: filter per subscriber (level <= sub level, keywords & sub
  * keywords), then reserve/copy into each matching subscriber's ring.
  * target >= 0 restricts delivery to one subscriber (dump-state replay).
+ * task: record the current thread's id (0: thread 0, for program types
+ * that may not ask for the current task; the loader defines
+ * EVENTLOG_TASK_<TYPE> where the kernel allows it).
  * Returns the number of subscribers that received the event.
  */
 static __always_inline int
-eventlog_emit(__u32 provider_id, __u64 session_id, __u64 timestamp, __u32 event_id,
-	      __u32 level, __u32 keywords, const void *head, __u32 hl,
-	      const void *tail, __u32 tl, int target)
+eventlog_emit_task(__u32 provider_id, __u64 session_id, __u64 timestamp, __u32 event_id,
+		   __u32 level, __u32 keywords, const void *head, __u32 hl,
+		   const void *tail, __u32 tl, int target, int task)
 {
 	struct eventlog_header hdr = {};
 	__u32 pid = provider_id;
@@ -318,9 +321,19 @@ eventlog_emit(__u32 provider_id, __u64 session_id, __u64 timestamp, __u32 event_
 	hdr.timestamp = timestamp ? timestamp : eventlog_now_us();
 	hdr.session_id = session_id;
 	hdr.event_id = event_id;
-	hdr.thread_id = (__s32)(bpf_get_current_pid_tgid() & 0xFFFFFFFF);
+	if (task)
+		hdr.thread_id = (__s32)(bpf_get_current_pid_tgid() & 0xFFFFFFFF);
 	return eventlog_deliver_all(f, &hdr, level, keywords, head, hl, tail, tl,
 				    target, total > EVENTLOG_MAX_RECORD);
+}
+
+static __always_inline int
+eventlog_emit(__u32 provider_id, __u64 session_id, __u64 timestamp, __u32 event_id,
+	      __u32 level, __u32 keywords, const void *head, __u32 hl,
+	      const void *tail, __u32 tl, int target)
+{
+	return eventlog_emit_task(provider_id, session_id, timestamp, event_id, level, keywords,
+				  head, hl, tail, tl, target, 1);
 }
 
 /* ---- Public write API (contract with the generated _LOG macros) ---- */

@@ -49,38 +49,6 @@
 enum sk_rst_reason { PYELOG_SK_RST_REASON_UNUSED };
 #endif
 
-/*
- * Outbox: one emit site per program.  Every generated _LOG macro calls
- * eventlog_event_write(), which inlines the delivery to every subscriber;
- * with this many emit sites (and a few subscribers) sock_ops outgrew the
- * verifier's 16-bit jump range, and bcc cannot make BPF-to-BPF calls.  So
- * events are queued here (per CPU, one outbox per nesting depth: a softirq
- * program may interrupt a syscall one on the same CPU) and delivered, in
- * order, when the program ends.
- *
- * Delivery is a tail call chain, not a loop: a drain program per program
- * type (tracepoints, sock_ops, cgroup setsockopt) delivers one queued event
- * and tail-calls itself while more wait (at most TCP_OUT_MAX calls, under
- * the kernel's 33).  A loop over the outbox with the delivery inlined is
- * more than kernel 6.1's verifier accepts ("sequence of 8193 jumps is too
- * complex": every iteration multiplies the branches of the delivery to each
- * subscriber); one event per program is what every kernel verifies.  The
- * nesting depth stays taken until the chain ends.  Events that cannot be
- * delivered (more than TCP_OUT_MAX in one run, or a failed tail call) are
- * counted in tcp_outbox.lost, per CPU and depth (tcp.py: outbox_lost()).
- */
-#define TCP_OUT_MAX 16
-#define TCP_OUT_PAYLOAD 80
-#define TCP_OUT_DEPTH 4
-struct tcp_out_ev {
-	__u64 session_id;
-	__u64 ts;                /* 0: when delivered */
-	__u32 id;
-	__u32 level;
-	__u32 kw;
-	__u32 len;
-	__u8 payload[TCP_OUT_PAYLOAD];
-};
 /* One packet's TCP header, as parsed. */
 struct tcp_seg {
 	__u32 seq;
@@ -101,272 +69,20 @@ struct tcp_seg {
 	__u32 rport;
 };
 
-struct tcp_outbox {
-	__u32 n;
-	__u32 lost;              /* events never delivered (see above) */
-	__u32 next;              /* the next event the drain delivers */
-	__s32 ret;               /* the program's return value, for the drain */
-	__u64 ts;                /* time given to the events queued now (0: now) */
-	struct tcp_out_ev ev[TCP_OUT_MAX];
-	/* The skb hooks' working space (they emit directly, not through ev):
-	 * the TCP header with its options zero-filled to 152 bytes (see
-	 * tcp_parse_seg()), and the parsed segment: too big for the stack. */
+/* The skb hooks' working space, per CPU and nesting depth (the outbox's:
+ * eventlog_outbox_depth()): the TCP header with its options zero-filled to
+ * 152 bytes (see tcp_parse_seg()) and the parsed segment, too big for the
+ * stack. */
+struct tcp_skb_work {
 	__u32 th[38];
 	struct tcp_seg seg;
 };
-BPF_PERCPU_ARRAY(tcp_outbox_map, struct tcp_outbox, TCP_OUT_DEPTH);
-BPF_PERCPU_ARRAY(tcp_out_depth, __u32, 1);
-/* Slot 0: the drain program of that type (filled by tcp.py's attach);
- * a program array only holds programs of one type. */
-BPF_PROG_ARRAY(tcp_drain_tp_jt, 1);
-BPF_PROG_ARRAY(tcp_drain_sockops_jt, 1);
-BPF_PROG_ARRAY(tcp_drain_sockopt_jt, 1);
+BPF_PERCPU_ARRAY(tcp_skb_work_map, struct tcp_skb_work, EVENTLOG_OUTBOX_DEPTH);
 
-static __always_inline struct tcp_outbox *tcp_outbox(void)
-{
-	__u32 z = 0;
-	__u32 *d = tcp_out_depth.lookup(&z);
-	if (!d || *d == 0 || *d > TCP_OUT_DEPTH)
-		return (struct tcp_outbox *)0;
-	__u32 k = *d - 1;
-	return tcp_outbox_map.lookup(&k);
-}
-
-static __always_inline void tcp_out_begin(void)
-{
-	__u32 z = 0;
-	__u32 *d = tcp_out_depth.lookup(&z);
-	if (!d)
-		return;
-	*d += 1;
-	struct tcp_outbox *ob = tcp_outbox();
-	if (ob) {
-		ob->n = 0;
-		ob->next = 0;
-		ob->ts = 0;
-	}
-}
-
-/* Date the events queued from now on (0: when they are delivered): for
- * events that happened earlier than the callback that learns of them. */
-static __always_inline void tcp_out_date(__u64 ts)
-{
-	struct tcp_outbox *ob = tcp_outbox();
-
-	if (ob)
-		ob->ts = ts;
-}
-
-static __always_inline int
-tcp_out_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw, const void *p, __u32 len)
-{
-	struct tcp_outbox *ob;
-	__u32 n;
-
-	if (!s)
-		return 0;
-	ob = tcp_outbox();
-	if (!ob)
-		return 0;
-	n = ob->n;
-	if (n >= TCP_OUT_MAX) {
-		ob->lost++;
-		return 0;
-	}
-	struct tcp_out_ev *e = &ob->ev[n & (TCP_OUT_MAX - 1)];
-	e->session_id = s->session_id;
-	e->ts = ob->ts;
-	e->id = id;
-	e->level = level;
-	e->kw = kw;
-	len &= 127;
-	if (len > TCP_OUT_PAYLOAD)
-		len = TCP_OUT_PAYLOAD;
-	e->len = len;
-	if (len)
-		bpf_probe_read_kernel(e->payload, len, p);
-	ob->n = n + 1;
-	return 1;
-}
-#define eventlog_event_write(s, id, level, kw, p, len) tcp_out_add((s), (id), (level), (kw), (p), (len))
-
-static __always_inline void tcp_out_pop(void)
-{
-	__u32 z = 0;
-	__u32 *d = tcp_out_depth.lookup(&z);
-	if (d && *d)
-		*d -= 1;
-}
-
-/* End of a program's own work: the outbox when events wait (the caller
- * then tail-calls its drain; the depth stays taken), else pops the depth. */
-static __always_inline struct tcp_outbox *tcp_out_close(int ret)
-{
-	struct tcp_outbox *ob = tcp_outbox();
-
-	if (ob && ob->n) {
-		ob->next = 0;
-		ob->ret = ret;
-		return ob;
-	}
-	if (ob)
-		ob->n = 0;
-	tcp_out_pop();
-	return (struct tcp_outbox *)0;
-}
-
-/* After a tail call that did not happen: count what was not delivered. */
-static __always_inline void tcp_out_abort(struct tcp_outbox *ob)
-{
-	__u32 n = ob->n, i = ob->next;
-
-	if (n > i)
-		ob->lost += n - i;
-	ob->n = 0;
-	ob->next = 0;
-	tcp_out_pop();
-}
-
-/* eventlog_emit() with the thread id only where the program type may ask
- * for the current task (task = 0: thread 0; tcp.py defines
- * TCP_SOCKOPS_TASK / TCP_SOCKOPT_TASK / TCP_SKB_TASK where the kernel
- * allows it: not for sock_ops on 6.1) and a given time (ts 0: now). */
-static __always_inline void
-tcp_emit(__u64 session_id, __u64 ts, __u32 id, __u32 level, __u32 kw, const void *payload,
-	 __u32 len, int task)
-{
-	struct eventlog_header hdr = {};
-	__u32 pid = EL_PROVIDER_ID;
-	struct eventlog_provider *f = eventlog_providers.lookup(&pid);
-
-	if (!f)
-		return;
-	__u64 total = (__u64)EVENTLOG_HEADER_SIZE + len;
-	hdr.length = (__u16)total;
-	hdr.cpu = (__u16)bpf_get_smp_processor_id();
-	hdr.provider_id = (__u16)EL_PROVIDER_ID;
-	hdr.timestamp = ts ? ts : eventlog_now_us();
-	hdr.session_id = session_id;
-	hdr.event_id = id;
-	if (task)
-		hdr.thread_id = (__s32)(bpf_get_current_pid_tgid() & 0xFFFFFFFF);
-	eventlog_deliver_all(f, &hdr, level, kw, payload, len, (const void *)0, 0,
-			     -1, total > EVENTLOG_MAX_RECORD);
-}
-
-#ifdef TCP_SOCKOPS_TASK
-#define TCP_SOCKOPS_HAS_TASK 1
-#else
-#define TCP_SOCKOPS_HAS_TASK 0
-#endif
-#ifdef TCP_SOCKOPT_TASK
-#define TCP_SOCKOPT_HAS_TASK 1
-#else
-#define TCP_SOCKOPT_HAS_TASK 0
-#endif
-#ifdef TCP_SKB_TASK
-#define TCP_SKB_HAS_TASK 1
-#else
-#define TCP_SKB_HAS_TASK 0
-#endif
-
-/* The drain's step: deliver the next queued event; returns the outbox when
- * more wait (tail-call the drain again), else ends it and pops the depth. */
-static __always_inline struct tcp_outbox *tcp_out_step(int *ret, int task)
-{
-	struct tcp_outbox *ob = tcp_outbox();
-
-	if (!ob)
-		return (struct tcp_outbox *)0;
-	*ret = ob->ret;
-	__u32 i = ob->next;
-	if (i < ob->n && i < TCP_OUT_MAX) {
-		struct tcp_out_ev *e = &ob->ev[i & (TCP_OUT_MAX - 1)];
-		__u32 len = e->len;
-		if (len > TCP_OUT_PAYLOAD)
-			len = TCP_OUT_PAYLOAD;
-		tcp_emit(e->session_id, e->ts, e->id, e->level, e->kw, e->payload, len, task);
-		i++;
-		ob->next = i;
-		if (i < ob->n)
-			return ob;
-	}
-	ob->n = 0;
-	ob->next = 0;
-	tcp_out_pop();
-	return (struct tcp_outbox *)0;
-}
-
-/* The three drains and their callers' endings (bcc: a map's .call() only
- * names the map literally, hence one copy per program type). */
-int EL_FN(tcp_drain_tp)(void *ctx)
-{
-	int ret = 0;
-	struct tcp_outbox *ob = tcp_out_step(&ret, 1);
-
-	if (ob) {
-		tcp_drain_tp_jt.call(ctx, 0);
-		tcp_out_abort(ob);
-	}
-	return 0;
-}
-
-static __always_inline int tcp_out_end_tp(void *ctx)
-{
-	struct tcp_outbox *ob = tcp_out_close(0);
-
-	if (ob) {
-		tcp_drain_tp_jt.call(ctx, 0);
-		tcp_out_abort(ob);
-	}
-	return 0;
-}
-
-int EL_FN(tcp_drain_sockops)(struct bpf_sock_ops *ctx)
-{
-	int ret = 1;
-	struct tcp_outbox *ob = tcp_out_step(&ret, TCP_SOCKOPS_HAS_TASK);
-
-	if (ob) {
-		tcp_drain_sockops_jt.call(ctx, 0);
-		tcp_out_abort(ob);
-	}
-	return 1;
-}
-
-static __always_inline int tcp_out_end_sockops(struct bpf_sock_ops *ctx)
-{
-	struct tcp_outbox *ob = tcp_out_close(1);
-
-	if (ob) {
-		tcp_drain_sockops_jt.call(ctx, 0);
-		tcp_out_abort(ob);
-	}
-	return 1;
-}
-
-int EL_FN(tcp_drain_sockopt)(struct bpf_sockopt *ctx)
-{
-	int ret = 1;
-	struct tcp_outbox *ob = tcp_out_step(&ret, TCP_SOCKOPT_HAS_TASK);
-
-	if (ob) {
-		tcp_drain_sockopt_jt.call(ctx, 0);
-		tcp_out_abort(ob);
-	}
-	return ret & 1;
-}
-
-static __always_inline int tcp_out_end_sockopt(struct bpf_sockopt *ctx, int ret)
-{
-	struct tcp_outbox *ob = tcp_out_close(ret);
-
-	if (ob) {
-		tcp_drain_sockopt_jt.call(ctx, 0);
-		tcp_out_abort(ob);
-	}
-	return ret;
-}
+/* Payload room of a kept handshake segment: IN and OUT fit, and the outbox
+ * takes it whole when the accepted session logs it. */
+#define TCP_SEG_PAYLOAD 80
+_Static_assert(TCP_SEG_PAYLOAD <= EVENTLOG_OUTBOX_PAYLOAD, "handshake segments fit the outbox");
 
 /*
  * TCP sessions start disabled (tcp.py) and end through the outbox, so they
@@ -485,7 +201,7 @@ struct tcp_emb_seg {
 	__u64 ts;
 	__u32 id;                /* IN or OUT */
 	__u32 len;
-	__u8 payload[TCP_OUT_PAYLOAD];
+	__u8 payload[TCP_SEG_PAYLOAD];
 };
 struct tcp_emb_key {
 	__u64 listener;          /* the listener's cookie */
@@ -524,7 +240,7 @@ static __always_inline void tcp_seg_lost_add_n(__u32 why, __u64 n)
  * which runs in the caller's context just before the sock_ops LISTEN /
  * CONNECT callback, keyed by the socket's address; LRU: entries of
  * sockets sock_ops never saw age out. */
-#if !defined(TCP_SOCKOPS_TASK) && defined(TCP_HAVE_INET_SOCK_SET_STATE)
+#if !defined(EVENTLOG_TASK_SOCK_OPS) && defined(TCP_HAVE_INET_SOCK_SET_STATE)
 #define TCP_OWNER_BY_TP 1
 struct tcp_owner {
 	__u32 tgid;
@@ -716,7 +432,7 @@ tcp_log_rtt(struct eventlog_session *s, struct tcp_sk_store *st, __u64 sk, __u32
 static __always_inline void tcp_emit_params(struct eventlog_session *s, struct tcp_sk_store *st)
 {
 	if (st && st->have_params && TCP_EVENTLOG_CONN_PARAMS_ENABLED(s))
-		eventlog_event_write(s, TCP_EVENTLOG_CONN_PARAMS_ID, TCP_EVENTLOG_CONN_PARAMS_LEVEL,
+		TCP_EVENTLOG_WRITE(s, TCP_EVENTLOG_CONN_PARAMS_ID, TCP_EVENTLOG_CONN_PARAMS_LEVEL,
 				     TCP_EVENTLOG_CONN_PARAMS_KEYWORDS, &st->params,
 				     sizeof(st->params));
 }
@@ -791,17 +507,17 @@ tcp_embryo_flush(struct eventlog_session *s, struct tcp_embryo *e, __u32 synack_
 		struct tcp_emb_seg *g = &e->seg[i];
 		int in = g->id == TCP_EVENTLOG_IN_ID;
 		if (i < n && in && TCP_EVENTLOG_IN_ENABLED(s)) {
-			tcp_out_date(g->ts);
-			tcp_out_add(s, TCP_EVENTLOG_IN_ID, TCP_EVENTLOG_IN_LEVEL, TCP_EVENTLOG_IN_KEYWORDS,
+			eventlog_outbox_date(g->ts);
+			eventlog_outbox_add(s, TCP_EVENTLOG_IN_ID, TCP_EVENTLOG_IN_LEVEL, TCP_EVENTLOG_IN_KEYWORDS,
 				    g->payload, sizeof(struct tcp_eventlog_in));
 		} else if (i < n && !in && TCP_EVENTLOG_OUT_ENABLED(s)) {
-			tcp_out_date(g->ts);
-			tcp_out_add(s, TCP_EVENTLOG_OUT_ID, TCP_EVENTLOG_OUT_LEVEL,
+			eventlog_outbox_date(g->ts);
+			eventlog_outbox_add(s, TCP_EVENTLOG_OUT_ID, TCP_EVENTLOG_OUT_LEVEL,
 				    TCP_EVENTLOG_OUT_KEYWORDS, g->payload, sizeof(struct tcp_eventlog_out));
 			synacks++;
 		}
 	}
-	tcp_out_date(0);
+	eventlog_outbox_date(0);
 	if (!synacks && TCP_EVENTLOG_OUT_ENABLED(s))
 		tcp_seg_lost_add_n(1, 1 + synack_retrans);
 }
@@ -831,7 +547,7 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 		return (struct eventlog_session *)0;
 	if (!passive) {
 		/* listen()/connect(): the caller owns it. */
-#ifdef TCP_SOCKOPS_TASK
+#ifdef EVENTLOG_TASK_SOCK_OPS
 		tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
 		bpf_get_current_comm(comm, sizeof(comm));
 #elif defined(TCP_OWNER_BY_TP)
@@ -903,14 +619,14 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 		return s;
 	}
 	eventlog_session_set_enabled(s, 1);
-	tcp_out_date(born);
+	eventlog_outbox_date(born);
 	TCP_EVENTLOG_SESSION_CREATE_LOG(s, netns, tgid, skops->family, comm);
 	tcp_conn_facts(s, skops);
 	if (tgid)
 		TCP_EVENTLOG_CONN_OWNER_LOG(s, (__s32)tgid, comm);
 	/* The state the socket just entered (before its session existed). */
 	TCP_EVENTLOG_STATE_CHANGE_LOG(s, passive ? TCP_ST_LISTEN : TCP_ST_CLOSE, state);
-	tcp_out_date(0);
+	eventlog_outbox_date(0);
 	if (emb) {
 		tcp_embryo_flush(s, emb, skops->total_retrans);
 		tcp_embryo.delete(&ek);
@@ -938,7 +654,7 @@ static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
 		/* SESSION_END through the outbox, after this run's other
 		 * events; the core then only frees the entry. */
 		if (s->enabled)
-			tcp_out_add(s, EVENTLOG_SESSION_END_ID, EVENTLOG_LEVEL_INFO,
+			eventlog_outbox_add(s, EVENTLOG_SESSION_END_ID, EVENTLOG_LEVEL_INFO,
 				    EVENTLOG_KEYWORD_SESSION, (const void *)0, 0);
 		s->enabled = 0;
 		eventlog_session_remove(s);
@@ -1127,12 +843,21 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 
 int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	tcp_sockops_body(skops);
-	return tcp_out_end_sockops(skops);
+	return eventlog_outbox_end_sockops(skops);
 }
 
 /* ---- segments: cgroup skb ingress/egress ------------------------------------ */
+
+/* Each run of the skb hooks takes a nesting depth for its working space
+ * (it queues nothing): a softirq may interrupt a hook that runs in process
+ * context on this CPU.  Thread ids where the kernel lets them ask. */
+#ifdef EVENTLOG_TASK_CGROUP_SKB
+#define TCP_SKB_HAS_TASK 1
+#else
+#define TCP_SKB_HAS_TASK 0
+#endif
 
 
 /* Option entries walked per packet: 40 bytes of options hold fewer options
@@ -1270,7 +995,7 @@ tcp_parse_seg(struct __sk_buff *skb, int egress, struct tcp_seg *g, __u32 *thw)
 union tcp_seg_payload {
 	struct tcp_eventlog_in in;
 	struct tcp_eventlog_out out;
-	__u8 bytes[TCP_OUT_PAYLOAD];
+	__u8 bytes[TCP_SEG_PAYLOAD];
 };
 
 /* The fields IN and OUT share (their layouts differ). */
@@ -1349,17 +1074,17 @@ tcp_embryo_keep(struct tcp_emb_key *k, __u32 id, const union tcp_seg_payload *p)
 	g->id = id;
 	g->len = id == TCP_EVENTLOG_IN_ID ? sizeof(struct tcp_eventlog_in)
 					  : sizeof(struct tcp_eventlog_out);
-	__builtin_memcpy(g->payload, p->bytes, TCP_OUT_PAYLOAD);
+	__builtin_memcpy(g->payload, p->bytes, TCP_SEG_PAYLOAD);
 	e->n = n + 1;
 	return 1;
 }
 
 static __always_inline void
-tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_outbox *ob)
+tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_skb_work *w)
 {
 	struct bpf_sock *sk = skb->sk;
 	struct eventlog_session *s = (struct eventlog_session *)0;
-	struct tcp_seg *g = &ob->seg;
+	struct tcp_seg *g = &w->seg;
 	union tcp_seg_payload p = {};
 	__u64 cookie;
 	__u32 state, id = egress ? TCP_EVENTLOG_OUT_ID : TCP_EVENTLOG_IN_ID;
@@ -1377,7 +1102,7 @@ tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_outbox *ob)
 			return;
 	}
 	__builtin_memset(g, 0, sizeof(*g));
-	if (tcp_parse_seg(skb, egress, g, ob->th)) {
+	if (tcp_parse_seg(skb, egress, g, w->th)) {
 		tcp_seg_lost_add_n(0, 1);
 		return;
 	}
@@ -1414,38 +1139,47 @@ tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_outbox *ob)
 	if (egress ? !TCP_EVENTLOG_OUT_ENABLED(s) : !TCP_EVENTLOG_IN_ENABLED(s))
 		return;
 	if (egress)
-		tcp_emit(s->session_id, 0, TCP_EVENTLOG_OUT_ID, TCP_EVENTLOG_OUT_LEVEL,
+		eventlog_emit_task(EL_PROVIDER_ID, s->session_id, 0, TCP_EVENTLOG_OUT_ID, TCP_EVENTLOG_OUT_LEVEL,
 			 TCP_EVENTLOG_OUT_KEYWORDS, p.bytes, sizeof(struct tcp_eventlog_out),
-			 TCP_SKB_HAS_TASK);
+				   (const void *)0, 0, -1, TCP_SKB_HAS_TASK);
 	else
-		tcp_emit(s->session_id, 0, TCP_EVENTLOG_IN_ID, TCP_EVENTLOG_IN_LEVEL,
+		eventlog_emit_task(EL_PROVIDER_ID, s->session_id, 0, TCP_EVENTLOG_IN_ID, TCP_EVENTLOG_IN_LEVEL,
 			 TCP_EVENTLOG_IN_KEYWORDS, p.bytes, sizeof(struct tcp_eventlog_in),
-			 TCP_SKB_HAS_TASK);
+				   (const void *)0, 0, -1, TCP_SKB_HAS_TASK);
 }
 
-/* Each run takes a nesting depth (and its outbox's working space): a
- * softirq may interrupt a hook that runs in process context on this CPU. */
+static __always_inline struct tcp_skb_work *tcp_skb_work(void)
+{
+	int d = eventlog_outbox_depth();
+	__u32 k;
+
+	if (d < 0)
+		return (struct tcp_skb_work *)0;
+	k = (__u32)d;
+	return tcp_skb_work_map.lookup(&k);
+}
+
 int EL_FN(tcp_skb_ingress)(struct __sk_buff *skb)
 {
-	struct tcp_outbox *ob;
+	struct tcp_skb_work *w;
 
-	tcp_out_begin();
-	ob = tcp_outbox();
-	if (ob)
-		tcp_skb_seg(skb, 0, ob);
-	tcp_out_pop();
+	eventlog_outbox_begin();
+	w = tcp_skb_work();
+	if (w)
+		tcp_skb_seg(skb, 0, w);
+	eventlog_outbox_release();
 	return 1;
 }
 
 int EL_FN(tcp_skb_egress)(struct __sk_buff *skb)
 {
-	struct tcp_outbox *ob;
+	struct tcp_skb_work *w;
 
-	tcp_out_begin();
-	ob = tcp_outbox();
-	if (ob)
-		tcp_skb_seg(skb, 1, ob);
-	tcp_out_pop();
+	eventlog_outbox_begin();
+	w = tcp_skb_work();
+	if (w)
+		tcp_skb_seg(skb, 1, w);
+	eventlog_outbox_release();
 	return 1;
 }
 
@@ -1587,9 +1321,9 @@ int EL_FN(tcp_setsockopt)(struct bpf_sockopt *ctx)
 {
 	int ret;
 
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	ret = tcp_setsockopt_body(ctx);
-	return tcp_out_end_sockopt(ctx, ret);
+	return eventlog_outbox_end_sockopt(ctx, ret);
 }
 
 /* Run by tcp.py with BPF_PROG_TEST_RUN (never attached): the jiffies
@@ -1604,19 +1338,19 @@ int EL_FN(tcp_jiffies)(struct bpf_raw_tracepoint_args *ctx)
 #ifdef TCP_HAVE_TCP_DESTROY_SOCK
 TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	do {
 		/* Always, even with no subscriber: this is what frees the state. */
 		tcp_session_end(args->sock_cookie, (__u64)(long)args->skaddr);
 	} while (0);
-	return tcp_out_end_tp(args);
+	return eventlog_outbox_end_tp(args);
 }
 #endif
 
 #ifdef TCP_HAVE_TCP_PROBE
 TRACEPOINT_PROBE(tcp, tcp_probe)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	do {
 		struct eventlog_session *s;
 
@@ -1629,14 +1363,14 @@ TRACEPOINT_PROBE(tcp, tcp_probe)
 		TCP_EVENTLOG_IN_PROBE_LOG(s, args->data_len, args->snd_una, args->snd_nxt,
 					  args->rcv_wnd, args->srtt);
 	} while (0);
-	return tcp_out_end_tp(args);
+	return eventlog_outbox_end_tp(args);
 }
 #endif
 
 #ifdef TCP_HAVE_TCP_RECEIVE_RESET
 TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	do {
 		struct eventlog_session *s;
 
@@ -1646,14 +1380,14 @@ TRACEPOINT_PROBE(tcp, tcp_receive_reset)
 		/* Before tcp_reset() moves it to CLOSE: the state it was in. */
 		TCP_EVENTLOG_RESET_RECEIVED_LOG(s, tcp_sk_state((__u64)(long)args->skaddr));
 	} while (0);
-	return tcp_out_end_tp(args);
+	return eventlog_outbox_end_tp(args);
 }
 #endif
 
 #ifdef TCP_HAVE_TCP_SEND_RESET
 TRACEPOINT_PROBE(tcp, tcp_send_reset)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	do {
 		struct eventlog_session *s;
 
@@ -1666,14 +1400,14 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 		TCP_EVENTLOG_RESET_SENT_LOG(s, tcp_sk_state((__u64)(long)args->skaddr));
 #endif
 	} while (0);
-	return tcp_out_end_tp(args);
+	return eventlog_outbox_end_tp(args);
 }
 #endif
 
 #ifdef TCP_HAVE_TCP_CONG_STATE_SET
 TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	do {
 		__u64 sk = (__u64)(long)args->skaddr;
 		struct tcp_sk_info *info;
@@ -1692,14 +1426,14 @@ TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 		else if (ca < TCP_CA_RECOVERY && (old == TCP_CA_RECOVERY || old == TCP_CA_LOSS))
 			TCP_EVENTLOG_EXIT_RECOVERY_LOG(s, old);
 	} while (0);
-	return tcp_out_end_tp(args);
+	return eventlog_outbox_end_tp(args);
 }
 #endif
 
 #if defined(TCP_HAVE_TCP_RCVBUF_GROW)
 TRACEPOINT_PROBE(tcp, tcp_rcvbuf_grow)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	do {
 		struct eventlog_session *s;
 
@@ -1708,12 +1442,12 @@ TRACEPOINT_PROBE(tcp, tcp_rcvbuf_grow)
 		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
 		TCP_EVENTLOG_RCV_SPACE_LOG(s, args->space, args->rcvbuf, args->copied, args->rtt_us);
 	} while (0);
-	return tcp_out_end_tp(args);
+	return eventlog_outbox_end_tp(args);
 }
 #elif defined(TCP_HAVE_TCP_RCV_SPACE_ADJUST)
 TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	do {
 		struct eventlog_session *s;
 
@@ -1722,7 +1456,7 @@ TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
 		TCP_EVENTLOG_RCV_SPACE_LOG(s, 0, 0, 0, 0);
 	} while (0);
-	return tcp_out_end_tp(args);
+	return eventlog_outbox_end_tp(args);
 }
 #endif
 
@@ -1731,7 +1465,7 @@ TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 #ifdef TCP_HAVE_INET_SOCK_SET_STATE
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	do {
 		struct tcp_sk_info *info;
 		struct eventlog_session *s;
@@ -1753,14 +1487,14 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 			break;
 		TCP_EVENTLOG_STATE_CHANGE_LOG(s, args->oldstate, args->newstate);
 	} while (0);
-	return tcp_out_end_tp(args);
+	return eventlog_outbox_end_tp(args);
 }
 #endif
 
 #ifdef TCP_HAVE_TCP_RETRANSMIT_SKB
 TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
-	tcp_out_begin();
+	eventlog_outbox_begin();
 	do {
 		struct tcp_sk_info *info;
 		struct eventlog_session *s;
@@ -1781,6 +1515,6 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 		TCP_EVENTLOG_RETRANSMIT_LOG(s, seq, segs ? segs : 1, 0, args->state);
 #endif
 	} while (0);
-	return tcp_out_end_tp(args);
+	return eventlog_outbox_end_tp(args);
 }
 #endif

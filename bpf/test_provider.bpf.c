@@ -20,26 +20,22 @@
  */
 #ifndef TEST_PROVIDER_COMMON   /* once, however many instances */
 #define TEST_PROVIDER_COMMON
-#define TEST_OP_CREATE   1
-#define TEST_OP_EMIT     2
-#define TEST_OP_END      3
-#define TEST_OP_ENABLE   4
-#define TEST_OP_FILTER   5
-
-#define TEST_EV_SIMPLE   0   /* SIMPLE_EVENT value = seq (36-byte records) */
-#define TEST_EV_STATUS   1
-#define TEST_EV_FLAGS    2
-#define TEST_EV_COMPLEX  3   /* COMPLEX_EVENT id = session, value = seq */
-#define TEST_EV_VARLEN   4   /* VARLEN_EVENT id = seq, count = args[6] */
-#define TEST_EV_RAW      100 /* event id 100, args[6] payload bytes from scratch (seq first) */
-#define TEST_EV_GATHER   101 /* event id 101: 8-byte head + args[6]-byte tail */
+/* TEST_OP_* (what test_ctl does) and TEST_EV_* (which event it emits) are
+ * defined by pyelog/providers/test.py, whose TestDriver sends them: one
+ * definition for both sides.  What the kinds emit:
+ *   SIMPLE   SIMPLE_EVENT, value = seq (36-byte records)
+ *   STATUS, FLAGS
+ *   COMPLEX  COMPLEX_EVENT, id = session, value = seq
+ *   VARLEN   VARLEN_EVENT, id = seq, count = args[6]
+ *   RAW      event id 100, args[6] payload bytes from scratch (seq first)
+ *   GATHER   event id 101: 8-byte head + args[6]-byte tail */
 
 /* Events per BPF_PROG_TEST_RUN call.  The verifier walks every subscriber's
  * inlined delivery in every iteration, so the batch shrinks as subscribers
  * grow (the driver just calls again). */
 #ifndef TEST_BATCH_MAX
 #if EVENTLOG_NR_SUBS <= 1
-#define TEST_BATCH_MAX 32
+#define TEST_BATCH_MAX TEST_BATCH_LIMIT      /* test.py: BATCH_MAX */
 #elif EVENTLOG_NR_SUBS <= 2
 #define TEST_BATCH_MAX 16
 #elif EVENTLOG_NR_SUBS <= 4

@@ -15,14 +15,16 @@ one line on stderr and exit status 1, and ``-h`` prints usage and exits 1.
 """
 from __future__ import annotations
 
-import os
 import re
 import sys
 from dataclasses import dataclass, field
 
 from pyelog.records.format import ElogFormatError, ElogReader, ElogWriter
 from pyelog.records.jsonl import JsonEventFormatter, header_line
-from pyelog.kernel.loader import KEYWORD_SESSION, LEVELS, EventlogError, Subscription
+from pyelog.kernel.loader import EventlogError, Subscription
+from pyelog.schema.consumer import ConsumerSet
+from pyelog.schema.dsl import SchemaError
+from pyelog.records.eventlog import KEYWORD_SESSION, LEVELS
 from pyelog.records.text import RawPayloads, TextOptions, TextPrinter
 
 USAGE = """\
@@ -288,23 +290,14 @@ def parse_args(argv: list[str]) -> Options:
     return o
 
 
-_consumer_cache: dict[tuple[str, ...], object] = {}
-
-
 def _consumers(schemas: list[str]):
     """The schema consumers: the shipped schemas plus any the user named."""
-    key = tuple(schemas)
-    if key not in _consumer_cache:
-        from pyelog.schema.consumer import SCHEMAS_DIR, ConsumerSet
-        from pyelog.schema.dsl import SchemaError
-        for path in schemas:
-            if not os.path.exists(path):
-                raise UsageError(f"schema {path}: No such file or directory")
-        try:
-            _consumer_cache[key] = ConsumerSet.from_paths([SCHEMAS_DIR, *schemas])
-        except SchemaError as e:
-            raise UsageError(str(e)) from None
-    return _consumer_cache[key]
+    try:
+        return ConsumerSet.with_extra(schemas)
+    except FileNotFoundError as e:
+        raise UsageError(f"schema {e.filename}: No such file or directory") from None
+    except SchemaError as e:
+        raise UsageError(str(e)) from None
 
 
 def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
@@ -347,16 +340,16 @@ def main(argv: list[str] | None = None) -> int:
         return gen_main(argv[1:])
     if argv and argv[0] == "convert":
         from pyelog.tools.convert import main as convert_main
-        return convert_main(argv[1:], _consumers)
+        return convert_main(argv[1:])
     if argv and argv[0] == "selftest":
         from pyelog.tools.selftest import main as selftest_main
         return selftest_main(argv[1:])
     if argv and argv[0] == "summary":
         from pyelog.tools.summary import main as summary_main
-        return summary_main(argv[1:], _consumers)
+        return summary_main(argv[1:])
     if argv and argv[0] == "plot":
         from pyelog.tools.plot import main as plot_main
-        return plot_main(argv[1:], _consumers)
+        return plot_main(argv[1:])
     o = None
     try:
         o = parse_args(argv)

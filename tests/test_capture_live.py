@@ -3,55 +3,28 @@
 The recorder runs as users run it (``python -m pyelog.cli ...`` in the
 background, ``-p`` so that its ``[Providers]`` line says when it is
 attached); traffic is made inside namespaces of the test's own. Checks:
-``-o dir=`` with ``-f tcp``, ``--duration``, SIGINT, SIGKILL (the file
-reads, nothing of the recorder stays in the kernel), rotation, live text and
-``--json``, and ``pyelog summary`` against the traffic the test made.
+``-o dir=`` with ``-f tcp``, ``--duration``, live text and ``--json``, and
+``pyelog summary`` against the traffic the test made. (SIGINT and SIGKILL:
+tests/test_teardown.py; rotation: tests/test_rotation.py; the status line
+on a terminal: tests/test_status_line.py.)
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
-import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import netns  # noqa: E402
-from netns import Namespace  # noqa: E402
-from recorder import PYELOG, Recorder  # noqa: E402
-
-from pyelog.records.format import SESSION_CREATE_ID, SESSION_END_ID, ElogReader  # noqa: E402
+from pyelog.records.eventlog import SESSION_CREATE_ID
+from pyelog.records.format import ElogReader
+from tests.helpers.netns import exchange_alone as exchange
+from tests.helpers.recorder import PYELOG, Recorder, assert_header_counts, records
 
 pytestmark = pytest.mark.kernel
-
-
-def exchange(port: int, **kw) -> netns.Exchange:
-    """One exchange (see netns.exchange) in a fresh namespace of its own."""
-    with Namespace() as ns:
-        info = netns.exchange(ns, port, **kw)
-        time.sleep(0.2)
-    return info
-
-
-def records(path) -> list:
-    with ElogReader(path) as r:
-        return list(r)
-
-
-def assert_header_counts(path) -> int:
-    with ElogReader(path) as r:
-        n = sum(1 for _ in r)
-        assert r.header.event_count == n, path
-        assert r.truncated_bytes == 0
-    return n
 
 
 def test_dir_output_with_tcp_names(tmp_path):
@@ -91,76 +64,6 @@ def test_duration_stops_by_itself(tmp_path):
     assert time.monotonic() - t0 >= 3
     if path.stat().st_size:        # traffic of others may or may not have come by
         assert_header_counts(path)
-
-
-def test_sigint_is_a_clean_stop(tmp_path):
-    path = tmp_path / "int.elog"
-    rec = Recorder(["-s", "-c", "tcp", "-o", str(path)])
-    try:
-        info = exchange(5103)
-    finally:
-        assert rec.stop(signal.SIGINT) == 0
-    n = assert_header_counts(path)
-    assert n == rec.events_received()
-    sids = {r.session_id for r in records(path)}
-    assert {info.client, info.server} <= sids
-
-
-def test_sigkill_file_reads_and_nothing_stays_attached(tmp_path):
-    path = tmp_path / "killed.elog"
-    rec = Recorder(["-c", "tcp", "-o", str(path)])
-    progs, links = rec.bpf_ids()
-    assert progs and links, "the recorder should hold program and link fds"
-    exchange(5104)
-    time.sleep(1.5)                     # a drain or two reach the file
-    rec.stop(signal.SIGKILL, settle=0)
-    time.sleep(1.0)                     # the kernel frees programs after an RCU grace period
-    for pid in progs:
-        r = subprocess.run(["bpftool", "prog", "show", "id", str(pid)], capture_output=True, text=True)
-        assert r.returncode != 0, f"program {pid} of the killed recorder is still loaded:\n{r.stdout}"
-    for lid in links:
-        r = subprocess.run(["bpftool", "link", "show", "id", str(lid)], capture_output=True, text=True)
-        assert r.returncode != 0, f"link {lid} of the killed recorder is still attached:\n{r.stdout}"
-    # The header was never patched (as with elog), but what is there reads.
-    recs = records(path)
-    with ElogReader(path) as r:
-        assert r.header.event_count == 0
-    assert recs, "a second of drains should have reached the file"
-
-
-def test_rotation_loses_and_duplicates_nothing(tmp_path):
-    base = tmp_path / "rot.elog"
-    rec = Recorder(["-s", "-c", "tcp", "TRACE", "-o", str(base), "--rotate-size", "4K"])
-    try:
-        for i in range(3):
-            exchange(5110 + i, send=200_000)
-    finally:
-        assert rec.stop() == 0
-    files = sorted(glob.glob(str(tmp_path / "rot*.elog")), key=lambda f: (len(f), f))
-    assert len(files) >= 2, files
-    assert files[0] == str(base) and files[1] == str(tmp_path / "rot.1.elog")
-    seen = []
-    for f in files:
-        assert_header_counts(f)
-        assert os.path.getsize(f) <= 4 * 1024 or len(records(f)) == 1
-        seen += [r.pack() + r.cpu.to_bytes(2, "little") for r in records(f)]
-    assert len(seen) == rec.events_received()
-    assert len(set(seen)) == len(seen), "an event was written twice"
-
-
-def test_rotation_max_files(tmp_path):
-    base = tmp_path / "keep.elog"
-    rec = Recorder(["-c", "tcp", "TRACE", "-o", str(base), "--rotate-size", "4K", "--max-files", "2"])
-    try:
-        for i in range(3):
-            exchange(5120 + i, send=100_000)
-    finally:
-        assert rec.stop() == 0
-    files = sorted(os.listdir(tmp_path))
-    assert len(files) == 2, files
-    assert "keep.elog" not in files        # the oldest went first
-    for f in files:
-        assert_header_counts(tmp_path / f)
 
 
 def test_live_text_and_json(tmp_path):
@@ -229,16 +132,3 @@ def test_summary_matches_the_traffic(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.mark.skipif(not shutil.which("script"), reason="needs script(1) for a terminal")
-def test_status_line_on_a_terminal(tmp_path):
-    path = tmp_path / "st.elog"
-    cmd = f"{sys.executable} -m pyelog.cli -c tcp -o {path} --duration 3"
-    # Bytes: text mode would turn the carriage returns into newlines.
-    p = subprocess.run(["script", "-qc", cmd, "/dev/null"], capture_output=True, timeout=120)
-    out = p.stdout.decode()
-    assert "Traceback" not in out
-    assert re.search(r"\r\033\[Kpyelog: \d+ ev/s  \d+ events  \d+ dropped  \d+ sessions open  "
-                     r"[\d.]+ (B|KiB|MiB) written", out), out
-    assert out.rstrip("\r\n").endswith("\r\033[K")      # erased at the end

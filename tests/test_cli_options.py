@@ -1,13 +1,13 @@
-"""elog(1)'s command line (reference 5.1), option by option, and pyelog's additions."""
-from __future__ import annotations
+"""elog(1)'s command line (reference 5.1), option by option, and pyelog's additions.
 
-import io
+(The status line itself: tests/test_status_line.py.)
+"""
+from __future__ import annotations
 
 import pytest
 
 from pyelog.cli import UsageError, main, parse_args
 from pyelog.kernel.loader import KEYWORD_SESSION
-from pyelog.tools.status import StatusLine, human_bytes, wanted
 
 
 def err(argv) -> str:
@@ -173,32 +173,3 @@ def test_help_mentions_every_option(capsys):
                 "--addr", "--netns", "--cgroup", "--pid", "--comm", "--no-status",
                 "pyelog summary", "pyelog plot", "pyelog convert"]:
         assert opt in usage, opt
-
-
-# --- status line --------------------------------------------------------------
-
-class FakeTTY(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_status_line_rate_limited_and_cleared():
-    now = [0.0]
-    s = FakeTTY()
-    line = StatusLine(s, sessions=lambda: 3, clock=lambda: now[0])
-    line.update(10, 0, 100)
-    assert s.getvalue() == ""                          # not a second yet
-    now[0] = 1.0
-    line.update(1500, 2, 3 * 1024 * 1024)
-    assert s.getvalue() == ("\r\033[Kpyelog: 1500 ev/s  1500 events  2 dropped  3 sessions open"
-                            "  3.0 MiB written")
-    now[0] = 1.5
-    line.update(2000, 2, 0)
-    assert s.getvalue().count("\r") == 1
-    line.clear()
-    assert s.getvalue().endswith("\r\033[K")
-
-
-def test_status_only_on_a_terminal():
-    assert wanted(FakeTTY()) and not wanted(io.StringIO())
-    assert human_bytes(512) == "512 B" and human_bytes(1536) == "1.5 KiB"

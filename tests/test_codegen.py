@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import re
+import shutil
 import struct
+import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pyelog.schema import runtime
 from pyelog.schema.codegen import gen_main, generate_aggregate, generate_consumer, generate_producer
 from pyelog.schema.consumer import Consumer, exec_generated
 from pyelog.schema.dsl import load_schema, parse_schema
@@ -249,6 +253,86 @@ def _consumer_cache(path: Path) -> Consumer:
     return _CACHE[path]
 
 
+# ---- generated source: the schema's part only, clean Python --------------------------------
+
+SHIPPED_SCHEMAS = sorted({FREEBSD_TCP, *SCHEMAS.glob("*_eventlog_schema.src")})
+
+
+@pytest.mark.parametrize("path", [*SHIPPED_SCHEMAS, None],
+                         ids=lambda p: "ALL_TYPES" if p is None else p.parent.name + "/" + p.name)
+def test_generated_source_compiles_without_warnings(path):
+    """No invalid escape sequences or other compile-time warnings in what `pyelog gen -c/-M` print."""
+    schema = parse_schema(ALL_TYPES, "/x/foo_eventlog_schema.src", None) if path is None else load_schema(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        compile(generate_consumer(schema), "<consumer>", "exec")
+        compile(generate_aggregate([schema]), "<aggregate>", "exec")
+
+
+def test_backslashes_in_formats_are_text_not_escapes():
+    schema = parse_schema('PROVIDER foo\nKEYWORD A 1\nSTRUCT S v:uint32_t\n\n'
+                          'EVENT E 1 INFO A S "C:\\dir\\.cold\\d %1"\nEVENT F 2 INFO A S "\\. %u"\n',
+                          "/x/foo_eventlog_schema.src", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module = exec_generated(generate_consumer(schema), "backslashes")
+    assert module.format_payload(1, struct.pack("<I", 3)) == "C:\\dir\\.cold\\d 3"
+    assert module.format_payload(2, struct.pack("<I", 4)) == "\\. 4"
+
+
+def test_generated_consumer_imports_the_fixed_part():
+    source = generate_consumer(load_schema(TEST_SCHEMA))
+    assert "\nfrom pyelog.schema.runtime import (\n" in source
+    for helper in ("def _cstr", "def _ntop4", "def _bad_varlen", "def format_payload", "def decode",
+                   "def formatter", "def event_id_to_name", "def keyword_from_string", "def enum_", "def flag_",
+                   "import socket", "= 0xFFFFFFFD"):
+        assert helper not in source, helper
+    # What stays: the tables, the struct formats and a formatter and a decoder per event.
+    for schema_part in ("PROVIDER = 'test'", "EVENTS = {", "ENUMS = {", "FLAGS = {",
+                        "_STRUCT_COMPLEX_EVENT = _struct.Struct('<QIB3xIi')",
+                        "_unpack_COMPLEX_EVENT = _STRUCT_COMPLEX_EVENT.unpack_from",
+                        "def _format_COMPLEX_EVENT(payload):", "def _decode_COMPLEX_EVENT(payload):"):
+        assert schema_part in source, schema_part
+
+
+def test_generated_consumer_public_names(test_consumer):
+    m = test_consumer.module
+    assert (m.SESSION_END_ID, m.SESSION_CREATE_ID, m.DUMP_COMPLETE_ID) == (0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD)
+    assert m.event_id_to_name(0xFFFFFFFD) == "DUMP_COMPLETE" and m.event_id_to_name(1) == "STATUS_EVENT"
+    assert m.EVENT_NAMES[0xFFFFFFFE] == "SESSION_CREATE"
+    assert m.enum_test_status_to_string.__name__ == "enum_test_status_to_string"
+    assert m.flag_test_flags_to_string.__doc__
+    assert m.formatter(3) is m._format_COMPLEX_EVENT
+    assert m.formatter(99)(b"x") == "[UNKNOWN_EVENT_ID:99]"
+    assert m.formatter(0xFFFFFFFD)(b"") == "Dump complete"
+    assert m.decode(0xFFFFFFFD, b"") == {} and m.decode(0xFFFFFFFF, b"") is not m.decode(0xFFFFFFFF, b"")
+
+
+def test_schema_defining_dump_complete_keeps_its_own_format():
+    c = consumer_for('PROVIDER foo\nKEYWORD A 1\nSTRUCT D n:uint32_t\n\n'
+                     'EVENT DUMP_COMPLETE 0xFFFFFFFD INFO A D "dumped %1 sessions"\n')
+    assert c.format_payload(0xFFFFFFFD, struct.pack("<I", 5)) == "dumped 5 sessions"
+    assert c.decode(0xFFFFFFFD, struct.pack("<I", 5)) == {"n": 5}
+
+
+def test_runtime_helpers():
+    assert runtime.cstr(b"eth0\0junk") == "eth0" and runtime.cstr(b"\xffab") == "\ufffdab"
+    assert runtime.ntop4(bytes([10, 0, 0, 1])) == "10.0.0.1"
+    assert runtime.ntop6(bytes(15) + b"\x01") == "::1"
+    assert runtime.bad_varlen("v", 9, 8, 100) == "[BAD_VARLEN:v count=9 max=8]"
+    assert runtime.bad_varlen("v", 3, 8, -4) == "[BAD_VARLEN:v count=3 payload_bytes=0]"
+    to_string, text = runtime.enum_functions("e", {1: "ONE", 0xFFFFFFFF: "ALL"})
+    assert (to_string(1), to_string(2), text(-1), text(7)) == ("ONE", None, "ALL", "7")
+    to_string, text, cache = runtime.flag_functions("f", ((1, "A"), (4, "C")))
+    assert (to_string(5), to_string(2), text(5), text(2), text(-1)) == ("A|C", "", "A|C", "2", "A|C")
+    assert cache == {5: "A|C", 2: "2", -1: "A|C"}
+    for value in range(runtime.FLAG_TEXT_CACHE_MAX + 10):
+        text(value)
+    assert len(cache) == runtime.FLAG_TEXT_CACHE_MAX
+    kw = runtime.keyword_from_string_function({"RX": 1, "SESSION": 0x80000000})
+    assert (kw("rx"), kw("Session"), kw("R")) == (1, 0x80000000, 0)
+
+
 # ---- producer header ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -256,7 +340,7 @@ def producer() -> str:
     return generate_producer(load_schema(TEST_SCHEMA))
 
 
-def test_producer_names_per_reference(producer):
+def test_producer_names_follow_freebsd(producer):
     for line in [
         "#ifndef _TEST_EVENTLOG_H_",
         "#define TEST_EVENTLOG_KEYWORD_COMPLEX 0x00000008U",
@@ -289,8 +373,78 @@ def test_producer_macros(producer):
     assert ("#define TEST_EVENTLOG_SIMPLE_EVENT_LOG(_s, _f_value) do { if (TEST_EVENTLOG_SIMPLE_EVENT_ENABLED(_s)) "
             "TEST_EVENTLOG_SIMPLE_EVENT_LOG_ALWAYS(_s, _f_value); } while (0)") in producer
     assert "__builtin_memset(__test_eventlog_p, 0, sizeof(*__test_eventlog_p));" in producer
-    assert "eventlog_event_write_gather((_s)," in producer
+    assert "TEST_EVENTLOG_WRITE_GATHER((_s)," in producer
     assert "__test_eventlog_p->count = (__u8)(__test_eventlog_n);" in producer
+
+
+def _macro_bodies(header: str) -> dict[str, str]:
+    """{macro name: its definition with continuations joined} of the _LOG/_LOG_ALWAYS macros."""
+    text = header.replace("\\\n", " ")
+    return {m.group(1): m.group(0) for m in re.finditer(r"^#define (\w+_LOG(?:_ALWAYS)?)\(.*$", text, re.M)}
+
+
+def test_producer_writes_through_overridable_write_macro(producer):
+    lines = producer.splitlines()
+    # Defined as the core's writers unless the includer defined them first.
+    for name, default in [("TEST_EVENTLOG_WRITE", "eventlog_event_write"),
+                          ("TEST_EVENTLOG_WRITE_GATHER", "eventlog_event_write_gather")]:
+        i = lines.index(f"#ifndef {name}")
+        assert lines[i + 1:i + 3] == [f"#define {name} {default}", "#endif"]
+        assert i < lines.index("#define TEST_EVENTLOG_SIMPLE_EVENT_ID 0U")
+    banner = producer[:producer.index("*/")]
+    assert "by defining TEST_EVENTLOG_WRITE first" in banner
+    # Every _LOG_ALWAYS writes through the macro, never the core function by name;
+    # every _LOG goes through its _LOG_ALWAYS.
+    bodies = _macro_bodies(producer)
+    always = {k: v for k, v in bodies.items() if k.endswith("_LOG_ALWAYS")}
+    assert len(always) == 7 and len(bodies) == 14
+    for name, body in always.items():
+        writer = "TEST_EVENTLOG_WRITE_GATHER((_s)," if name.startswith("TEST_EVENTLOG_VARLEN_EVENT") \
+            else "TEST_EVENTLOG_WRITE((_s),"
+        assert body.count(writer) == 1, name
+        assert "eventlog_event_write" not in body, name
+    for name, body in bodies.items():
+        if name.endswith("_LOG"):
+            assert f"{name}_ALWAYS(" in body and "eventlog_event_write" not in body
+
+
+_CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def preprocess(text: str) -> subprocess.CompletedProcess:
+    """The C preprocessor's output for ``text`` (a host compiler's ``-E``: macros only)."""
+    return subprocess.run([_CC, "-E", "-P", "-x", "c", "-"], input=text, capture_output=True, text=True)
+
+
+def test_producer_write_macro_can_be_overridden():
+    """A provider routing its events elsewhere (e.g. a queue) defines PREFIX_WRITE before the header."""
+    h = generate_producer(parse_schema("PROVIDER foo\nKEYWORD A 1\nSTRUCT S v:uint32_t\n\n"
+                                       "EVENT E 1 INFO A S \"%1\"\n", "/x/foo_eventlog_schema.src", None))
+    assert "#ifndef FOO_EVENTLOG_WRITE\n#define FOO_EVENTLOG_WRITE eventlog_event_write\n#endif\n" in h
+    assert "WRITE_GATHER" not in h  # no varlen event: one writer
+    assert ("\tFOO_EVENTLOG_WRITE((_s), FOO_EVENTLOG_E_ID, FOO_EVENTLOG_E_LEVEL, FOO_EVENTLOG_E_KEYWORDS, "
+            "__foo_eventlog_p, sizeof(*__foo_eventlog_p)); \\") in h
+    if _CC is None:
+        pytest.skip("no C compiler to run the preprocessor (the string checks passed)")
+    use = "\nvoid f(void *s) { FOO_EVENTLOG_E_LOG(s, 7); FOO_EVENTLOG_SESSION_END_LOG_ALWAYS(s); }\n"
+    default = preprocess(h + use).stdout
+    assert default.count("eventlog_event_write((s)") == 2 and "my_queue_add" not in default
+    routed = preprocess("#define FOO_EVENTLOG_WRITE my_queue_add\n" + h + use).stdout
+    assert routed.count("my_queue_add((s)") == 2 and "eventlog_event_write" not in routed
+
+
+def test_producer_varlen_schema_needs_both_writers_overridden(producer):
+    """Defining only PREFIX_WRITE would let varlen events bypass it: the header stops the build."""
+    assert "#if defined(TEST_EVENTLOG_WRITE) && !defined(TEST_EVENTLOG_WRITE_GATHER)\n#error " in producer
+    if _CC is None:
+        pytest.skip("no C compiler to run the preprocessor (the string check passed)")
+    assert preprocess(producer).returncode == 0
+    only_write = preprocess("#define TEST_EVENTLOG_WRITE q_add\n" + producer)
+    assert only_write.returncode != 0 and "TEST_EVENTLOG_WRITE_GATHER is not" in only_write.stderr
+    use = "\nvoid f(void *s, void *v) { TEST_EVENTLOG_VARLEN_EVENT_LOG_ALWAYS(s, 1, 2, v); }\n"
+    both = preprocess("#define TEST_EVENTLOG_WRITE q_add\n#define TEST_EVENTLOG_WRITE_GATHER q_add_gather\n"
+                      + producer + use)
+    assert both.returncode == 0 and "q_add_gather((s)" in both.stdout
 
 
 def test_producer_big_struct_uses_scratch_and_strings_are_bounded():

@@ -110,3 +110,15 @@ def test_bad_schema_raises_schema_error(tmp_path):
     (tmp_path / "bad_eventlog_schema.src").write_text("PROVIDER bad\n")
     with pytest.raises(SchemaError, match="no EVENT defined"):
         ConsumerSet.from_paths([tmp_path])
+
+
+def test_formatter_is_format_payload_looked_up_once():
+    cs = ConsumerSet.from_paths([SCHEMAS / "test_eventlog_schema.src"])
+    consumer = cs.get("test")
+    payload = struct.pack("<I", 42)
+    assert consumer.formatter(0)(payload) == consumer.format_payload(0, payload) == "Simple event: value=42"
+    assert consumer.formatter(0) is consumer.module._format_SIMPLE_EVENT  # the generated function itself
+    assert cs.formatter("test", 0)(payload) == cs.format_payload("test", 0, payload)
+    assert cs.formatter("test", 9)(b"") == "[UNKNOWN_EVENT_ID:9]"
+    assert cs.formatter("nope", 0)(b"") == cs.format_payload("nope", 0, b"") == "[UNKNOWN_PROVIDER:nope]"
+    assert cs.formatter("nope", 0xFFFFFFFD)(b"") == "[UNKNOWN_PROVIDER:nope]"

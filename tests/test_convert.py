@@ -9,7 +9,8 @@ import struct
 import pytest
 
 from pyelog import cli
-from pyelog.records.format import SESSION_CREATE_ID, SESSION_END_ID, ElogReader, ElogWriter
+from pyelog.records.eventlog import SESSION_CREATE_ID, SESSION_END_ID
+from pyelog.records.format import ElogReader, ElogWriter
 
 TCP = [(1, "tcp"), (2, "test")]
 CONN_V4 = 0

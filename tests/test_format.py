@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyelog.records import format as fmt
+from pyelog.records.eventlog import DUMP_COMPLETE_ID, SESSION_CREATE_ID, SESSION_END_ID
 from pyelog.records.format import (
     ElogFormatError,
     ElogReader,
@@ -562,8 +563,8 @@ def test_declarations_equal_struct_formats():
 
 
 def test_constants():
-    assert fmt.SESSION_END_ID == 0xFFFFFFFF and fmt.SESSION_CREATE_ID == 0xFFFFFFFE
-    assert fmt.DUMP_COMPLETE_ID == 0xFFFFFFFD and fmt.MAX_PROVIDERS == 32
+    assert SESSION_END_ID == 0xFFFFFFFF and SESSION_CREATE_ID == 0xFFFFFFFE
+    assert DUMP_COMPLETE_ID == 0xFFFFFFFD and fmt.FILE_MAX_PROVIDERS == 32
     assert fmt.MAGIC == b"ELOG" and fmt.VERSION == 1
 
 

@@ -1,20 +1,44 @@
-"""Ring protocol on the real kernel (model: FreeBSD ktest_eventlog buffer tests)."""
+"""The per-CPU double-buffered ring (bpf/eventlog.h's protocol), both halves.
+
+* On the real kernel (``kernel``; model: FreeBSD ktest_eventlog buffer
+  tests): the test provider's writers against the reader, through the
+  Loader: capacity and exact drops, two CPUs at full speed, a nested
+  writer on one CPU, chunked buffers, the largest buffer.
+* Without a kernel (run everywhere): the reader
+  (:class:`pyelog.kernel.ring.RingReader`, over anonymous mmaps laid out
+  as the two BPF arrays) against a writer in Python that follows the
+  writer half of the protocol step by step (eventlog_reserve: CAS on the
+  state word; eventlog_copy: copy, timestamps, one atomic add to
+  ``written[b][k]``), with the offsets of struct eventlog_cpu_state and
+  the ring's #defines read from bpf/eventlog.h itself. Checked against the
+  records the test wrote: whole buffers in order, swaps, a buffer still
+  being copied into, the timestamp merge of two CPUs, chunked buffers, the
+  drop/oversize/swap counters.
+"""
 from __future__ import annotations
 
+import ctypes
+import functools
+import mmap
 import os
+import random
+import re
 import struct
+import sys
 import threading
 import time
 
 import pytest
 
+from pyelog.kernel import ring as ringmod
 from pyelog.kernel.loader import Loader, Subscription, LEVEL_TRACE, SESSION_CREATE_ID
-from pyelog.kernel.ring import iter_records
-
-pytestmark = pytest.mark.kernel
+from pyelog.kernel.ring import RingReader, atomics, chunk_layout, iter_records
+from pyelog.resources import bpf_source
 
 B128K = 128 * 1024
 
+
+# == on the real kernel (kernel) =============================================================
 
 def _loader(nsubs=1, size=B128K, chunk=None, **kw):
     from pyelog.providers import test as tp
@@ -36,6 +60,7 @@ def _records(sub):
 
 # chunk=64 KiB splits each 128 KiB buffer in two (as 1 GiB buffers are split
 # into 256 MiB chunks): 65536 % 36 != 0, so a record crosses the chunk end.
+@pytest.mark.kernel
 @pytest.mark.parametrize("chunk", [None, 65536], ids=["whole", "chunked"])
 def test_fill_to_capacity_exact_drops(chunk):
     from pyelog.providers import test as tp
@@ -82,6 +107,7 @@ def _producer(d, sid, cpu, stop, counts, kind):
     counts[sid] = seq
 
 
+@pytest.mark.kernel
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
 @pytest.mark.parametrize("chunk", [None, 65536], ids=["whole", "chunked"])
 def test_two_cpus_full_speed_exact_accounting(chunk):
@@ -133,6 +159,7 @@ def test_two_cpus_full_speed_exact_accounting(chunk):
         L.close()
 
 
+@pytest.mark.kernel
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
 def test_nested_writer_on_same_cpu_keeps_records_intact():
     """A hard-irq writer (IPI via BPF_PROG_TEST_RUN) lands on top of a
@@ -208,6 +235,7 @@ def _check_sized(recs, expected):
             assert struct.unpack_from("<Q", p, 8)[0] == struct.unpack_from("<Q", p)[0] + 1
 
 
+@pytest.mark.kernel
 def test_chunked_records_of_every_size_cross_chunk_ends_whole():
     """Records up to 65535 bytes, some ending exactly on a chunk end, all
     come back whole and in order from 64 KiB chunks of a 256 KiB buffer."""
@@ -251,6 +279,7 @@ def _mem_available() -> int:
     return 0
 
 
+@pytest.mark.kernel
 def test_largest_buffer_holds_a_gigabyte_and_drops_exactly():
     """elog's largest buffer (1 GiB - 1: four 256 MiB chunks per buffer):
     fills to capacity with 64 KiB records across chunk ends, swaps without
@@ -289,3 +318,467 @@ def test_largest_buffer_holds_a_gigabyte_and_drops_exactly():
         _check_sized(got, [(big, i) for i in range(2 * per_buf)])
     finally:
         L.close()
+
+
+# == the reader alone, against a writer in Python (no kernel) ===============================
+
+@functools.cache
+def c_layout() -> dict:
+    """struct eventlog_cpu_state's field offsets and size, and the ring's
+    #defines, read from bpf/eventlog.h (every field there is a __u64 or an
+    array of them: anything else fails here, to be taught to this parser).
+    Called by each test, so that a failure here is that test's, not the module's."""
+    src = bpf_source("eventlog.h")
+    out: dict = {}
+    for name in ("EVENTLOG_BUF_SLACK", "EVENTLOG_CHUNK_MAX", "EVENTLOG_MAX_CHUNKS"):
+        expr = re.search(rf"^#define {name}\s+(.+?)\s*$", src, re.M).group(1)
+        m = re.fullmatch(r"(\d+)U?|\(\s*(\d+)U?\s*<<\s*(\d+)\s*\)", expr)
+        assert m, f"{name}: {expr!r} is neither N nor (N << M)"
+        out[name] = int(m[1]) if m[1] else int(m[2]) << int(m[3])
+    body = re.search(r"struct eventlog_cpu_state \{(.*?)\};", src, re.S).group(1)
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    offsets, off = {}, 0
+    for decl in filter(None, (d.strip() for d in body.split(";"))):
+        m = re.fullmatch(r"__u64\s+(\w+)((?:\[\w+\])*)", decl)
+        assert m, f"struct eventlog_cpu_state: not a __u64 field: {decl!r}"
+        n = 1
+        for dim in re.findall(r"\[(\w+)\]", m.group(2)):
+            n *= int(dim) if dim.isdigit() else out[dim]
+        offsets[m.group(1)] = off
+        off += 8 * n
+    out["offsets"], out["size"] = offsets, off
+    return out
+
+
+SEQ_CST = 5
+_libatomic = ctypes.CDLL("libatomic.so.1")
+_fetch_add = getattr(_libatomic, "__atomic_fetch_add_8")
+_fetch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int]
+_fetch_add.restype = ctypes.c_uint64
+
+
+def test_reader_offsets_are_those_of_eventlog_h():
+    """ring.py hard-codes the control block's layout and the ring's sizes:
+    they are the C header's."""
+    c = c_layout()
+    o = c["offsets"]
+    assert list(o) == ["state", "written", "dropped", "oversized", "swaps", "min_ts", "max_ts"]
+    assert c["size"] == ringmod.STATE_SIZE == 128
+    assert (ringmod._OFF_STATE, ringmod._OFF_WRITTEN, ringmod._OFF_DROPPED, ringmod._OFF_OVERSIZED,
+            ringmod._OFF_SWAPS, ringmod._OFF_MIN_TS, ringmod._OFF_MAX_TS) == \
+        (o["state"], o["written"], o["dropped"], o["oversized"], o["swaps"], o["min_ts"], o["max_ts"])
+    assert (ringmod.BUF_SLACK, ringmod.CHUNK_MAX, ringmod.MAX_CHUNKS) == \
+        (c["EVENTLOG_BUF_SLACK"], c["EVENTLOG_CHUNK_MAX"], c["EVENTLOG_MAX_CHUNKS"])
+
+
+class PyWriter:
+    """The writer half of bpf/eventlog.h, step for step, over the reader's memory.
+
+    :meth:`reserve` is eventlog_reserve (CAS on the state word; a proactive
+    swap when the active buffer is full and the reader's is drained; a drop,
+    counted, otherwise), :meth:`copy` is eventlog_copy (the bytes, the
+    buffer's timestamp range, then one atomic add of ``len | 1 << 32`` to
+    ``written[b][k]``), :meth:`emit` both, as eventlog_deliver_<i> does.
+    Offsets come from eventlog.h (:func:`c_layout`), not from ring.py.
+    """
+
+    TRIES = 4                                  # EL_RESERVE_TRIES
+
+    def __init__(self, bufs, state, buffer_size: int, chunk_size: int | None = None):
+        self.c = c_layout()
+        self.size = buffer_size
+        self.chunk, self.chunks = chunk_layout(buffer_size, chunk_size)
+        self.elem = (self.chunk + self.c["EVENTLOG_BUF_SLACK"] + 7) & ~7
+        self.bufs = bufs
+        self._obj = ctypes.c_char.from_buffer(state)
+        self._base = ctypes.addressof(self._obj)
+        self.a = atomics()
+        self.bells = 0                         # doorbell rings (writer swaps)
+
+    def addr(self, cpu: int, field: str, index: int = 0) -> int:
+        return self._base + cpu * self.c["size"] + self.c["offsets"][field] + 8 * index
+
+    def u64(self, cpu: int, field: str, index: int = 0) -> int:
+        return self.a.load(self.addr(cpu, field, index), SEQ_CST)
+
+    def reserve(self, cpu: int, total: int) -> tuple[int, int] | None:
+        """(active, pos) of ``total`` reserved bytes, or None: dropped (counted)."""
+        state = self.addr(cpu, "state")
+        tried_swap = False
+        for _ in range(self.TRIES):
+            old = self.a.load(state, SEQ_CST)
+            a, p = old & 1, (old >> 2) & 0x3FFFFFFF
+            if p + total > self.size:
+                if tried_swap or not (old >> 1) & 1:
+                    break
+                tried_swap = True
+                if self.a.cas(state, old, (p << 32) | (a ^ 1))[0]:
+                    self.bells += 1
+                    _fetch_add(self.addr(cpu, "swaps"), 1, SEQ_CST)
+                continue
+            if self.a.cas(state, old, old + (total << 2))[0]:
+                return a, p
+        _fetch_add(self.addr(cpu, "dropped"), 1, SEQ_CST)
+        return None
+
+    def locate(self, cpu: int, active: int, pos: int) -> tuple[int, int]:
+        """(chunk, offset in the buffer mapping) of logical position ``pos``."""
+        if self.chunks == 1:
+            chunk, off = 0, pos
+        else:
+            chunk, off = pos >> (self.chunk.bit_length() - 1), pos & (self.chunk - 1)
+        return chunk, ((cpu * 2 + active) * self.chunks + chunk) * self.elem + off
+
+    def copy(self, cpu: int, active: int, pos: int, record: bytes) -> None:
+        chunk, at = self.locate(cpu, active, pos)
+        self.bufs[at:at + len(record)] = record
+        ts = struct.unpack_from("<Q", record, 8)[0]
+        hi, lo = self.addr(cpu, "max_ts", active), self.addr(cpu, "min_ts", active)
+        if ts > self.a.load(hi, SEQ_CST):
+            self.a.store(hi, ts, SEQ_CST)
+        low = self.a.load(lo, SEQ_CST)
+        if low == 0 or ts < low:
+            self.a.store(lo, ts, SEQ_CST)
+        _fetch_add(self.addr(cpu, "written", active * self.c["EVENTLOG_MAX_CHUNKS"] + chunk),
+                   len(record) | 1 << 32, SEQ_CST)
+
+    def emit(self, cpu: int, record: bytes) -> bool:
+        got = self.reserve(cpu, len(record))
+        if got is None:
+            return False
+        self.copy(cpu, *got, record)
+        return True
+
+    def oversized(self, cpu: int) -> None:
+        """An event over 65535 bytes: counted, never reserved."""
+        _fetch_add(self.addr(cpu, "oversized"), 1, SEQ_CST)
+
+    def close(self) -> None:
+        self._obj = None
+
+
+class MemRing:
+    """A reader and a :class:`PyWriter` over anonymous mmaps laid out as the
+    subscriber's two arrays (sizes computed from eventlog.h, not ring.py)."""
+
+    def __init__(self, ncpu: int, buffer_size: int, chunk_size: int | None = None):
+        c = c_layout()
+        chunk, chunks = chunk_layout(buffer_size, chunk_size)
+        elem = (chunk + c["EVENTLOG_BUF_SLACK"] + 7) & ~7
+        self.bufs = mmap.mmap(-1, 2 * ncpu * chunks * elem)
+        self.state = mmap.mmap(-1, ncpu * c["size"])
+        self.writer = PyWriter(self.bufs, self.state, buffer_size, chunk_size)
+        for cpu in range(ncpu):                # as Loader._init_states: swap_allowed = 1
+            self.writer.a.store(self.writer.addr(cpu, "state"), 2, SEQ_CST)
+        self.reader = RingReader.over_memory(self.bufs, self.state, ncpu, buffer_size,
+                                             chunk_size=chunk_size)
+
+    def drain(self, ordered: bool = True) -> list[tuple[bytes, int]]:
+        """One read: (copy of each run, records in it as the reader counted)."""
+        return [(bytes(run), n) for run, n in self.reader.read_counted(0, ordered)]
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+        for m in (self.bufs, self.state):
+            try:
+                m.close()
+            except BufferError:                # views kept alive by a failed test's traceback
+                pass
+
+
+@pytest.fixture
+def mem_ring():
+    rings = []
+
+    def make(ncpu: int, buffer_size: int, chunk_size: int | None = None) -> MemRing:
+        rings.append(MemRing(ncpu, buffer_size, chunk_size))
+        return rings[-1]
+
+    yield make
+    for r in rings:
+        r.close()
+
+
+def rec(ts: int, seq: int, cpu: int = 0, length: int = 36) -> bytes:
+    """A record of ``length`` bytes whose payload starts with ``seq`` (u32),
+    then bytes derived from it (a torn or misplaced copy shows)."""
+    body = struct.pack("<I", seq) + bytes((seq + i) & 0xFF for i in range(length - 36))
+    return struct.pack("<HHHHQQIi", length, cpu, 1, 0, ts, 7, 0, 0) + body
+
+
+def decode(runs: list[tuple[bytes, int]]) -> list[tuple[int, int, int]]:
+    """(cpu, timestamp, seq) of every record, checking each run's count and body."""
+    out = []
+    for run, n in runs:
+        got = list(iter_records(run))
+        assert len(got) == n, "the count handed out with a run is its records'"
+        for h, p in got:
+            seq = struct.unpack_from("<I", p)[0]
+            assert bytes(p) == rec(h[4], seq, h[1], h[0])[32:], f"record {seq} torn"
+            out.append((h[1], h[4], seq))
+    return out
+
+
+def test_whole_buffers_are_read_in_order(mem_ring):
+    r = mem_ring(ncpu=2, buffer_size=65536)
+    w = r.writer
+    first = [rec(100 + i, i) for i in range(50)]
+    for x in first:
+        assert w.emit(0, x)
+    assert r.reader.state(0) == (0, 1, 50 * 36, 0)   # active 0, reader's buffer drained
+    # The reader takes the active buffer (a swap by CAS) and hands it out
+    # whole, as written, with the count the writers kept.
+    assert r.drain() == [(b"".join(first), 50)]
+    # Released: writers on buffer 1, buffer 0 free again, its counters reset.
+    assert r.reader.state(0) == (1, 1, 0, 0)
+    assert [w.u64(0, "written", k) for k in range(2 * c_layout()["EVENTLOG_MAX_CHUNKS"])] == [0] * 8
+    assert [w.u64(0, f, b) for f in ("min_ts", "max_ts") for b in (0, 1)] == [0] * 4
+    assert r.drain() == []                            # nothing new: nothing handed out
+    second = [rec(200 + i, 50 + i) for i in range(30)]
+    for x in second:
+        assert w.emit(0, x)
+    assert r.drain() == [(b"".join(second), 30)]
+    assert r.reader.state(0) == (0, 1, 0, 0)
+    assert (r.reader.records, r.reader.bytes, r.reader.stats().bytes) == (80, 80 * 36, 80 * 36)
+    assert r.reader.state(1) == (0, 1, 0, 0)          # the other CPU never moved
+
+
+def test_a_full_buffer_is_swapped_by_the_writer_then_drops_are_exact(mem_ring):
+    size = 65536
+    per_buf = size // 36                              # 1820 records, 16 bytes left over
+    r = mem_ring(ncpu=1, buffer_size=size)
+    w = r.writer
+    recs = [rec(1 + i, i) for i in range(2 * per_buf + 5)]
+    for x in recs[:per_buf]:
+        assert w.emit(0, x)
+    assert r.reader.state(0) == (0, 1, per_buf * 36, 0)
+    # The next record does not fit: the writer swaps (the reader's buffer
+    # is drained), rings, and writes it at the start of the other buffer.
+    assert w.emit(0, recs[per_buf])
+    assert r.reader.state(0) == (1, 0, 36, per_buf * 36)
+    assert w.bells == 1 and r.reader.stats().swaps == 1
+    for x in recs[per_buf + 1:2 * per_buf]:
+        assert w.emit(0, x)
+    # Both full, the reader's not drained: dropped, each counted.
+    assert [w.emit(0, x) for x in recs[2 * per_buf:]] == [False] * 5
+    st = r.reader.stats()
+    assert (st.dropped, st.swaps, st.oversized) == (5, 1, 0)
+    # One read takes the full reader buffer, releases it, then swaps and
+    # takes the other: every record, in order, buffer by buffer.
+    runs = r.drain()
+    assert runs == [(b"".join(recs[:per_buf]), per_buf),
+                    (b"".join(recs[per_buf:2 * per_buf]), per_buf)]
+    assert r.reader.state(0) == (0, 1, 0, 0)
+    assert w.emit(0, rec(99999, 99999))               # room again
+    assert decode(r.drain()) == [(0, 99999, 99999)]
+
+
+@pytest.mark.parametrize("chunk", [None, 65536], ids=["whole", "chunked"])
+def test_a_buffer_still_being_copied_into_is_not_consumed(mem_ring, chunk):
+    r = mem_ring(ncpu=1, buffer_size=B128K, chunk_size=chunk)
+    w = r.writer
+    n = 2000                                          # 72000 bytes: into the second chunk
+    for i in range(n):
+        assert w.emit(0, rec(1 + i, i))
+    late = rec(1 + n, n)
+    slot = w.reserve(0, len(late))                    # reserved; its writer is interrupted
+    assert slot == (0, n * 36)
+    for i in range(n + 1, n + 5):                     # a nested writer reserves and copies after it
+        assert w.emit(0, rec(1 + i, i))
+    # The reader takes the buffer, but written != reader_len: it hands out
+    # nothing and keeps it (no release, so writers cannot swap into it).
+    assert r.drain() == []
+    held = (n + 5) * 36
+    assert r.reader.state(0) == (1, 0, 0, held)
+    assert sum(w.u64(0, "written", k) & 0xFFFFFFFF for k in range(4)) == held - 36
+    assert w.emit(0, rec(1 + n + 5, n + 5))           # writers go on in the other buffer
+    assert r.drain() == []                            # still in flight: still nothing
+    assert r.reader.state(0) == (1, 0, 36, held)
+    w.copy(0, *slot, late)                            # the interrupted copy completes
+    got = decode(r.drain())
+    assert [s for _, _, s in got] == list(range(n + 6))
+    assert r.reader.state(0) == (0, 1, 0, 0)
+    assert r.reader.stats().dropped == 0
+
+
+def _emit_all(w, per_cpu: dict[int, list[int]]) -> dict[int, list[bytes]]:
+    """Records with the given timestamps on each CPU, seq 0.. per CPU."""
+    out = {}
+    for cpu, stamps in per_cpu.items():
+        out[cpu] = [rec(ts, i, cpu) for i, ts in enumerate(stamps)]
+        for x in out[cpu]:
+            assert w.emit(cpu, x)
+    return out
+
+
+def test_overlapping_buffers_of_two_cpus_are_merged_by_timestamp(mem_ring):
+    r = mem_ring(ncpu=2, buffer_size=65536)
+    # Bursts of 5 in turn: CPU 0 at 10k+0..4, CPU 1 at 10k+5..9 (k < 60).
+    stamps = {0: [10 * k + j for k in range(60) for j in range(5)],
+              1: [10 * k + 5 + j for k in range(60) for j in range(5)]}
+    stamps[0][0] = 1                                  # 0 would mean "no timestamp" to min_ts
+    _emit_all(r.writer, stamps)
+    runs = r.drain()
+    # The bisect merge hands out each burst as one run, counted.
+    assert [n for _, n in runs] == [5] * 120
+    got = decode(runs)
+    assert [ts for _, ts, _ in got] == sorted(stamps[0] + stamps[1])
+    for cpu in (0, 1):
+        assert [s for c, _, s in got if c == cpu] == list(range(300))
+    assert r.reader.records == 600
+
+    # Equal timestamps on both CPUs: still in order, nothing lost or repeated.
+    stamps = {0: [1000, 1002, 1002, 1003, 1005], 1: [1002, 1002, 1004]}
+    _emit_all(r.writer, stamps)
+    runs = r.drain()
+    got = decode(runs)
+    assert [ts for _, ts, _ in got] == [1000, 1002, 1002, 1002, 1002, 1003, 1004, 1005]
+    assert [(c, s) for c, _, s in got if c == 0] == [(0, i) for i in range(5)]
+    assert [(c, s) for c, _, s in got if c == 1] == [(1, i) for i in range(3)]
+    assert sum(n for _, n in runs) == 8
+
+    # ordered=False: whole buffers, however they overlap.
+    recs = _emit_all(r.writer, {0: [2000, 2002, 2004], 1: [2001, 2003]})
+    assert sorted(r.drain(ordered=False)) == sorted([(b"".join(recs[0]), 3), (b"".join(recs[1]), 2)])
+
+
+def test_disjoint_buffers_are_handed_out_whole_in_timestamp_order(mem_ring):
+    r = mem_ring(ncpu=3, buffer_size=65536)
+    # CPU 2 wrote earliest, then CPU 0; CPU 1 nothing. Touching ends count as disjoint.
+    recs = _emit_all(r.writer, {0: [500, 501, 600], 2: [100, 200, 300, 500]})
+    assert r.drain() == [(b"".join(recs[2]), 4), (b"".join(recs[0]), 3)]
+
+
+def test_a_record_crossing_a_chunk_end_lies_whole_in_the_slack(mem_ring):
+    r = mem_ring(ncpu=1, buffer_size=B128K, chunk_size=65536)
+    w = r.writer
+    assert (r.reader.chunks, r.reader.chunk_size) == (2, 65536)
+    n = B128K // 36                                   # 3640 records
+    recs = [rec(1 + i, i) for i in range(n)]
+    for x in recs:
+        assert w.emit(0, x)
+    cross = 65536 // 36                               # record 1820: bytes 65520..65556
+    elem = w.elem
+    # Chunk 0 holds it whole, 20 bytes into its slack; chunk 1's records
+    # begin where it ended, 20 bytes in (its first 20 bytes stay unused).
+    assert r.bufs[65520:65556] == recs[cross]
+    assert r.bufs[elem:elem + 20] == bytes(20)
+    assert r.bufs[elem + 20:elem + 56] == recs[cross + 1]
+    assert [w.u64(0, "written", k) for k in (0, 1)] == [
+        (cross + 1) << 32 | (cross + 1) * 36, (n - cross - 1) << 32 | (n - cross - 1) * 36]
+    # Each chunk is one run of whole records, counted; together, the buffer.
+    assert r.drain() == [(b"".join(recs[:cross + 1]), cross + 1),
+                         (b"".join(recs[cross + 1:]), n - cross - 1)]
+
+
+def test_chunked_records_of_every_size_come_back_whole_and_in_order(mem_ring):
+    """The live test's sizes against the Python writer: records up to 65535
+    bytes over 64 KiB chunks of a 256 KiB buffer, one ending exactly on a
+    chunk end, buffers filled far (writers swapping by themselves)."""
+    size, chunk = 256 * 1024, 65536
+    r = mem_ring(ncpu=1, buffer_size=size, chunk_size=chunk)
+    rnd = random.Random(4)
+    sizes = [32768, 32768, 40, 65535, 40, 65535 - 7]
+    sizes += [rnd.choice([rnd.randint(36, 65535), rnd.randint(36, 600)]) for _ in range(600)]
+    expected, got = [], []
+    pending = 0
+    for seq, ln in enumerate(sizes):
+        if pending + ln > 2 * (size - chunk):      # each buffer holds >= size - 64 KiB
+            got += decode(r.drain())
+            pending = 0
+        assert r.writer.emit(0, rec(1 + seq, seq, 0, ln))
+        if seq == 1:                                  # two records of 32 KiB: the first chunk, exactly
+            assert sum(r.writer.u64(0, "written", k) & 0xFFFFFFFF for k in range(4)) == chunk
+        expected.append(seq)
+        pending += ln
+    got += decode(r.drain())
+    st = r.reader.stats()
+    assert (st.dropped, st.oversized) == (0, 0) and st.swaps > 0
+    assert [s for _, _, s in got] == expected
+
+
+def test_chunked_buffers_of_two_cpus_are_merged_chunk_by_chunk(mem_ring):
+    r = mem_ring(ncpu=2, buffer_size=B128K, chunk_size=65536)
+    # 100-byte records, timestamps interleaved: both CPUs cross their chunk end.
+    n = 1000
+    recs = {cpu: [rec(1 + 2 * i + cpu, i, cpu, 100) for i in range(n)] for cpu in (0, 1)}
+    for i in range(n):
+        for cpu in (0, 1):
+            assert r.writer.emit(cpu, recs[cpu][i])
+    got = decode(r.drain())
+    assert [ts for _, ts, _ in got] == list(range(1, 2 * n + 1))
+    for cpu in (0, 1):
+        assert [s for c, _, s in got if c == cpu] == list(range(n))
+
+
+def test_dropped_oversized_and_swaps_read_back(mem_ring):
+    size = 65536
+    per_buf = size // 36
+    r = mem_ring(ncpu=3, buffer_size=size)
+    w = r.writer
+    for i in range(2 * per_buf + 7):                  # CPU 1: both buffers full, then 7 dropped
+        w.emit(1, rec(1 + i, i, 1))
+    for _ in range(3):                                # CPU 2: three events over 65535 bytes
+        w.oversized(2)
+    w.emit(0, rec(1, 0, 0))
+    st = r.reader.stats()
+    assert (st.dropped, st.oversized, st.swaps, st.bytes) == (7, 3, 1, 0)
+    assert r.reader.per_cpu_dropped() == [0, 7, 0]
+    got = decode(r.drain())
+    assert len(got) == 2 * per_buf + 1
+    st = r.reader.stats()
+    assert (st.dropped, st.oversized, st.swaps) == (7, 3, 1)   # counters are never reset
+    assert st.bytes == r.reader.bytes == (2 * per_buf + 1) * 36
+
+
+def test_concurrent_writer_and_reader_lose_and_repeat_nothing(mem_ring):
+    """The writer in one thread, the reader draining in another (the GIL
+    switching often): every record is read once or counted as dropped."""
+    r = mem_ring(ncpu=2, buffer_size=65536)
+    total = 20000
+    done = threading.Event()
+    got: list[tuple[int, int, int]] = []
+
+    def write():
+        for i in range(total):
+            r.writer.emit(i % 2, rec(1 + i, i, i % 2))
+        done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        t = threading.Thread(target=write)
+        t.start()
+        while not done.is_set():
+            got += decode(r.drain())
+        t.join()
+    finally:
+        sys.setswitchinterval(old)
+    got += decode(r.drain())
+    got += decode(r.drain())
+    seqs = [s for _, _, s in got]
+    assert len(seqs) == len(set(seqs)), "a record was read twice"
+    assert all(c == s % 2 for c, _, s in got)
+    for cpu in (0, 1):
+        mine = [s for c, _, s in got if c == cpu]
+        assert mine == sorted(mine), f"CPU {cpu}'s records out of order"
+    assert len(seqs) + r.reader.stats().dropped == total
+
+
+def test_over_memory_checks_the_layout_and_leaves_the_memory_to_its_owner():
+    bufs, state = mmap.mmap(-1, 4096), mmap.mmap(-1, 4096)
+    with pytest.raises(ValueError, match="need"):
+        RingReader.over_memory(bufs, state, 1, 65536)
+    r = MemRing(ncpu=2, buffer_size=65536)
+    r.writer.emit(0, rec(1, 0))
+    with pytest.raises(BufferError):
+        r.bufs.close()                                # the reader holds it
+    assert len(r.drain()) == 1
+    r.reader.close()
+    r.writer.close()
+    assert not r.bufs.closed and not r.state.closed   # not the reader's to close
+    r.bufs.close()
+    r.state.close()
+    bufs.close()
+    state.close()

@@ -1,4 +1,7 @@
-"""The schema DSL parser: FreeBSD eventlog_gen.awk semantics and quirks (reference 2.2-2.4, 2.10-2.11)."""
+"""The schema DSL parser: FreeBSD eventlog_gen.awk semantics and quirks.
+
+Directives, blocks and comments, keyword values, field types and their C
+layout, formats, the errors and warnings, and the shipped test schema."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +28,7 @@ def parse(text: str, provider: str = "foo", warn=None):
 MINIMAL = "PROVIDER foo\nKEYWORD A 1\n"
 
 
-# ---- the shipped test schema (reference 2.11) --------------------------------
+# ---- the shipped test schema (schemas/test_eventlog_schema.src) --------------
 
 @pytest.fixture(scope="module")
 def test_schema():
@@ -58,7 +61,7 @@ def test_test_schema_events_ids_levels_masks(test_schema):
     ("VARLEN_EVENT", 16, {"id": 0, "count": 8}),
     ("SESSION_CREATE", 1, {"_unused": 0}),
 ])
-def test_test_schema_layouts_match_reference_table(test_schema, struct, size, offsets):
+def test_test_schema_layouts_are_natural_c_layouts(test_schema, struct, size, offsets):
     s = test_schema.structs[struct]
     assert s.size == size
     assert {f.name: f.offset for f in s.fixed_fields} == offsets
@@ -243,7 +246,7 @@ def test_provider_name_case_insensitive_match_with_file():
     ("in_addr_t", 4, 4), ("struct in_addr", 4, 4), ("in6_addr_t", 16, 4), ("struct in6_addr", 16, 4),
     ("char[5]", 5, 1),
 ])
-def test_every_reference_type_size_and_alignment(type_name, size, align):
+def test_every_dsl_type_size_and_alignment(type_name, size, align):
     s = parse(MINIMAL + f"STRUCT S a:uint8_t b:{type_name} c:uint8_t\n\nEVENT E 1 INFO A S \"%1\"\n")
     st = s.structs["S"]
     b = st.fields[1]
@@ -313,7 +316,7 @@ def test_freebsd_tcp_schema_layouts():
     assert s.warnings == []
 
 
-# ---- fatal errors (reference 2.9, plus pyelog's own) ----------------------------------
+# ---- fatal errors (FreeBSD's awk errors, plus pyelog's own) ---------------------------
 
 ERRORS = [
     # (name, schema text, line, message fragment)

@@ -9,7 +9,8 @@ import pytest
 
 from pyelog import cli
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.records.format import SESSION_CREATE_ID, SESSION_END_ID, ElogReader, ElogWriter
+from pyelog.records.eventlog import SESSION_CREATE_ID, SESSION_END_ID
+from pyelog.records.format import ElogReader, ElogWriter
 from pyelog.tools.plot import timeline
 from pyelog.tools.summary import summarize
 

@@ -1,7 +1,7 @@
 """The TCP provider on the running kernel, driven through the Loader API.
 
 Every connection is made inside network namespaces created with pyroute2
-(tests/netns.py): on their loopback, or across a veth pair joining two of
+(tests/helpers/netns.py): on their loopback, or across a veth pair joining two of
 them; nothing leaves the machine. One Loader (one bcc compile, ~2 s) per
 test; several subscribers in one Loader when a test compares filters.
 """
@@ -21,15 +21,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from netns import Namespace, connected, exchange, so_cookie, veth_pair  # noqa: E402
-
-from pyelog.schema.consumer import ConsumerSet  # noqa: E402
-from pyelog.kernel.loader import (DUMP_COMPLETE_ID, LEVEL_ERROR, LEVEL_INFO, LEVEL_TRACE,  # noqa: E402
+from pyelog.schema.consumer import ConsumerSet
+from pyelog.kernel.loader import (DUMP_COMPLETE_ID, LEVEL_ERROR, LEVEL_INFO, LEVEL_TRACE,
                            LEVEL_VERBOSE, SESSION_CREATE_ID, SESSION_END_ID,
                            SUBSCRIPTION_DUMP_STATE, Loader, Subscription)
-from pyelog.providers import tcp  # noqa: E402
-from pyelog.kernel.ring import iter_records  # noqa: E402
+from pyelog.providers import tcp
+from pyelog.kernel.ring import iter_records
+from tests.helpers.netns import Namespace, connected, exchange, so_cookie, veth_pair
 
 pytestmark = pytest.mark.kernel
 
@@ -477,7 +475,7 @@ def test_unfinished_handshakes_are_logged_on_the_listener_and_overflow_is_counte
     are counted as dropped. Checked against the wire (AF_PACKET on lo, where
     the SYNs arrive, and on the veth, where the SYN-ACKs leave): recorded +
     counted == what crossed."""
-    from wire import WireCapture
+    from tests.helpers.wire import WireCapture
     port, peer, sport, local = 6070, "10.231.0.9", 40123, "10.231.0.1"
     with Namespace() as ns, Namespace() as other:
         ia, ib = veth_pair(ns, other)

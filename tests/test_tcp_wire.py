@@ -1,9 +1,9 @@
 """pyelog's TCP record against the wire: every segment, both ways, per connection.
 
 The truth is independent of pyelog: the packets each endpoint's TCP sent and
-received, captured by the test itself (AF_PACKET, tests/wire.py) on the
+received, captured by the test itself (AF_PACKET, tests/helpers/wire.py) on the
 client's and the server's own interfaces of a client -- router -- server
-path whose router drops data segments at random (tests/wire.py
+path whose router drops data segments at random (tests/helpers/wire.py
 LossyPath), and the byte counts the test's own client and server moved.
 
 One recorder (``pyelog -c tcp VERBOSE -D``, as a user runs it) sees: a
@@ -32,7 +32,6 @@ import re
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,13 +39,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from netns import connected, so_cookie  # noqa: E402
-from recorder import PYELOG, TIME_SCALE, Recorder  # noqa: E402
-from wire import ACK, RST, SYN, LossyPath, Segment, retransmissions  # noqa: E402
-
-from pyelog.schema.consumer import ConsumerSet  # noqa: E402
-from pyelog.records.format import SESSION_END_ID, ElogReader  # noqa: E402
+from pyelog.records.eventlog import SESSION_END_ID
+from pyelog.records.format import ElogReader
+from pyelog.schema.consumer import ConsumerSet
+from tests.helpers.netns import connected, so_cookie
+from tests.helpers.recorder import PYELOG, TIME_SCALE, Recorder
+from tests.helpers.wire import ACK, RST, SYN, LossyPath, Segment, retransmissions
 
 pytestmark = pytest.mark.kernel
 

@@ -1,4 +1,15 @@
-"""A SIGKILLed owner leaves nothing of pyelog attached or loaded."""
+"""Teardown: how pyelog ends, and what it leaves behind, on the running kernel.
+
+Checked against the kernel's own view (``/proc/<pid>/fdinfo`` and bpftool's
+lists of programs, links and perf attachments), never against pyelog's word:
+
+* the Loader API: a SIGKILLed owner leaves nothing attached or loaded, and
+  ``Loader.close()`` (twice) detaches everything;
+* the recorder as users run it (``pyelog -c tcp -o FILE``, traffic made in
+  namespaces of the test's own): SIGINT is a clean stop (the header counts
+  every event received), SIGKILL leaves no program or link behind and a
+  file that reads up to its last whole record.
+"""
 from __future__ import annotations
 
 import json
@@ -11,15 +22,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import have
+from pyelog.records.format import ElogReader
+from tests.conftest import have
+from tests.helpers.netns import exchange_alone as exchange
+from tests.helpers.recorder import TIME_SCALE, Recorder, assert_header_counts, records
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parent.parent
 
+# Run from the repository root (cwd), where ``python -c`` finds pyelog.
 CHILD = r"""
-import sys, time, warnings
+import time, warnings
 warnings.simplefilter("ignore")
-sys.path.insert(0, sys.argv[1])
 from pyelog.kernel.loader import Loader, Subscription
 from pyelog.providers import test as tp
 L = Loader([tp.provider(getppid_hook=True)])
@@ -55,10 +69,12 @@ def _all_prog_ids() -> set[int]:
     return {p["id"] for p in json.loads(out.stdout or "[]")}
 
 
+# -- the Loader API ------------------------------------------------------------------
+
 @pytest.mark.skipif(not have("bpftool"), reason="bpftool not installed")
 def test_sigkill_leaves_nothing_attached():
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(ROOT)], stdout=subprocess.PIPE,
-                             text=True)
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE,
+                             text=True, cwd=ROOT)
     try:
         assert child.stdout.readline().strip() == "ready"
         ids = _progs_of(child.pid)
@@ -89,3 +105,62 @@ def test_close_detaches():
         while ids & _all_prog_ids() and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not ids & _all_prog_ids()
+
+
+# -- the recorder (from test_capture_live.py) ------------------------------------------
+
+def test_sigint_is_a_clean_stop(tmp_path):
+    path = tmp_path / "int.elog"
+    rec = Recorder(["-s", "-c", "tcp", "-o", str(path)])
+    try:
+        info = exchange(5103)
+    finally:
+        assert rec.stop(signal.SIGINT) == 0
+    n = assert_header_counts(path)
+    assert n == rec.events_received()
+    sids = {r.session_id for r in records(path)}
+    assert {info.client, info.server} <= sids
+
+
+def test_sigkill_file_reads_and_nothing_stays_attached(tmp_path):
+    path = tmp_path / "killed.elog"
+    rec = Recorder(["-c", "tcp", "-o", str(path)])
+    progs, links = rec.bpf_ids()
+    assert progs and links, "the recorder should hold program and link fds"
+    exchange(5104)
+    time.sleep(1.5)                     # a drain or two reach the file
+    rec.stop(signal.SIGKILL, settle=0)
+    time.sleep(1.0)                     # the kernel frees programs after an RCU grace period
+    for pid in progs:
+        r = subprocess.run(["bpftool", "prog", "show", "id", str(pid)], capture_output=True, text=True)
+        assert r.returncode != 0, f"program {pid} of the killed recorder is still loaded:\n{r.stdout}"
+    for lid in links:
+        r = subprocess.run(["bpftool", "link", "show", "id", str(lid)], capture_output=True, text=True)
+        assert r.returncode != 0, f"link {lid} of the killed recorder is still attached:\n{r.stdout}"
+    # The header was never patched (as with elog), but what is there reads.
+    recs = records(path)
+    with ElogReader(path) as r:
+        assert r.header.event_count == 0
+    assert recs, "a second of drains should have reached the file"
+
+
+# -- the recorder (from test_tcp_capture.py; renamed: the Loader test above has its name) --
+
+def test_sigkill_tcp_capture_leaves_nothing_attached(tmp_path):
+    path = tmp_path / "killed.elog"
+    rec = Recorder(["-c", "tcp", "-o", str(path)])
+    exchange(5003, send=5000)
+    time.sleep(1.5 * TIME_SCALE)
+    progs, links = rec.bpf_ids()
+    assert links                       # sock_ops and setsockopt links at least
+    rec.p.kill()
+    rec.p.wait(10 * TIME_SCALE)
+    time.sleep(0.5 * TIME_SCALE)
+    import json
+    left = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
+                                     text=True).stdout or "[]")
+    assert not {lk["id"] for lk in left} & links
+    assert not {lk["prog_id"] for lk in left if "prog_id" in lk} & progs
+    # Whatever reached the file reads up to its last whole record.
+    if os.path.getsize(path):
+        list(ElogReader(path))

@@ -1,4 +1,4 @@
-"""tests/wire.py: frame parsing on hand-built frames, and the capture and the
+"""tests/helpers/wire.py: frame parsing on hand-built frames, and the capture and the
 lossy path on the running kernel (the independent truth for differential
 tests of the TCP provider).
 
@@ -12,15 +12,12 @@ from __future__ import annotations
 import collections
 import socket
 import struct
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from wire import (ACK, AE, CWR, ECE, FIN, PSH, SYN, LossyPath, Segment,  # noqa: E402
-                  parse_options, parse_packet, retransmissions, seq_coverage)
+from tests.helpers.wire import (ACK, AE, CWR, ECE, FIN, PSH, SYN, LossyPath, Segment,
+                                parse_options, parse_packet, retransmissions, seq_coverage)
 
 MAC_A, MAC_B = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
 

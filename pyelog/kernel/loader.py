@@ -44,28 +44,32 @@ plus the list of hooks to attach. Sessions live in the kernel map
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import re
+import string
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from pyelog.kernel.bpf import (BPF_CGROUP_INET_EGRESS, BPF_CGROUP_SETSOCKOPT,
+                               BPF_FUNC_GET_CURRENT_PID_TGID, BPF_PROG_TYPE_CGROUP_SKB,
+                               BPF_PROG_TYPE_CGROUP_SOCKOPT, BPF_PROG_TYPE_SOCK_OPS,
+                               helpers_allowed, prog_test_run, unavailable_reason)
 from pyelog.resources import bpf_source
 from pyelog.kernel.ring import (BUFFER_SIZE_DEFAULT, BUFFER_SIZE_MAX, BUFFER_SIZE_MIN, chunk_layout,
+                                layout_checks,
                          RingReader, RingStats, iter_records)
 
-LEVEL_NONE, LEVEL_ERROR, LEVEL_WARN, LEVEL_INFO, LEVEL_VERBOSE, LEVEL_TRACE = range(6)
-LEVELS = {"NONE": 0, "ERROR": 1, "WARN": 2, "INFO": 3, "VERBOSE": 4, "TRACE": 5}
-KEYWORD_SESSION = 0x80000000
-SESSION_END_ID = 0xFFFFFFFF
-SESSION_CREATE_ID = 0xFFFFFFFE
-DUMP_COMPLETE_ID = 0xFFFFFFFD
-SESSION_ID_NONE = 0xFFFFFFFFFFFFFFFF
+from pyelog.records.eventlog import (DUMP_COMPLETE_ID, EVENT_HEADER_SIZE,  # noqa: F401
+                                     KEYWORD_SESSION, LEVEL_ERROR, LEVEL_INFO, LEVEL_NONE,
+                                     LEVEL_TRACE, LEVEL_VERBOSE, LEVEL_WARN, LEVELS,
+                                     MAX_EVENT_LENGTH, PROVIDER_NAME_MAX, SESSION_CREATE_ID,
+                                     SESSION_END_ID, SESSION_ID_NONE)
 SUBSCRIPTION_DUMP_STATE = 0x1
 
-PROVIDER_NAME_MAX = 31
-MAX_PROVIDERS = 64          # ids 1..63 (map size, EVENTLOG_MAX_PROVIDERS)
+#: Provider instance ids the kernel side has room for: 1..63 (the size of
+#: the eventlog_providers map, EVENTLOG_MAX_PROVIDERS); a capture file's
+#: table holds at most pyelog.records.format.FILE_MAX_PROVIDERS of them.
+KERNEL_PROVIDER_IDS = 64
 MAX_SUBSCRIBERS = 16
 MAX_SUBSCRIPTIONS_PER_NAME = 32
 
@@ -228,153 +232,68 @@ class CallbackSubscriber(Subscriber):
         return n
 
 
-# -- raw bpf(2) helpers bcc does not provide ---------------------------------
-_SYS_BPF = 321 if os.uname().machine == "x86_64" else 280
-_BPF_PROG_TEST_RUN = 10
-_BPF_LINK_CREATE = 28
-_BPF_F_TEST_RUN_ON_CPU = 1 << 0
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class _TestRunAttr(ctypes.Structure):
-    _fields_ = [("prog_fd", ctypes.c_uint32), ("retval", ctypes.c_uint32),
-                ("data_size_in", ctypes.c_uint32), ("data_size_out", ctypes.c_uint32),
-                ("data_in", ctypes.c_uint64), ("data_out", ctypes.c_uint64),
-                ("repeat", ctypes.c_uint32), ("duration", ctypes.c_uint32),
-                ("ctx_size_in", ctypes.c_uint32), ("ctx_size_out", ctypes.c_uint32),
-                ("ctx_in", ctypes.c_uint64), ("ctx_out", ctypes.c_uint64),
-                ("flags", ctypes.c_uint32), ("cpu", ctypes.c_uint32),
-                ("batch_size", ctypes.c_uint32)]
-
-
-class _LinkCreateAttr(ctypes.Structure):
-    _fields_ = [("prog_fd", ctypes.c_uint32), ("target_fd", ctypes.c_uint32),
-                ("attach_type", ctypes.c_uint32), ("flags", ctypes.c_uint32),
-                ("_pad", ctypes.c_uint64 * 6)]
-
-
-def prog_test_run(prog_fd: int, args: Iterable[int], cpu: int | None = None) -> int:
-    """Run a raw-tracepoint program once with ``args`` as its u64 context.
-
-    cpu=None runs it here (process context, preemption off); a CPU number
-    runs it on that CPU from an IPI (hard-irq context). Returns the
-    program's return value (as signed 32-bit).
-    """
-    vals = [int(a) & 0xFFFFFFFFFFFFFFFF for a in args]
-    # The kernel wants ctx_size_in >= the highest argument the program reads:
-    # always pass the maximum (12 u64), zero-padded.
-    vals += [0] * (12 - len(vals))
-    ctx = (ctypes.c_uint64 * 12)(*vals)
-    attr = _TestRunAttr(prog_fd=prog_fd, ctx_size_in=8 * len(vals),
-                        ctx_in=ctypes.addressof(ctx))
-    if cpu is not None:
-        attr.flags = _BPF_F_TEST_RUN_ON_CPU
-        attr.cpu = cpu
-    if _libc.syscall(_SYS_BPF, _BPF_PROG_TEST_RUN, ctypes.byref(attr), ctypes.sizeof(attr)) < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"BPF_PROG_TEST_RUN: {os.strerror(e)}")
-    return ctypes.c_int32(attr.retval).value
-
-
-def attach_cgroup_link(prog_fd: int, cgroup_path: str, attach_type: int) -> int:
-    """Attach a cgroup program with BPF_LINK_CREATE; returns the link fd.
-
-    The attachment lives exactly as long as the fd (unlike BPF_PROG_ATTACH,
-    which outlives its process): close it, or die, and it is gone.
-    attach_type: e.g. 3 = BPF_CGROUP_SOCK_OPS.
-    """
-    cg = os.open(cgroup_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        attr = _LinkCreateAttr(prog_fd=prog_fd, target_fd=cg, attach_type=attach_type)
-        fd = _libc.syscall(_SYS_BPF, _BPF_LINK_CREATE, ctypes.byref(attr), ctypes.sizeof(attr))
-        if fd < 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"BPF_LINK_CREATE: {os.strerror(e)}")
-        return fd
-    finally:
-        os.close(cg)
-
-
-def kernel_unavailable_reason() -> str | None:
-    """One line saying why eBPF cannot be loaded here, or None."""
-    if os.geteuid() != 0:
-        return "pyelog needs root to load eBPF programs"
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
-        return "bcc (python3-bpfcc) is not importable; run `make setup`"
-    return None
-
-
-# -- code generation -----------------------------------------------------------
-_SUB_TEMPLATE = """
-/* subscriber {i}: {size} bytes per buffer, two buffers per CPU, each
- * {chunks} chunk(s) of {chunk} bytes (see "Chunks" in eventlog.h) */
-struct eventlog_buf_{i} {{ char data[{chunk} + EVENTLOG_BUF_SLACK]; }};
-BPF_F_TABLE("array", u32, struct eventlog_buf_{i}, eventlog_buf_{i}, 2 * {chunks} * EVENTLOG_NR_CPUS, BPF_F_MMAPABLE);
-BPF_F_TABLE("array", u32, struct eventlog_cpu_state, eventlog_state_{i}, EVENTLOG_NR_CPUS, BPF_F_MMAPABLE);
-BPF_RINGBUF_OUTPUT(eventlog_bell_{i}, 1);
-
-static __always_inline int
-eventlog_deliver_{i}(const struct eventlog_header *hdr, const void *head, __u32 hl,
-                     const void *tail, __u32 tl, int oversized)
-{{
-	__u32 cpu = hdr->cpu;
-	struct eventlog_cpu_state *st = eventlog_state_{i}.lookup(&cpu);
-	__u64 active = 0, pos = 0;
-	int swapped = 0;
-
-	if (!st)
-		return 0;
-	if (oversized) {{
-		__sync_fetch_and_add(&st->oversized, 1);
-		return 0;
-	}}
-	int ok = eventlog_reserve(st, {size}, hdr->length, &active, &pos, &swapped);
-	if (swapped) {{
-		__u64 v = cpu;
-		eventlog_bell_{i}.ringbuf_output(&v, sizeof(v), 0);
-	}}
-	if (!ok)
-		return 0;
-	{locate}
-	__u32 idx = (cpu * 2 + (__u32)(active & 1)) * {chunks} + (__u32)chunk;
-	struct eventlog_buf_{i} *b = eventlog_buf_{i}.lookup(&idx);
-	eventlog_copy(st, b ? b->data : (char *)0, {chunk}, active, chunk, off, hdr, head, hl, tail, tl);
-	return 1;
-}}
-"""
+# -- the per-subscriber C (bpf/eventlog_subscriber.h, a template) -------------
 # Where a reserved logical position lies: always chunk 0 for an unsplit
 # buffer (whose size need not be a power of two), else shift and mask.
 _LOCATE_ONE = "__u64 chunk = 0, off = pos;"
 _LOCATE_SPLIT = "__u64 chunk = pos >> {shift}, off = pos & {mask};"
+_PART = re.compile(r"^/\* ---- part: ([a-z ]+) ---- \*/$", re.M)
 
-_DELIVER_ONE = """\
-	if ((target < 0 || target == {i}) && level <= f->sub_level[{i}] &&
-	    (keywords & f->sub_keywords[{i}]))
-		n += eventlog_deliver_{i}(hdr, head, hl, tail, tl, oversized);
-"""
+
+def _template_parts() -> dict[str, string.Template]:
+    """The named parts of bpf/eventlog_subscriber.h."""
+    pieces = _PART.split(bpf_source("eventlog_subscriber.h"))
+    return {name: string.Template(text) for name, text in zip(pieces[1::2], pieces[2::2])}
 
 
 def _subscriber_code(layouts: list[tuple[int, int, int]]) -> str:
     """C for subscribers given as (buffer size, chunk size, chunks) each."""
-    parts = ["#define EVENTLOG_HAVE_SUBSCRIBERS 1"]
+    parts = _template_parts()
+    out = []
     for i, (size, chunk, chunks) in enumerate(layouts):
         locate = (_LOCATE_ONE if chunks == 1 else
                   _LOCATE_SPLIT.format(shift=chunk.bit_length() - 1, mask=chunk - 1))
-        parts.append(_SUB_TEMPLATE.format(i=i, size=size, chunk=chunk, chunks=chunks,
-                                          locate=locate))
-    parts.append("""static __always_inline int
-eventlog_deliver_all(struct eventlog_provider *f, const struct eventlog_header *hdr,
-		     __u32 level, __u32 keywords, const void *head, __u32 hl,
-		     const void *tail, __u32 tl, int target, int oversized)
-{
-	int n = 0;
-""")
-    for i in range(len(layouts)):
-        parts.append(_DELIVER_ONE.format(i=i))
-    parts.append("\treturn n;\n}\n")
-    return "\n".join(parts)
+        out.append(parts["subscriber"].substitute(i=i, size=size, chunk=chunk, chunks=chunks,
+                                                  locate=locate))
+    out.append(parts["deliver"].substitute())
+    out += [parts["deliver one"].substitute(i=i) for i in range(len(layouts))]
+    out.append(parts["deliver end"].substitute())
+    return "".join(out)
+
+
+_TASK_HELPERS: dict[str, bool] | None = None
+
+
+def task_helpers() -> dict[str, bool]:
+    """``EVENTLOG_TASK_<TYPE>`` -> whether programs of that type may ask
+    for the current task (pid/tgid, comm) on this kernel (probed once):
+    kernel 6.1 refuses sock_ops ("unknown func"); records of such programs
+    carry thread id 0 (eventlog_emit_task())."""
+    global _TASK_HELPERS
+    if _TASK_HELPERS is None:
+        pid_tgid = (BPF_FUNC_GET_CURRENT_PID_TGID,)
+        _TASK_HELPERS = {
+            "EVENTLOG_TASK_SOCK_OPS": helpers_allowed(BPF_PROG_TYPE_SOCK_OPS, 0, pid_tgid),
+            "EVENTLOG_TASK_CGROUP_SOCKOPT": helpers_allowed(BPF_PROG_TYPE_CGROUP_SOCKOPT,
+                                                            BPF_CGROUP_SETSOCKOPT, pid_tgid),
+            "EVENTLOG_TASK_CGROUP_SKB": helpers_allowed(BPF_PROG_TYPE_CGROUP_SKB,
+                                                        BPF_CGROUP_INET_EGRESS, pid_tgid)}
+    return _TASK_HELPERS
+
+
+def _shared_facts_checks() -> str:
+    """Compile-time checks that eventlog.h's constants are the ones Python
+    uses (pyelog.records.eventlog): the two sides cannot drift apart."""
+    facts = {"EVENTLOG_LEVEL_NONE": LEVEL_NONE, "EVENTLOG_LEVEL_ERROR": LEVEL_ERROR,
+             "EVENTLOG_LEVEL_WARN": LEVEL_WARN, "EVENTLOG_LEVEL_INFO": LEVEL_INFO,
+             "EVENTLOG_LEVEL_VERBOSE": LEVEL_VERBOSE, "EVENTLOG_LEVEL_TRACE": LEVEL_TRACE,
+             "EVENTLOG_KEYWORD_SESSION": KEYWORD_SESSION, "EVENTLOG_SESSION_END_ID": SESSION_END_ID,
+             "EVENTLOG_SESSION_CREATE_ID": SESSION_CREATE_ID,
+             "EVENTLOG_DUMP_COMPLETE_ID": DUMP_COMPLETE_ID, "EVENTLOG_SESSION_ID_NONE": SESSION_ID_NONE,
+             "EVENTLOG_HEADER_SIZE": EVENT_HEADER_SIZE, "EVENTLOG_MAX_RECORD": MAX_EVENT_LENGTH,
+             "sizeof(struct eventlog_header)": EVENT_HEADER_SIZE}
+    return "\n".join(f'_Static_assert({c} == {v}ULL, "{c} differs from pyelog.records.eventlog");'
+                     for c, v in facts.items())
 
 
 def _instantiate(source: str, pid: int) -> str:
@@ -404,8 +323,8 @@ class Loader:
         if self.bpf is not None:
             raise EventlogError("providers must be registered before start()")
         pid = len(self.providers) + 1
-        if pid >= MAX_PROVIDERS:
-            raise EventlogError(f"at most {MAX_PROVIDERS - 1} provider instances")
+        if pid >= KERNEL_PROVIDER_IDS:
+            raise EventlogError(f"at most {KERNEL_PROVIDER_IDS - 1} provider instances")
         inst = ProviderInstance(pid, spec.name, spec)
         self.providers.append(inst)
         return inst
@@ -467,9 +386,10 @@ class Loader:
             raise EventlogError("bpf/eventlog.h lost its @EVENTLOG_SUBSCRIBERS@ marker")
         out = [f"#define EVENTLOG_NR_CPUS {self.ncpu}",
                f"#define EVENTLOG_NR_SUBS {len(self.subscribers)}",
-               f"#define EVENTLOG_MAX_PROVIDERS {MAX_PROVIDERS}",
+               *(f"#define {m} 1" for m, ok in task_helpers().items() if ok),
+               f"#define EVENTLOG_MAX_PROVIDERS {KERNEL_PROVIDER_IDS}",
                f"#define EVENTLOG_MAX_SESSIONS {self.max_sessions}",
-               core]
+               core, _shared_facts_checks(), layout_checks()]
         seen_headers: set[str] = set()
         for p in self.providers:
             if p.name not in seen_headers and p.spec.header:
@@ -484,7 +404,7 @@ class Loader:
         """Compile, load, write filters, map the rings, attach every hook."""
         if self.bpf is not None:
             return self
-        reason = kernel_unavailable_reason()
+        reason = unavailable_reason()
         if reason:
             raise EventlogError(reason)
         from bcc import BPF
@@ -503,7 +423,7 @@ class Loader:
                                         self.bpf[f"eventlog_bell_{sub.index}"].map_fd,
                                         self.ncpu, sub.buffer_size,
                                         chunk_size=sub.chunk_size)
-                self._init_states(sub)
+                sub.reader.reset()
             for p in self.providers:
                 for name in p.spec.test_run:
                     p.progs[name] = self.bpf.load_func(p.fn(name), BPF.RAW_TRACEPOINT).fd
@@ -521,14 +441,6 @@ class Loader:
             self.close()
             raise
         return self
-
-    def _init_states(self, sub: Subscriber) -> None:
-        # Array maps start zeroed; the protocol's initial state is
-        # swap_allowed = 1 (reader buffer empty).
-        from pyelog.kernel.ring import atomics
-        a = atomics()
-        for cpu in range(self.ncpu):
-            a.store(sub.reader._addr(cpu, 0), 2, 5)
 
     # -- filters ---------------------------------------------------------------
     def _write_filter(self, p: ProviderInstance) -> None:
@@ -690,4 +602,4 @@ def parse_level(text: str) -> int:
 
 __all__ = ["Loader", "ProviderSpec", "ProviderInstance", "Subscription", "Subscriber",
            "RingSubscriber", "CallbackSubscriber", "Event", "EventlogError",
-           "prog_test_run", "attach_cgroup_link", "kernel_unavailable_reason", "parse_level"]
+           "parse_level"]

@@ -31,6 +31,10 @@ The reader:
 * then resets ``written[b]`` and, in one CAS, clears ``reader_len`` and sets
   ``swap_allowed``.
 
+:meth:`RingReader.over_memory` builds the same reader over memory laid out
+as the two arrays (:func:`map_sizes`), so that the protocol can be tested
+against a writer in Python, without a kernel.
+
 Atomic operations on the shared words go through libatomic (real
 ``lock cmpxchg`` on x86), never through Python arithmetic on copies.
 Wake-ups come from a small BPF ring buffer ("doorbell") that writers poke
@@ -52,10 +56,18 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
-HEADER = struct.Struct("<HHHHQQIi")
-_LEN_TS = struct.Struct("<H6xQ")
+from pyelog.records.format import EVENT_HEADER
 
-BUF_SLACK = 131136          # must match EVENTLOG_BUF_SLACK in eventlog.h
+# (event_length, timestamp) of a record header: the merge reads only these.
+_LEN_TS = struct.Struct("<H6xQ")
+_probe = bytes(range(EVENT_HEADER.size))
+assert _LEN_TS.unpack_from(_probe) == EVENT_HEADER.unpack(_probe)[0:5:4]
+del _probe
+
+# The layout the C shares with this reader (bpf/eventlog.h). The loader
+# compiles _Static_asserts of every value below (layout_checks()), so the
+# two sides cannot drift apart.
+BUF_SLACK = 131136          # EVENTLOG_BUF_SLACK
 STATE_SIZE = 128            # sizeof(struct eventlog_cpu_state)
 BUFFER_SIZE_MIN = 65536
 # FreeBSD's limit, and the most the state word's 30-bit commit_pos holds.
@@ -63,8 +75,8 @@ BUFFER_SIZE_MAX = (1 << 30) - 1
 BUFFER_SIZE_DEFAULT = 512 * 1024
 # The verifier refuses variable offsets of 2^29 or more into one map value
 # (BPF_MAX_VAR_OFF): larger buffers are split into chunks of this size.
-CHUNK_MAX = 1 << 28         # must match EVENTLOG_CHUNK_MAX in eventlog.h
-MAX_CHUNKS = 4              # must match EVENTLOG_MAX_CHUNKS
+CHUNK_MAX = 1 << 28         # EVENTLOG_CHUNK_MAX
+MAX_CHUNKS = 4              # EVENTLOG_MAX_CHUNKS
 # Longest doorbell wait after a drain of >= buffer_size // 8 bytes.
 BUSY_WAIT = 0.001
 
@@ -80,6 +92,23 @@ _OFF_MAX_TS = 112           # u64[2]
 _SEQ_CST = 5
 _POS_MASK = 0x3FFFFFFF
 _LOW32 = 0xFFFFFFFF
+
+
+def layout_checks() -> str:
+    """C ``_Static_assert``s that bpf/eventlog.h lays the rings out as this
+    reader reads them (compiled with every BPF object by the loader)."""
+    cs = "struct eventlog_cpu_state"
+    facts = {"EVENTLOG_BUF_SLACK": BUF_SLACK, "EVENTLOG_CHUNK_MAX": CHUNK_MAX,
+             "EVENTLOG_MAX_CHUNKS": MAX_CHUNKS, f"sizeof({cs})": STATE_SIZE,
+             f"__builtin_offsetof({cs}, state)": _OFF_STATE,
+             f"__builtin_offsetof({cs}, written)": _OFF_WRITTEN,
+             f"__builtin_offsetof({cs}, dropped)": _OFF_DROPPED,
+             f"__builtin_offsetof({cs}, oversized)": _OFF_OVERSIZED,
+             f"__builtin_offsetof({cs}, swaps)": _OFF_SWAPS,
+             f"__builtin_offsetof({cs}, min_ts)": _OFF_MIN_TS,
+             f"__builtin_offsetof({cs}, max_ts)": _OFF_MAX_TS}
+    return "\n".join(f'_Static_assert({c} == {v}, "{c}: pyelog/kernel/ring.py reads {v}");'
+                     for c, v in facts.items())
 
 
 def chunk_layout(buffer_size: int, chunk_size: int | None = None) -> tuple[int, int]:
@@ -99,6 +128,24 @@ def chunk_layout(buffer_size: int, chunk_size: int | None = None) -> tuple[int, 
     if chunks > MAX_CHUNKS:
         raise ValueError(f"a buffer is at most {MAX_CHUNKS} chunks")
     return chunk_size, chunks
+
+
+def element_size(chunk_size: int) -> int:
+    """Bytes between two chunks in the mapped buffer array: one map value
+    (a chunk and its slack), rounded up to 8 as the kernel lays out arrays."""
+    return (chunk_size + BUF_SLACK + 7) & ~7
+
+
+def map_sizes(ncpu: int, buffer_size: int, chunk_size: int | None = None) -> tuple[int, int]:
+    """Bytes the reader maps of (``eventlog_buf_<i>``, ``eventlog_state_<i>``).
+
+    The buffer array holds ``2 * ncpu * chunks`` elements of
+    :func:`element_size`, element ``(cpu*2 + b)*chunks + k``; the state
+    array ``ncpu`` control blocks of :data:`STATE_SIZE` bytes, element
+    ``cpu``.
+    """
+    chunk, chunks = chunk_layout(buffer_size, chunk_size)
+    return 2 * ncpu * chunks * element_size(chunk), ncpu * STATE_SIZE
 
 
 class RingCorrupt(RuntimeError):
@@ -192,25 +239,54 @@ class RingReader:
     ``buf_fd``/``state_fd``/``bell_fd`` are the subscriber's three maps;
     ``ncpu`` the number of possible CPUs the arrays were sized for;
     ``chunk_size`` as given to :func:`chunk_layout` when the maps were made.
+    :meth:`over_memory` builds the same reader over memory of the caller's
+    (tests: a writer in Python, no kernel).
     """
 
     def __init__(self, buf_fd: int, state_fd: int, bell_fd: int | None, ncpu: int,
                  buffer_size: int, cpus: list[int] | None = None,
                  chunk_size: int | None = None) -> None:
+        bufs_len, state_len = map_sizes(ncpu, buffer_size, chunk_size)
+        state_len = (state_len + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
+        bufs = mmap.mmap(buf_fd, bufs_len, mmap.MAP_SHARED, mmap.PROT_READ)
+        state = mmap.mmap(state_fd, state_len, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._setup(bufs, state, ncpu, buffer_size, cpus, chunk_size)
+        self._owned = (bufs, state)
+        self._bell = _Doorbell(bell_fd) if bell_fd is not None else None
+
+    @classmethod
+    def over_memory(cls, bufs, state, ncpu: int, buffer_size: int,
+                    cpus: list[int] | None = None,
+                    chunk_size: int | None = None) -> "RingReader":
+        """A reader over ``bufs`` and ``state``, laid out exactly as the two
+        mapped arrays are (see :func:`map_sizes`), e.g. anonymous mmaps.
+
+        ``state`` must be writable (the reader swaps and releases buffers
+        in it with atomics). No doorbell: :meth:`wait` returns at once.
+        The memory stays the caller's: :meth:`close` does not close it.
+        """
+        bufs_len, state_len = map_sizes(ncpu, buffer_size, chunk_size)
+        if len(bufs) < bufs_len or len(state) < state_len:
+            raise ValueError(f"{ncpu} CPUs of {buffer_size}-byte buffers need {bufs_len} bytes "
+                             f"of buffers and {state_len} of control blocks")
+        self = cls.__new__(cls)
+        self._setup(bufs, state, ncpu, buffer_size, cpus, chunk_size)
+        self._owned = ()
+        self._bell = None
+        return self
+
+    def _setup(self, bufs, state, ncpu: int, buffer_size: int, cpus: list[int] | None,
+               chunk_size: int | None) -> None:
         self.ncpu = ncpu
         self.cpus = list(cpus) if cpus is not None else list(range(ncpu))
         self.buffer_size = buffer_size
         self.chunk_size, self.chunks = chunk_layout(buffer_size, chunk_size)
-        self.elem = (self.chunk_size + BUF_SLACK + 7) & ~7
-        self._bufs = mmap.mmap(buf_fd, 2 * ncpu * self.chunks * self.elem,
-                               mmap.MAP_SHARED, mmap.PROT_READ)
-        state_len = (ncpu * STATE_SIZE + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
-        self._state = mmap.mmap(state_fd, state_len, mmap.MAP_SHARED,
-                                mmap.PROT_READ | mmap.PROT_WRITE)
-        self._state_obj = ctypes.c_char.from_buffer(self._state)
+        self.elem = element_size(self.chunk_size)
+        self._bufs = bufs
+        self._state = state
+        self._state_obj = ctypes.c_char.from_buffer(state)
         self._state_addr = ctypes.addressof(self._state_obj)
-        self._view = memoryview(self._bufs)
-        self._bell = _Doorbell(bell_fd) if bell_fd is not None else None
+        self._view = memoryview(bufs)
         self._a = atomics()
         self.bytes = 0
         self.records = 0        # records handed out by this reader
@@ -220,6 +296,15 @@ class RingReader:
     # -- protocol primitives ------------------------------------------------
     def _addr(self, cpu: int, off: int) -> int:
         return self._state_addr + cpu * STATE_SIZE + off
+
+    def reset(self) -> None:
+        """Put every CPU's control block in the protocol's initial state:
+        nothing reserved, buffer 0 active, swap allowed (the reader's buffer
+        is empty). BPF array maps start zeroed, which would forbid the first
+        swap."""
+        a = atomics()
+        for cpu in range(self.ncpu):
+            a.store(self._addr(cpu, _OFF_STATE), 2, _SEQ_CST)
 
     def state(self, cpu: int) -> tuple[int, int, int, int]:
         """(active, swap_allowed, commit_pos, reader_len) of one CPU, for tests."""
@@ -379,7 +464,7 @@ class RingReader:
         off = start
         while off < end:
             ln, ts = unpack(buf, off)
-            if ln < HEADER.size or off + ln > end:
+            if ln < EVENT_HEADER.size or off + ln > end:
                 raise RingCorrupt(f"bad record length {ln} at mapping offset {off}")
             offs.append(off)
             tss.append(ts)
@@ -427,7 +512,10 @@ class RingReader:
         return [self._u64(cpu, _OFF_DROPPED) for cpu in range(self.ncpu)]
 
     def close(self) -> None:
-        """Unmap everything (views still held by callers keep their map alive)."""
+        """Unmap everything (views still held by callers keep their map alive).
+
+        Memory given to :meth:`over_memory` is only let go of, not closed.
+        """
         if self._bell is not None:
             self._bell.close()
             self._bell = None
@@ -437,7 +525,7 @@ class RingReader:
             self._view.release()
         except BufferError:
             pass
-        for m in (self._bufs, self._state):
+        for m in self._owned:
             try:
                 m.close()
             except BufferError:
@@ -445,14 +533,23 @@ class RingReader:
 
 
 def iter_records(buf: bytes | memoryview) -> Iterator[tuple[tuple, memoryview]]:
-    """Walk whole records: yields (header tuple, payload view). Per-event: use for decoding only."""
+    """Walk whole records: yields (header tuple, payload view). Per-event: use for decoding only.
+
+    Unlike :func:`pyelog.records.format.iter_records` (whole
+    :class:`~pyelog.records.format.Record` objects over one copy of the
+    buffer), nothing is copied: the payload views point into ``buf`` (for a
+    run from :meth:`RingReader.read`, into the ring itself, valid only until
+    the reader resumes), and a record length below the header size or past
+    the end raises :class:`RingCorrupt`.
+    """
     mv = memoryview(buf)
     off, end = 0, len(mv)
-    unpack = HEADER.unpack_from
-    while off + HEADER.size <= end:
+    unpack = EVENT_HEADER.unpack_from
+    size = EVENT_HEADER.size
+    while off + size <= end:
         hdr = unpack(mv, off)
         ln = hdr[0]
-        if ln < HEADER.size or off + ln > end:
+        if ln < size or off + ln > end:
             raise RingCorrupt(f"bad record length {ln} at offset {off}")
-        yield hdr, mv[off + HEADER.size:off + ln]
+        yield hdr, mv[off + size:off + ln]
         off += ln

@@ -58,20 +58,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyelog.kernel.btf import Btf, BtfError
-from pyelog.kernel.loader import (KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID, EventlogError,
-                           Loader, ProviderInstance, ProviderSpec, attach_cgroup_link,
-                           prog_test_run)
+from pyelog.kernel.bpf import (BPF_CGROUP_INET_EGRESS, BPF_CGROUP_INET_INGRESS,
+                               BPF_CGROUP_SETSOCKOPT, BPF_CGROUP_SOCK_OPS, BPF_PROG_TYPE_CGROUP_SKB,
+                               BPF_PROG_TYPE_CGROUP_SOCKOPT, attach_cgroup_link, prog_test_run)
+from pyelog.kernel.loader import EventlogError, Loader, ProviderInstance, ProviderSpec
+from pyelog.records.eventlog import KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID
 from pyelog.resources import bpf_source, schema_dir
 from pyelog.schema.dsl import Schema, load_schema
 
 SCHEMA = schema_dir() / "tcp_eventlog_schema.src"
 SOURCE = "tcp_provider.bpf.c"           # in bpf/ (pyelog.resources)
-BPF_CGROUP_INET_INGRESS = 0
-BPF_CGROUP_INET_EGRESS = 1
-BPF_CGROUP_SOCK_OPS = 3
-BPF_CGROUP_SETSOCKOPT = 22
-BPF_PROG_TYPE_CGROUP_SKB = 8
-BPF_PROG_TYPE_CGROUP_SOCKOPT = 25
 TCP_EVENTLOG = 81
 TRACEFS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 _F_PORT, _F_CIDR, _F_NETNS, _F_PID, _F_COMM = 0x1, 0x2, 0x4, 0x8, 0x10
@@ -131,6 +127,18 @@ class TcpFilter:
         for c in self.comms:
             if not c or len(c.encode()) > 15:
                 raise EventlogError(f"invalid command name {c!r} (1..15 bytes, as /proc/PID/comm)")
+
+    @classmethod
+    def from_flags(cls, flags: dict[str, list]) -> "TcpFilter":
+        """The filter of the command line's ``--port --lport --rport --addr
+        --netns --cgroup --pid --comm`` values (flag name -> values); netns
+        given as inode, path or ``ip netns`` name."""
+        from pyelog.providers.tcp_diag import netns_inode
+        f = {k: flags.get(k, []) for k in ("port", "lport", "rport", "addr", "netns", "cgroup",
+                                            "pid", "comm")}
+        return cls(ports=f["port"], lports=f["lport"], rports=f["rport"], cidrs=f["addr"],
+                   netns=[netns_inode(n) for n in f["netns"]], cgroups=f["cgroup"],
+                   pids=f["pid"], comms=f["comm"])
 
     def port_bits(self) -> dict[int, int]:
         """port -> 1 (local) | 2 (remote), as the BPF map holds them."""
@@ -252,46 +260,6 @@ def kernel_features() -> dict[str, bool]:
     return feats
 
 
-_BPF_PROG_LOAD = 5
-_BPF_PROG_TYPE_SOCK_OPS = 13
-_BPF_FUNC_GET_CURRENT_PID_TGID = 14
-
-
-def _helpers_allowed(prog_type: int, attach_type: int, helpers: tuple[int, ...]) -> bool:
-    """Whether this kernel lets a program of prog_type call every helper of
-    `helpers`, helpers without arguments (loads `call h; ...; r0 = 1; exit`)."""
-    insns = b"".join(struct.pack("<BBhi", 0x85, 0, 0, h) for h in helpers)
-    insns += struct.pack("<BBhi", 0xb7, 0, 0, 1) + struct.pack("<BBhi", 0x95, 0, 0, 0)
-    buf = ctypes.create_string_buffer(insns, len(insns))
-    lic = ctypes.create_string_buffer(b"GPL")
-    attr = bytearray(128)
-    struct.pack_into("<IIQQ", attr, 0, prog_type, len(insns) // 8,
-                     ctypes.addressof(buf), ctypes.addressof(lic))
-    struct.pack_into("<I", attr, 68, attach_type)      # expected_attach_type
-    a = ctypes.create_string_buffer(bytes(attr), len(attr))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    fd = libc.syscall(ctypes.c_long(321 if os.uname().machine == "x86_64" else 280),
-                      ctypes.c_long(_BPF_PROG_LOAD), a, ctypes.c_uint(len(attr)))
-    if fd < 0:
-        return False
-    os.close(fd)
-    return True
-
-
-def _task_helpers() -> dict[str, bool]:
-    """Whether sock_ops, cgroup setsockopt and cgroup skb programs may ask for
-    the current task (pid, comm; the kernel allows both or neither): kernel
-    6.1 refuses sock_ops ("unknown func"); then owners are unknown (0) to
-    sock_ops and its records get thread 0."""
-    pid_tgid = (_BPF_FUNC_GET_CURRENT_PID_TGID,)
-    return {"TCP_SOCKOPS_TASK": _helpers_allowed(_BPF_PROG_TYPE_SOCK_OPS, 0, pid_tgid),
-            "TCP_SOCKOPT_TASK": _helpers_allowed(BPF_PROG_TYPE_CGROUP_SOCKOPT,
-                                                 BPF_CGROUP_SETSOCKOPT, pid_tgid),
-            "TCP_SKB_TASK": _helpers_allowed(BPF_PROG_TYPE_CGROUP_SKB,
-                                             BPF_CGROUP_INET_EGRESS, pid_tgid)}
-
-
 # Kernel struct members the C code reads (TCP_BTF_<name>): paths from struct
 # tcp_sock, whose first members nest inet_connection_sock, inet_sock, sock and
 # sock_common, so each offset is from the socket's address; and a packet's
@@ -357,15 +325,20 @@ def kernel_hz() -> int | None:
 
 
 def _defines() -> str:
-    feats = {**kernel_features(), **_task_helpers()}
-    flags = "\n".join(f"#define {m} 1" for m, on in feats.items() if on)
+    flags = "\n".join(f"#define {m} 1" for m, on in kernel_features().items() if on)
     return flags + "\n" + btf_defines()
 
 
 def producer_header() -> str:
-    """The producer header generated from the TCP schema."""
+    """What the loader pastes before the provider's C: the outbox
+    (bpf/eventlog_outbox.h), which the generated _LOG macros write to
+    (TCP_EVENTLOG_WRITE), then the producer header generated from the TCP
+    schema."""
     from pyelog.schema.codegen import generate_producer
-    return generate_producer(schema())
+    return "\n".join([bpf_source("eventlog_outbox.h"),
+                      "/* Every TCP _LOG queues its event in the outbox. */",
+                      "#define TCP_EVENTLOG_WRITE eventlog_outbox_add",
+                      generate_producer(schema())])
 
 
 # -- attach ----------------------------------------------------------------------
@@ -474,15 +447,16 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
     cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
     cfg.hz = kernel_hz() or _measure_hz(loader, inst)
     _write_maps(loader, cfg)
-    # The outbox drains (bpf/tcp_provider.bpf.c), one per program type, before
+    # The outbox drains (bpf/eventlog_outbox.h), one per program type, before
     # anything that queues events runs (the tracepoints already do, but no
     # session exists yet).
-    drains = [("tcp_drain_tp_jt", loader.bpf.load_func(inst.fn("tcp_drain_tp"), BPF.TRACEPOINT)),
-              ("tcp_drain_sockops_jt", loader.bpf.load_func(inst.fn("tcp_drain_sockops"),
-                                                            BPF.SOCK_OPS)),
-              ("tcp_drain_sockopt_jt", loader.bpf.load_func(inst.fn("tcp_drain_sockopt"),
-                                                            BPF_PROG_TYPE_CGROUP_SOCKOPT,
-                                                            attach_type=BPF_CGROUP_SETSOCKOPT))]
+    drains = [("eventlog_outbox_tp_jt", loader.bpf.load_func("eventlog_outbox_drain_tp",
+                                                             BPF.TRACEPOINT)),
+              ("eventlog_outbox_sockops_jt", loader.bpf.load_func("eventlog_outbox_drain_sockops",
+                                                                  BPF.SOCK_OPS)),
+              ("eventlog_outbox_sockopt_jt", loader.bpf.load_func(
+                  "eventlog_outbox_drain_sockopt", BPF_PROG_TYPE_CGROUP_SOCKOPT,
+                  attach_type=BPF_CGROUP_SETSOCKOPT))]
     for table, fn in drains:
         loader.bpf.get_table(table)[0] = fn.fd
     sockops = loader.bpf.load_func(inst.fn("tcp_sockops"), BPF.SOCK_OPS)
@@ -512,7 +486,7 @@ def lost(loader: Loader) -> int:
     if loader.bpf is None:
         return 0
     try:
-        t = loader.bpf.get_table("tcp_outbox_map")
+        t = loader.bpf.get_table("eventlog_outbox_map")
         segs = loader.bpf.get_table("tcp_seg_lost")
     except KeyError:
         return 0

@@ -9,21 +9,36 @@ BPF_PROG_TEST_RUN of ``test_ctl`` (see bpf/test_provider.bpf.c), or arm the
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from pyelog.kernel.bpf import prog_test_run
+from pyelog.kernel.loader import Loader, ProviderInstance, ProviderSpec
+from pyelog.records.eventlog import KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID
 from pyelog.resources import bpf_source, schema_dir
-from pyelog.kernel.loader import (Loader, ProviderInstance, ProviderSpec, prog_test_run,
-                           SESSION_CREATE_ID, LEVEL_INFO, KEYWORD_SESSION)
 
 SCHEMA = schema_dir() / "test_eventlog_schema.src"
 SOURCE = "test_provider.bpf.c"          # in bpf/ (pyelog.resources)
 
+# What test_ctl does (args[0]) and which event kind it emits (args[3]):
+# handed to the C as TEST_OP_* / TEST_EV_* (_defines()), so both sides
+# use these values.
 OP_CREATE, OP_EMIT, OP_END, OP_ENABLE, OP_FILTER = 1, 2, 3, 4, 5
 SIMPLE, STATUS, FLAGS, COMPLEX, VARLEN = 0, 1, 2, 3, 4
 RAW, GATHER = 100, 101
+# Events per test_ctl run at most (the C shrinks its batch as subscribers
+# grow and says how many it did: the driver calls again for the rest).
 BATCH_MAX = 32
 
 KW_BASIC, KW_ADVANCED, KW_COMPLEX = 0x1, 0x2, 0x8
+
+
+def _defines() -> str:
+    ops = {"CREATE": OP_CREATE, "EMIT": OP_EMIT, "END": OP_END, "ENABLE": OP_ENABLE,
+           "FILTER": OP_FILTER}
+    kinds = {"SIMPLE": SIMPLE, "STATUS": STATUS, "FLAGS": FLAGS, "COMPLEX": COMPLEX,
+             "VARLEN": VARLEN, "RAW": RAW, "GATHER": GATHER}
+    return "\n".join([*(f"#define TEST_OP_{k} {v}" for k, v in ops.items()),
+                      *(f"#define TEST_EV_{k} {v}" for k, v in kinds.items()),
+                      f"#define TEST_BATCH_LIMIT {BATCH_MAX}"])
 
 
 def producer_header() -> str:
@@ -46,7 +61,7 @@ def provider(name: str = "test", default_enabled: bool = True,
              getppid_hook: bool = False) -> ProviderSpec:
     """A test-provider spec (register it several times for same-name instances)."""
     return ProviderSpec(
-        name=name, source=bpf_source(SOURCE), header=producer_header(),
+        name=name, source=bpf_source(SOURCE), header=_defines() + "\n" + producer_header(),
         tracepoints=[("syscalls:sys_enter_getppid", "on_getppid")] if getppid_hook else [],
         test_run=["test_ctl"], dump_state=_dump_sessions, default_enabled=default_enabled)
 

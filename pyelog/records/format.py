@@ -28,17 +28,12 @@ from typing import BinaryIO, Generator, Iterable, Iterator, NamedTuple
 
 import construct as cs
 
+from pyelog.records.eventlog import EVENT_HEADER_SIZE, MAX_EVENT_LENGTH, PROVIDER_NAME_MAX
+
 MAGIC = b"ELOG"
 VERSION = 1
-MAX_PROVIDERS = 32
-PROVIDER_NAME_MAX = 31          # char[32] including the NUL
-EVENT_HEADER_SIZE = 32
-MAX_EVENT_LENGTH = 65535        # event_length is a uint16
-
-SESSION_END_ID = 0xFFFFFFFF
-SESSION_CREATE_ID = 0xFFFFFFFE
-DUMP_COMPLETE_ID = 0xFFFFFFFD
-SESSION_ID_NONE = 0xFFFFFFFFFFFFFFFF
+#: Entries an elog(5) provider table may hold (a reader refuses more).
+FILE_MAX_PROVIDERS = 32
 
 # --- the declarations (elog(5)) --------------------------------------------
 
@@ -149,8 +144,8 @@ def utc_us_at(boot_us: int) -> int:
 def pack_provider_table(providers: Iterable[tuple[int, str]]) -> bytes:
     """Encode a provider table; names longer than 31 bytes are refused."""
     providers = list(providers)
-    if len(providers) > MAX_PROVIDERS:
-        raise ValueError(f"too many providers: {len(providers)} (elog(5) allows {MAX_PROVIDERS})")
+    if len(providers) > FILE_MAX_PROVIDERS:
+        raise ValueError(f"too many providers: {len(providers)} (elog(5) allows {FILE_MAX_PROVIDERS})")
     out = [PROVIDER_COUNT.pack(len(providers))]
     for pid, name in providers:
         raw = name.encode("ascii")
@@ -192,7 +187,10 @@ def count_records(buf: bytes | memoryview) -> int:
 
 
 def iter_records(buf: bytes | memoryview) -> Iterator[Record]:
-    """Decode a buffer of whole records (as :meth:`ElogReader.runs` and the rings give them)."""
+    """Decode a buffer of whole records (as :meth:`ElogReader.runs` and the rings give them).
+
+    Raises :class:`ElogFormatError` (with the offset in the buffer) at a
+    record whose length is below the header's or runs past the buffer."""
     # One copy per buffer (ring buffers are reused once released), then
     # cheap slices per record.
     # Record is built with tuple.__new__: the NamedTuple's own __new__ is a
@@ -205,6 +203,9 @@ def iter_records(buf: bytes | memoryview) -> Iterator[Record]:
     while off < end:
         h = unpack(raw, off)
         length = h[0]
+        if length < EVENT_HEADER_SIZE or off + length > end:
+            raise ElogFormatError(f"invalid event_length {length} at offset {off} of a buffer "
+                                  f"of {end} bytes")
         yield new(Record, h + (raw[off + EVENT_HEADER_SIZE:off + length],))
         off += length
 
@@ -309,7 +310,7 @@ class ElogReader(CaptureSource):
                 f"Unexpected end of file (read {len(raw)} of {PROVIDER_COUNT.size} bytes of the provider count)",
                 off + len(raw))
         (count,) = PROVIDER_COUNT.unpack(raw)
-        if count > MAX_PROVIDERS:
+        if count > FILE_MAX_PROVIDERS:
             raise ElogFormatError(f"Invalid provider count {count} in file", off)
         off += PROVIDER_COUNT.size
         want = count * PROVIDER_ENTRY.size

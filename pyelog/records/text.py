@@ -24,13 +24,21 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Protocol
 
-from pyelog.records.format import SESSION_END_ID, Record
+from pyelog.records.eventlog import SESSION_END_ID
+from pyelog.records.format import Record
 
 _EPOCH = _dt.datetime(1970, 1, 1)
 
 
 class PayloadDecoder(Protocol):
-    """What the printer needs from a schema: event names and payload text."""
+    """What the printer needs from a schema: event names and payload text.
+
+    A decoder may also offer ``formatter(provider, event_id)``, returning
+    a payload -> text function for that event (or None), which the printer
+    then calls directly for every such event instead of going through
+    ``format_payload`` (the schema consumers do: their generated per-event
+    function).
+    """
 
     def event_name(self, provider: str, event_id: int) -> str | None: ...
 
@@ -173,17 +181,13 @@ class TextPrinter:
 
 
 def _payload_formatter(decoder: PayloadDecoder, provider: str, event_id: int):
-    """payload -> text for one (provider, event id): the generated per-event
-    function itself when the decoder is a schema ConsumerSet, otherwise a
-    call through the decoder's ``format_payload``."""
-    from pyelog.schema.consumer import ConsumerSet
-    if type(decoder) is ConsumerSet:
-        consumer = decoder.get(provider)
-        if consumer is None:
-            text = f"[UNKNOWN_PROVIDER:{provider}]"
-            return lambda payload: text
-        formatter = getattr(consumer.module, "formatter", None)
-        if formatter is not None:
-            return formatter(event_id)
+    """payload -> text for one (provider, event id): the decoder's own
+    per-event function where it offers one (``formatter``), otherwise a call
+    through its ``format_payload``."""
+    direct = getattr(decoder, "formatter", None)
+    if direct is not None:
+        f = direct(provider, event_id)
+        if f is not None:
+            return f
     fmt = decoder.format_payload
     return lambda payload: fmt(provider, event_id, payload)

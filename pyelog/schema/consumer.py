@@ -1,11 +1,12 @@
-"""Run-time payload decoding: schemas compiled to Python and loaded.
+"""Payload decoding: schemas compiled to Python and loaded.
 
-A :class:`Consumer` wraps the module that ``pyelog gen -c`` prints for one
-provider: the generated source is exec'd here, so the code that decodes
-events is exactly the code the command shows. A :class:`ConsumerSet` loads
-several schemas through the aggregate module of ``pyelog gen -M`` and
-dispatches by provider name, like elog(1)'s compiled-in
-``eventlog_consumer.h``.
+A :class:`Consumer` is one provider's compiled schema: it wraps the module
+that ``pyelog gen -c`` prints for that provider, exec'd here, so the code
+that decodes events is exactly the code the command shows (with
+:mod:`pyelog.schema.runtime`, which that code imports). A
+:class:`ConsumerSet` is several of them: it loads schemas through the
+aggregate module of ``pyelog gen -M`` and dispatches by provider name, like
+elog(1)'s compiled-in ``eventlog_consumer.h``.
 
 Difference from FreeBSD: every consumer knows the framework's
 DUMP_COMPLETE id (0xFFFFFFFD) by name ("DUMP_COMPLETE", text "Dump
@@ -14,31 +15,27 @@ complete"); FreeBSD's generated tables do not, so its elog prints
 """
 from __future__ import annotations
 
-import linecache
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pyelog.resources import schema_dir
 from pyelog.schema.codegen import generate_aggregate, generate_consumer
-from pyelog.schema.dsl import DUMP_COMPLETE_ID, SCHEMA_SUFFIX, SESSION_END_ID, Schema, load_schema
+from pyelog.schema.dsl import SCHEMA_SUFFIX, Schema, load_schema
+from pyelog.schema.runtime import DUMP_COMPLETE_ID, SESSION_END_ID, exec_source
 
 #: The schemas shipped with pyelog (top level only; schemas/freebsd holds
-#: FreeBSD's own providers for reference and is not loaded by default).
+#: FreeBSD's own providers, kept for comparison, and is not loaded by default).
 SCHEMAS_DIR = schema_dir()
 
 
 def exec_generated(source: str, name: str) -> types.ModuleType:
     """Exec generated Python ``source`` as a fresh module called ``name``.
 
-    The source is registered with :mod:`linecache` so tracebacks show the
-    generated lines.
+    The source is registered with :mod:`linecache` (as ``<name>``) so
+    tracebacks show the generated lines.
     """
-    filename = f"<{name}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    module = types.ModuleType(name)
-    exec(compile(source, filename, "exec"), module.__dict__)
-    return module
+    return exec_source(source, name)
 
 
 class Consumer:
@@ -94,6 +91,15 @@ class Consumer:
         """
         return self._format(event_id, payload)
 
+    def formatter(self, event_id: int) -> Callable[[bytes], str]:
+        """payload -> text for one event id: :meth:`format_payload` without the per-call look-up.
+
+        The generated per-event function itself (a constant
+        ``[UNKNOWN_EVENT_ID:<id>]`` for unknown ids): what a printer calls
+        once per record after looking it up once per event id.
+        """
+        return self.module.formatter(event_id)
+
     def decode(self, event_id: int, payload: bytes) -> dict | None:
         """``{field: value}`` for one payload (for JSON output), None for unknown ids.
 
@@ -109,6 +115,9 @@ class Consumer:
     def keyword_from_string(self, name: str) -> int:
         """Keyword mask by name, case-insensitive like strcasecmp; 0 if unknown."""
         return self.module.keyword_from_string(name)
+
+
+_with_extra_cache: dict[tuple[str, ...], "ConsumerSet"] = {}
 
 
 class ConsumerSet:
@@ -145,6 +154,23 @@ class ConsumerSet:
         """The schemas shipped in pyelog's ``schemas/`` directory (top level)."""
         return cls.from_paths([SCHEMAS_DIR])
 
+    @classmethod
+    def with_extra(cls, paths: Iterable[str | Path] = ()) -> "ConsumerSet":
+        """The shipped schemas plus the user's (``--schema FILE``,
+        ``--schema-dir DIR``; later ones override a provider of the same
+        name), compiled once per list of paths.
+
+        Raises FileNotFoundError for a path that does not exist and
+        SchemaError for a bad schema: the commands say either in one line.
+        """
+        key = tuple(str(p) for p in paths)
+        if key not in _with_extra_cache:
+            for path in key:
+                if not Path(path).exists():
+                    raise FileNotFoundError(2, "No such file or directory", path)
+            _with_extra_cache[key] = cls.from_paths([SCHEMAS_DIR, *key])
+        return _with_extra_cache[key]
+
     @property
     def providers(self) -> list[str]:
         """Provider names, sorted."""
@@ -169,6 +195,14 @@ class ConsumerSet:
         if consumer is None:
             return f"[UNKNOWN_PROVIDER:{provider}]"
         return consumer.format_payload(event_id, payload)
+
+    def formatter(self, provider: str, event_id: int) -> Callable[[bytes], str]:
+        """payload -> text for one (provider, event id), as :meth:`format_payload` gives it."""
+        consumer = self._consumers.get(provider)
+        if consumer is None:
+            text = f"[UNKNOWN_PROVIDER:{provider}]"
+            return lambda payload: text
+        return consumer.formatter(event_id)
 
     def decode(self, provider: str, event_id: int, payload: bytes) -> dict | None:
         """Decoded fields, or None for an unknown provider or event id."""

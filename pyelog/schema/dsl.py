@@ -1,11 +1,11 @@
 """The eventlog schema DSL: parse ``<provider>_eventlog_schema.src`` into a model.
 
-This is the front half of FreeBSD's ``eventlog_gen.awk`` (reference section 2):
-it reads the line-oriented DSL with the awk tool's exact semantics and quirks
-and produces a :class:`Schema` that :mod:`pyelog.schema.codegen` turns into the eBPF
+This is the front half of FreeBSD's ``eventlog_gen.awk``: it reads the
+line-oriented DSL with the awk tool's exact semantics and quirks and produces
+a :class:`Schema` that :mod:`pyelog.schema.codegen` turns into the eBPF
 producer header and the Python consumer. Nothing else reads schema files.
 
-Semantics reproduced from FreeBSD (reference 2.2-2.4):
+FreeBSD's schema DSL, as its awk tool reads it:
 
 * Directives ``PROVIDER``, ``KEYWORD``, ``ENUM``, ``FLAG``, ``STRUCT``,
   ``EVENT``, recognised by a case-sensitive *prefix* match after optional
@@ -43,14 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-# Reserved event ids (sys/sys/eventlog.h), the same for every provider.
-SESSION_END_ID = 0xFFFFFFFF
-SESSION_CREATE_ID = 0xFFFFFFFE
-DUMP_COMPLETE_ID = 0xFFFFFFFD
-KEYWORD_SESSION = 0x80000000
-
-LEVELS = {"ERROR": 1, "WARN": 2, "INFO": 3, "VERBOSE": 4, "TRACE": 5}
-LEVEL_INFO = LEVELS["INFO"]
+# The framework's vocabulary (sys/sys/eventlog.h), defined once for every
+# layer: the reserved event ids, the session keyword, the levels an EVENT
+# may name (LEVELS here: ERROR..TRACE, without NONE).
+from pyelog.records.eventlog import DUMP_COMPLETE_ID, KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID, SESSION_END_ID
+from pyelog.records.eventlog import EVENT_LEVELS as LEVELS
 
 SCHEMA_SUFFIX = "_eventlog_schema.src"
 
@@ -97,8 +94,9 @@ def _t(names: str, kind: str, size: int, align: int, code: str, c_type: str) -> 
     return {n: FieldType(n, kind, size, align, code, c_type) for n in names.split(",")}
 
 
-# Reference table 2.4. IP addresses are kept as raw network-order bytes; the
-# producer stores IPv4 as a __u32 (already network order) and IPv6 as __u32[4]
+# The DSL's field types with their LP64 C size and alignment (FreeBSD's
+# eventlog_gen.awk knows the same names). IP addresses are kept as raw
+# network-order bytes; the producer stores IPv4 as a __u32 (already network order) and IPv6 as __u32[4]
 # so the C alignment (4) matches FreeBSD's struct in6_addr.
 TYPES: dict[str, FieldType] = {
     **_t("uint8_t,u_char", "uint", 1, 1, "B", "__u8"),
@@ -114,7 +112,7 @@ TYPES: dict[str, FieldType] = {
     **_t("in6_addr_t,struct in6_addr", "ipv6", 16, 4, "16s", "__u32"),
 }
 
-# Types a varlen count field may have (reference 2.3).
+# Types a varlen count field may have: the unsigned integer types.
 COUNT_TYPES = ("uint8_t", "uint16_t", "uint32_t", "uint64_t", "u_char", "u_short", "u_int", "u_long", "size_t")
 
 
@@ -324,8 +322,9 @@ def parse_format(fmt: str, struct: Struct | None) -> tuple[str, list[FormatPart]
     """Split a format string into literal text and field references.
 
     Returns ``(style, parts, problems)``. ``problems`` are fatal messages
-    (bad ``%N``); non-fatal notes are returned in the style-specific way by
-    :func:`printf_warnings`. Styles (reference 2.7):
+    (bad ``%N``); the parser warns, not fails, when a printf-style format
+    has more conversions than fields. FreeBSD's schema DSL knows three
+    styles of format:
 
     * ``numbered``: any ``%<digits>``; each must be 1..field count and not
       the varlen field. ``%%`` prints ``%``; any other ``%`` is literal text
@@ -441,7 +440,7 @@ def _is_comment_or_blank(stripped: str) -> bool:
 
 
 class _Parser:
-    # The awk rule order (reference 2.2): an indented line joins the first
+    # FreeBSD's awk rule order: an indented line joins the first
     # open block in this order; an unindented line closes each open block
     # whose continuation rule it reaches.
     def __init__(self, path: Path, warn: WarningSink | None) -> None:
@@ -819,7 +818,8 @@ def _merge_type_tokens(tokens: list[tuple[str, int]]) -> list[tuple[str, int]]:
 
 
 def _layout(struct: Struct) -> None:
-    """Assign natural LP64 C offsets, size and alignment (reference 2.4).
+    """Assign natural LP64 C offsets, size and alignment: the layout of the C
+    struct the producer header declares (which checks it with _Static_assert).
 
     A varlen head is ``__attribute__((aligned(sizeof(elem))))``, so its size
     is a multiple of the element size too.

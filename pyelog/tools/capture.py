@@ -26,52 +26,55 @@ from typing import IO, Callable, Iterator, Protocol
 
 from pyelog.records.format import ElogWriter, FileHeader, Provider, iter_records, utc_us_at
 from pyelog.kernel.loader import EventlogError, Loader, ProviderSpec, SUBSCRIPTION_DUMP_STATE, Subscription
+from pyelog.kernel.bpf import unavailable_reason
+from pyelog.providers import registry
+from pyelog.schema.consumer import ConsumerSet
+from pyelog.schema.dsl import SchemaError
 from pyelog.tools.persession import PerSessionWriter
 from pyelog.tools.rotate import RotatingWriter
 from pyelog.tools.status import StatusLine, wanted
-from pyelog.records.text import TextPrinter
+from pyelog.records.text import TextOptions, TextPrinter
 
 
 class CaptureError(Exception):
     """Why a live capture cannot run: one line for the user, exit status 1."""
 
 
-def provider_factories(o=None) -> dict[str, Callable[[], ProviderSpec]]:
-    """The providers a live capture can subscribe to, by name.
+class CaptureOptions(Protocol):
+    """What a live capture is asked (``pyelog.cli.Options`` is one)."""
+    subscriptions: list[Subscription]
+    buffer_size: int
+    duration: int                       # seconds; 0: until SIGINT/SIGTERM
+    dump_state: bool
+    output: str | None                  # -o FILE
+    output_dir: str | None              # -o dir=PATH
+    format_tcp: bool                    # -f tcp
+    rotate_size: int | None
+    rotate_time: int | None
+    max_files: int | None
+    json: bool
+    stats: bool
+    providers: bool                     # -p
+    no_status: bool
+    schemas: list[str]                  # --schema / --schema-dir, for text and JSON
+    text: TextOptions
+    tcp_default_enabled: bool
+    tcp_filters: dict[str, list]        # flag name -> values
 
-    ``o`` (parsed options) supplies the TCP provider's default and filters.
-    """
-    from pyelog.providers import tcp, test
 
-    def tcp_spec() -> ProviderSpec:
-        if o is None:
-            return tcp.provider()
-        return tcp.provider(default_enabled=o.tcp_default_enabled, filters=tcp_filter(o))
-    return {"tcp": tcp_spec, "test": test.provider}
+def provider_factories(o: CaptureOptions | None = None) -> dict[str, Callable[[], ProviderSpec]]:
+    """The providers a live capture can subscribe to, by name (the
+    registry of :mod:`pyelog.providers`), the TCP provider configured by
+    the options' ``--tcp-default`` and TCP filter flags."""
+    if o is None:
+        return registry()
+    return registry(o.tcp_default_enabled, tcp_filter(o))
 
 
-def tcp_filter(o):
+def tcp_filter(o: CaptureOptions):
     """The TcpFilter for ``--port/--lport/--rport/--addr/--netns/--cgroup/--pid/--comm``."""
     from pyelog.providers.tcp import TcpFilter
-    from pyelog.providers.tcp_diag import netns_inode
-    f = o.tcp_filters
-    return TcpFilter(ports=f["port"], lports=f["lport"], rports=f["rport"], cidrs=f["addr"],
-                     netns=[netns_inode(n) for n in f["netns"]], cgroups=f["cgroup"],
-                     pids=f["pid"], comms=f["comm"])
-
-
-def unavailable_reason() -> str | None:
-    """Why this process cannot capture, as advice; None when it can."""
-    if os.geteuid() != 0:
-        return "live capture loads eBPF programs and needs root: run it as root (e.g. with sudo)"
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
-        return ("bcc is not importable: install Debian's python3-bpfcc (`make setup` does, "
-                "into a --system-site-packages venv)")
-    except Exception as e:  # a broken bcc install raises all sorts
-        return f"bcc failed to import ({e}): reinstall python3-bpfcc"
-    return None
+    return TcpFilter.from_flags(o.tcp_filters)
 
 
 _HINTS = [
@@ -177,7 +180,7 @@ class Sink(Protocol):
 class FileSink:
     """``-o FILE``: one capture, or a rotating series of them."""
 
-    def __init__(self, o, providers: list[Provider], dropped: Callable[[], int]):
+    def __init__(self, o: CaptureOptions, providers: list[Provider], dropped: Callable[[], int]):
         try:
             if o.rotate_size or o.rotate_time:
                 self.writer = RotatingWriter(o.output, providers, max_bytes=o.rotate_size,
@@ -210,7 +213,7 @@ class FileSink:
 class SessionSink:
     """``-o dir=PATH``: one capture per session."""
 
-    def __init__(self, o, providers: list[Provider]):
+    def __init__(self, o: CaptureOptions, providers: list[Provider]):
         try:
             self.writer = PerSessionWriter(o.output_dir, providers, tcp_names=o.format_tcp)
         except OSError as e:
@@ -237,10 +240,12 @@ class SessionSink:
 class LineSink:
     """Text (elog(1) lines) or JSON lines on stdout, as events arrive."""
 
-    def __init__(self, o, providers: list[Provider], out: IO[str]):
-        from pyelog.cli import _consumers
+    def __init__(self, o: CaptureOptions, providers: list[Provider], out: IO[str]):
         names = {p.provider_id: p.name for p in providers}
-        decoder = _consumers(o.schemas)
+        try:
+            decoder = ConsumerSet.with_extra(o.schemas)
+        except (OSError, SchemaError) as e:
+            raise CaptureError(f"schema {e}") from None
         self.out = out
         self.providers = providers
         self.json = o.json
@@ -292,7 +297,7 @@ def _open_sessions(loader: Loader) -> int | None:
         return None
 
 
-def run_capture(o, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
     """Run a live capture for parsed elog options (see pyelog.cli.Options)."""
     reason = unavailable_reason()
     if reason:

@@ -18,18 +18,12 @@ import struct
 import sys
 from typing import Iterator
 
-from pyelog.records.format import ElogFormatError, ElogReader, ElogWriter, FileHeader, Provider, Record
-from pyelog.records.jsonl import JsonEventFormatter, JsonReader, header_line
+from pyelog.records.format import ElogFormatError, ElogWriter, FileHeader, Provider, Record
+from pyelog.records.captures import is_json, open_capture
+from pyelog.records.jsonl import JsonEventFormatter, header_line
+from pyelog.schema.consumer import ConsumerSet
+from pyelog.schema.dsl import SchemaError
 from pyelog.tools.persession import PerSessionWriter
-
-
-def is_json(path: str) -> bool:
-    return path.endswith((".json", ".jsonl"))
-
-
-def open_capture(path: str) -> ElogReader | JsonReader:
-    """Open a capture of either kind (chosen by file name)."""
-    return JsonReader(path) if is_json(path) else ElogReader(path)
 
 
 def merged_providers(readers) -> list[Provider]:
@@ -134,8 +128,8 @@ def convert(inputs: list[str], output: str | None, split_dir: str | None,
             r.close()
 
 
-def main(argv: list[str], decoder_for) -> int:
-    """``pyelog convert``; ``decoder_for(schemas)`` supplies names and payload decoding."""
+def main(argv: list[str]) -> int:
+    """``pyelog convert``: parse ``argv``, convert; the exit status."""
     p = argparse.ArgumentParser(prog="pyelog convert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="inputs, then the output (unless --split)")
@@ -158,9 +152,12 @@ def main(argv: list[str], decoder_for) -> int:
             p.error(f"output {output} is also an input")
     keep = RecordFilter(a.session, a.event, a.provider, a.since, a.until)
     try:
-        n = convert(inputs, output, a.split, keep, decoder_for(a.schema))
+        n = convert(inputs, output, a.split, keep, ConsumerSet.with_extra(a.schema))
     except FileNotFoundError as e:
         print(f"pyelog convert: {e.filename}: {e.strerror}", file=sys.stderr)
+        return 1
+    except SchemaError as e:
+        print(f"pyelog convert: {e}", file=sys.stderr)
         return 1
     except ElogFormatError as e:
         print(f"pyelog convert: {e.message}", file=sys.stderr)

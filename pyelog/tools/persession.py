@@ -20,7 +20,8 @@ import re
 import resource
 import struct
 
-from pyelog.records.format import SESSION_END_ID, ElogWriter, Provider, Record
+from pyelog.records.eventlog import SESSION_END_ID
+from pyelog.records.format import ElogWriter, Provider, Record
 
 # CONN_SET_IP_V4/V6 payloads have FreeBSD's fixed layouts (ports in network order).
 _CONN_V4 = struct.Struct("<4sH2x4sH2x")

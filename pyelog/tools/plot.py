@@ -21,7 +21,10 @@ import sys
 from dataclasses import dataclass, field
 
 from pyelog.records.format import ElogFormatError, Record
-from pyelog.tools.summary import _MOD, _seq_diff, summarize
+from pyelog.schema.consumer import ConsumerSet
+from pyelog.schema.dsl import SchemaError
+from pyelog.tools.summary import summarize
+from pyelog.tools.tcpseq import seq_add, seq_diff, seq_later
 
 
 @dataclass
@@ -47,9 +50,6 @@ def timeline(records: list[Record], provider_names: dict[int, str], decoder,
     t0 = None
     snd_nxt = snd_una = None
 
-    def later(new: int, old: int | None) -> int:
-        return new if old is None or _seq_diff(new, old) > 0 else old
-
     for rec in records:
         if rec.session_id != session_id or provider_names.get(rec.provider_id) != "tcp":
             continue
@@ -64,17 +64,17 @@ def timeline(records: list[Record], provider_names: dict[int, str], decoder,
             t.cwnd.append((ms, f["cwnd"]))
             if snd_una is None and f["flags"] & 0x02:
                 snd_una = f["seq"]                   # our SYN: the first unacknowledged byte
-            snd_nxt = later((f["seq"] + f["len"]) % _MOD, snd_nxt)
+            snd_nxt = seq_later(seq_add(f["seq"], f["len"]), snd_nxt)
         elif eid == "CONN_PARAMS" and f["iss"]:
             # Established: our SYN (ISS) has been acknowledged.
-            snd_una = later((f["iss"] + 1) % _MOD, snd_una)
+            snd_una = seq_later(seq_add(f["iss"], 1), snd_una)
         elif eid == "CWND":
             t.cwnd.append((ms, f["cwnd"]))
         elif eid == "IN_PROBE":
-            snd_una = later(f["snd_una"], snd_una)
-            snd_nxt = later(f["snd_nxt"], snd_nxt)
+            snd_una = seq_later(f["snd_una"], snd_una)
+            snd_nxt = seq_later(f["snd_nxt"], snd_nxt)
         elif eid == "IN" and f["flags"] & 0x10:
-            snd_una = later(f["ack"], snd_una)
+            snd_una = seq_later(f["ack"], snd_una)
         elif eid == "RTT_SAMPLE":
             if f["rtt_us"]:
                 t.rtt.append((ms, f["rtt_us"]))
@@ -90,7 +90,7 @@ def timeline(records: list[Record], provider_names: dict[int, str], decoder,
         elif eid == "STATE_CHANGE":
             t.states.append((ms, states.get(f["new_state"], str(f["new_state"]))))
         if eid in ("OUT", "IN_PROBE", "IN") and snd_nxt is not None and snd_una is not None:
-            t.inflight.append((ms, max(0, _seq_diff(snd_nxt, snd_una))))
+            t.inflight.append((ms, max(0, seq_diff(snd_nxt, snd_una))))
     if t0 is None:
         raise ElogFormatError(f"no TCP events for session {session_id} in the capture")
     return t
@@ -151,9 +151,9 @@ def render(t: Timeline, path: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str], decoder_for) -> int:
-    """``pyelog plot``; ``decoder_for(schemas)`` supplies the TCP schema consumer."""
-    from pyelog.tools.convert import open_capture
+def main(argv: list[str]) -> int:
+    """``pyelog plot``: parse ``argv``, draw; the exit status."""
+    from pyelog.records.captures import open_capture
     p = argparse.ArgumentParser(prog="pyelog plot", description=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE", help="a capture (.elog, .elog.gz, .jsonl)")
@@ -163,7 +163,7 @@ def main(argv: list[str], decoder_for) -> int:
                    help="extra schema file or directory")
     a = p.parse_args(argv)
     try:
-        decoder = decoder_for(a.schema)
+        decoder = ConsumerSet.with_extra(a.schema)
         with open_capture(a.file) as r:
             records = list(r)
             names = r.provider_names
@@ -187,8 +187,12 @@ def main(argv: list[str], decoder_for) -> int:
     except ElogFormatError as e:
         print(f"pyelog plot: {e.message}", file=sys.stderr)
         return 1
+    except SchemaError as e:
+        print(f"pyelog plot: {e}", file=sys.stderr)
+        return 1
     except ImportError as e:
-        print(f"pyelog plot: matplotlib is needed ({e}): pip install matplotlib, "
-              "or apt-get install python3-matplotlib", file=sys.stderr)
+        print(f"pyelog plot: matplotlib is needed ({e}): install pyelog's plot extra "
+              "(pip install 'pyelog[plot]'), or apt-get install python3-matplotlib",
+              file=sys.stderr)
         return 1
     return 0

@@ -49,7 +49,8 @@ def check_load_16_subscribers() -> None:
 
 
 def _fill_and_exact_drops(chunk_size: int | None) -> None:
-    from pyelog.kernel.loader import Loader, Subscription, SESSION_CREATE_ID
+    from pyelog.kernel.loader import Loader, Subscription
+    from pyelog.records.eventlog import SESSION_CREATE_ID
     from pyelog.providers import test as tp
     L = Loader([tp.provider()])
     sub = L.add_ring_subscriber(B128K, [Subscription("test", 5, 0xFFFFFFFF)],
@@ -83,7 +84,8 @@ def check_chunked_fill_and_exact_drops() -> None:
 
 
 def check_two_cpus() -> None:
-    from pyelog.kernel.loader import Loader, Subscription, SESSION_CREATE_ID
+    from pyelog.kernel.loader import Loader, Subscription
+    from pyelog.records.eventlog import SESSION_CREATE_ID
     from pyelog.providers import test as tp
     from pyelog.kernel.ring import iter_records
     cpus = sorted(os.sched_getaffinity(0))[:2]
@@ -200,8 +202,8 @@ CHECKS: list[tuple[str, Callable[[], None]]] = [
 
 def main(argv: list[str]) -> int:
     """Run every check; 0 only if all pass."""
-    from pyelog.kernel.loader import kernel_unavailable_reason
-    reason = kernel_unavailable_reason()
+    from pyelog.kernel.bpf import unavailable_reason
+    reason = unavailable_reason()
     if reason:
         print(f"selftest: {reason}", file=sys.stderr)
         return 1

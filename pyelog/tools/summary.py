@@ -40,25 +40,16 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
-from pyelog.records.format import (DUMP_COMPLETE_ID, SESSION_CREATE_ID, SESSION_END_ID, ElogFormatError,
-                     Record)
+from pyelog.tools.tcpseq import seq_add, seq_diff, seq_later
+from pyelog.records.eventlog import (DUMP_COMPLETE_ID, SESSION_CREATE_ID, SESSION_END_ID,
+                                     SESSION_ID_NONE)
+from pyelog.records.format import ElogFormatError, Record
+from pyelog.schema.consumer import ConsumerSet
+from pyelog.schema.dsl import SchemaError
 
 FIN, SYN, ACK = 0x01, 0x02, 0x10
-SESSION_ID_NONE = 0xFFFFFFFFFFFFFFFF
 # States in which the peer's FIN has been received.
 _PEER_FIN_STATES = {"CLOSE_WAIT", "LAST_ACK", "CLOSING", "TIME_WAIT"}
-_MOD = 1 << 32
-
-
-def _seq_diff(a: int, b: int) -> int:
-    """a - b in 32-bit sequence space (signed, for wrapped sequence numbers)."""
-    d = (a - b) % _MOD
-    return d - _MOD if d >= _MOD // 2 else d
-
-
-def _later(new: int, old: int | None) -> int:
-    """The later of two sequence numbers (old may be None)."""
-    return new if old is None or _seq_diff(new, old) > 0 else old
 
 
 @dataclass
@@ -123,16 +114,16 @@ class TcpSession:
         self._out_len_sum += length
         if self._snd_base is None:
             # A SYN occupies its own sequence number: data starts after it.
-            self._snd_base = (seq + 1) % _MOD if flags & SYN else seq
-            if full and _seq_diff(self._snd_base, f["snd_una"]) > 0 and not flags & SYN:
+            self._snd_base = seq_add(seq, 1) if flags & SYN else seq
+            if full and seq_diff(self._snd_base, f["snd_una"]) > 0 and not flags & SYN:
                 self._snd_base = f["snd_una"]    # sent before the capture, still unacked
         if length:
-            self._snd_max = _later((seq + length) % _MOD, self._snd_max)
+            self._snd_max = seq_later(seq_add(seq, length), self._snd_max)
         if flags & ACK:  # what we had received by then
             ack = f["ack"]
             if self._rcv_base is None:
                 self._rcv_base = ack
-            if self._max_ack is None or _seq_diff(ack, self._max_ack) >= 0:
+            if self._max_ack is None or seq_diff(ack, self._max_ack) >= 0:
                 self._max_ack = ack
                 self._max_ack_after_fin = self._fin_received
 
@@ -189,14 +180,14 @@ class TcpSession:
 
     def finish(self) -> "TcpSession":
         """Turn the sequence-space bookkeeping into byte counts."""
-        base = (self._iss + 1) % _MOD if self._iss is not None else self._snd_base
+        base = seq_add(self._iss, 1) if self._iss is not None else self._snd_base
         if base is not None and self._snd_max is not None:
-            self.bytes_sent = max(0, _seq_diff(self._snd_max, base))
+            self.bytes_sent = max(0, seq_diff(self._snd_max, base))
         else:
             self.bytes_sent = self._out_len_sum
-        rbase = (self._irs + 1) % _MOD if self._irs is not None else self._rcv_base
+        rbase = seq_add(self._irs, 1) if self._irs is not None else self._rcv_base
         if rbase is not None and self._max_ack is not None:
-            got = _seq_diff(self._max_ack, rbase)
+            got = seq_diff(self._max_ack, rbase)
             if self._max_ack_after_fin and got > 0:
                 got -= 1          # the ack covers the peer's FIN, not a byte
             self.bytes_received = max(0, got)
@@ -263,9 +254,9 @@ def format_table(rows: list[TcpSession]) -> str:
     return "\n".join(out)
 
 
-def main(argv: list[str], decoder_for) -> int:
-    """``pyelog summary``; ``decoder_for(schemas)`` supplies the TCP schema consumer."""
-    from pyelog.tools.convert import open_capture
+def main(argv: list[str]) -> int:
+    """``pyelog summary``: parse ``argv``, print the rows; the exit status."""
+    from pyelog.records.captures import open_capture
     p = argparse.ArgumentParser(
         prog="pyelog summary", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1] + "\nA '*' after the state: the session had "
@@ -277,7 +268,7 @@ def main(argv: list[str], decoder_for) -> int:
                    help="extra schema file or directory")
     a = p.parse_args(argv)
     try:
-        decoder = decoder_for(a.schema)
+        decoder = ConsumerSet.with_extra(a.schema)
         rows: list[TcpSession] = []
         for path in a.files:
             with open_capture(path) as r:
@@ -288,7 +279,7 @@ def main(argv: list[str], decoder_for) -> int:
     except ElogFormatError as e:
         print(f"pyelog summary: {e.message}", file=sys.stderr)
         return 1
-    except Exception as e:  # UsageError from the schema loader, and the like
+    except SchemaError as e:
         print(f"pyelog summary: {e}", file=sys.stderr)
         return 1
     if not a.listeners:

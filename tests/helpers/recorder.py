@@ -3,6 +3,7 @@
 ``-p`` is always passed: the recorder's ``[Providers]`` line on stderr says
 that its programs are attached, which (unlike looking for any sock_ops link
 in bpftool) holds even while other recorders run on the machine.
+:func:`records` and :func:`assert_header_counts` read back the capture it wrote.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from pyelog.records.format import ElogReader
 
 PYELOG = [sys.executable, "-m", "pyelog.cli"]
 
@@ -92,3 +95,19 @@ class Recorder:
         m = re.search(r"Events received: (\d+)", self.stderr)
         assert m, self.stderr
         return int(m.group(1))
+
+
+def records(path) -> list:
+    """Every record of a capture the recorder wrote."""
+    with ElogReader(path) as r:
+        return list(r)
+
+
+def assert_header_counts(path) -> int:
+    """A capture's header counts exactly the records it holds, none cut
+    short (the recorder stopped cleanly); returns that count."""
+    with ElogReader(path) as r:
+        n = sum(1 for _ in r)
+        assert r.header.event_count == n, path
+        assert r.truncated_bytes == 0
+    return n

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 import uuid
 from typing import Callable, Iterator, NamedTuple
 
@@ -138,4 +139,13 @@ def exchange(ns: Namespace, port: int, *, family: int = socket.AF_INET, host: st
     cli.close()
     acc.close()
     srv.close()
+    return info
+
+
+def exchange_alone(port: int, **kw) -> Exchange:
+    """One :func:`exchange` (same keywords) in a fresh namespace of its own,
+    left 0.2 s after the sockets close, then removed."""
+    with Namespace() as ns:
+        info = exchange(ns, port, **kw)
+        time.sleep(0.2)
     return info

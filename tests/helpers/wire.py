@@ -12,7 +12,7 @@ own interface, across a router that drops data segments at random.
   joined by two veth pairs, IPv4 and IPv6, with a tc classifier in the
   router that drops data segments with a given probability.
 
-Everything stays inside namespaces the test creates (tests/netns.py):
+Everything stays inside namespaces the test creates (tests/helpers/netns.py):
 nothing is sent to an address outside this machine.
 
 Frames and lengths: veth does TSO/GSO, so one captured frame can be a
@@ -547,7 +547,7 @@ class LossyPath:
                                                       "fd00:232:2::1", "fd00:232:2::2")
 
     def __init__(self, drop_permille: float = 30, *, gso_max_segs: int | None = None):
-        from netns import Namespace      # tests/netns.py, beside this file
+        from tests.helpers.netns import Namespace   # beside this module
         self._bpf = None
         self.client = self.router = self.server = None
         try:

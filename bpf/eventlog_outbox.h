@@ -1,0 +1,306 @@
+/*
+ * eventlog_outbox.h - queue a program's events, deliver them when it ends.
+ *
+ * For providers with many emit sites in one program.  Every emit site
+ * inlines the delivery to every subscriber (eventlog_deliver_all(); bcc has
+ * no BPF-to-BPF calls), so a program with tens of _LOG calls and a few
+ * subscribers outgrows the verifier's 16-bit jump range.  Instead such a
+ * provider routes its generated _LOG macros here (its producer header's
+ * <PREFIX>_WRITE, see pyelog/schema/codegen.py) and each program:
+ *
+ *	eventlog_outbox_begin();           take this CPU's next nesting depth
+ *	... <NAME>_LOG(s, ...) ...         queued, in order, with their times
+ *	return eventlog_outbox_end_<type>(ctx[, ret]);   deliver, release
+ *
+ * Outboxes are per CPU and per nesting depth (a softirq program may
+ * interrupt a syscall one on the same CPU).  Delivery is a tail-call chain,
+ * not a loop: a drain program per program type (tracepoints, sock_ops,
+ * cgroup setsockopt) delivers one queued event and tail-calls itself while
+ * more wait (at most EVENTLOG_OUTBOX_MAX calls, under the kernel's 33).  A
+ * loop with the delivery inlined is more than kernel 6.1's verifier accepts
+ * ("sequence of 8193 jumps is too complex"); one event per program is what
+ * every kernel verifies.  The depth stays taken until the chain ends.
+ *
+ * The user space side (pyelog.providers.tcp for now) loads the three drain
+ * programs into slot 0 of their jump tables (eventlog_outbox_<type>_jt)
+ * before anything queues, and counts `lost` of eventlog_outbox_map: events
+ * that could not be delivered (more than EVENTLOG_OUTBOX_MAX in one run,
+ * or a tail call that did not happen), per CPU and depth, among the
+ * dropped events.
+ *
+ * Pasted (not #included: bcc rewrites map syntax only in the main text)
+ * after eventlog.h and before the provider's producer header; included
+ * once however many providers paste it.
+ */
+#ifndef PYELOG_EVENTLOG_OUTBOX_H
+#define PYELOG_EVENTLOG_OUTBOX_H
+
+#define EVENTLOG_OUTBOX_MAX 16
+#define EVENTLOG_OUTBOX_PAYLOAD 80
+#define EVENTLOG_OUTBOX_DEPTH 4
+
+struct eventlog_outbox_ev {
+	__u64 session_id;
+	__u64 ts;                /* 0: when delivered */
+	__u32 provider_id;
+	__u32 id;
+	__u32 level;
+	__u32 kw;
+	__u32 len;
+	__u32 _pad;
+	__u8 payload[EVENTLOG_OUTBOX_PAYLOAD];
+};
+
+struct eventlog_outbox {
+	__u32 n;
+	__u32 lost;              /* events never delivered (see above) */
+	__u32 next;              /* the next event the drain delivers */
+	__s32 ret;               /* the program's return value, for the drain */
+	__u64 ts;                /* time given to the events queued now (0: now) */
+	struct eventlog_outbox_ev ev[EVENTLOG_OUTBOX_MAX];
+};
+BPF_PERCPU_ARRAY(eventlog_outbox_map, struct eventlog_outbox, EVENTLOG_OUTBOX_DEPTH);
+BPF_PERCPU_ARRAY(eventlog_outbox_depth_map, __u32, 1);
+/* Slot 0: the drain program of that type (a program array holds programs
+ * of one type only). */
+BPF_PROG_ARRAY(eventlog_outbox_tp_jt, 1);
+BPF_PROG_ARRAY(eventlog_outbox_sockops_jt, 1);
+BPF_PROG_ARRAY(eventlog_outbox_sockopt_jt, 1);
+
+/* The nesting depth this program run holds, 0-based; -1 if none.  Also for
+ * callers that keep per-depth working space of their own. */
+static __always_inline int eventlog_outbox_depth(void)
+{
+	__u32 z = 0;
+	__u32 *d = eventlog_outbox_depth_map.lookup(&z);
+
+	if (!d || *d == 0 || *d > EVENTLOG_OUTBOX_DEPTH)
+		return -1;
+	return (int)(*d - 1);
+}
+
+static __always_inline struct eventlog_outbox *eventlog_outbox(void)
+{
+	int d = eventlog_outbox_depth();
+	__u32 k;
+
+	if (d < 0)
+		return (struct eventlog_outbox *)0;
+	k = (__u32)d;
+	return eventlog_outbox_map.lookup(&k);
+}
+
+/* Take this CPU's next nesting depth, with an empty outbox. */
+static __always_inline void eventlog_outbox_begin(void)
+{
+	__u32 z = 0;
+	__u32 *d = eventlog_outbox_depth_map.lookup(&z);
+	struct eventlog_outbox *ob;
+
+	if (!d)
+		return;
+	*d += 1;
+	ob = eventlog_outbox();
+	if (ob) {
+		ob->n = 0;
+		ob->next = 0;
+		ob->ts = 0;
+	}
+}
+
+/* Release the depth without delivering (what eventlog_outbox_end_*() do
+ * once everything is delivered; also for runs that queued nothing). */
+static __always_inline void eventlog_outbox_release(void)
+{
+	__u32 z = 0;
+	__u32 *d = eventlog_outbox_depth_map.lookup(&z);
+
+	if (d && *d)
+		*d -= 1;
+}
+
+/* Date the events queued from now on (0: when they are delivered): for
+ * events that happened before the program that learns of them. */
+static __always_inline void eventlog_outbox_date(__u64 ts)
+{
+	struct eventlog_outbox *ob = eventlog_outbox();
+
+	if (ob)
+		ob->ts = ts;
+}
+
+/* Queue one event of session s (the generated _LOG macros' writer). */
+static __always_inline int
+eventlog_outbox_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw, const void *p,
+		    __u32 len)
+{
+	struct eventlog_outbox *ob;
+	__u32 n;
+
+	if (!s)
+		return 0;
+	ob = eventlog_outbox();
+	if (!ob)
+		return 0;
+	n = ob->n;
+	if (n >= EVENTLOG_OUTBOX_MAX) {
+		ob->lost++;
+		return 0;
+	}
+	struct eventlog_outbox_ev *e = &ob->ev[n & (EVENTLOG_OUTBOX_MAX - 1)];
+	e->session_id = s->session_id;
+	e->provider_id = s->provider_id;
+	e->ts = ob->ts;
+	e->id = id;
+	e->level = level;
+	e->kw = kw;
+	len &= 127;
+	if (len > EVENTLOG_OUTBOX_PAYLOAD)
+		len = EVENTLOG_OUTBOX_PAYLOAD;
+	e->len = len;
+	if (len)
+		bpf_probe_read_kernel(e->payload, len, p);
+	ob->n = n + 1;
+	return 1;
+}
+
+/* End of a program's own work: the outbox when events wait (the caller
+ * then tail-calls its drain; the depth stays taken), else releases. */
+static __always_inline struct eventlog_outbox *eventlog_outbox_close(int ret)
+{
+	struct eventlog_outbox *ob = eventlog_outbox();
+
+	if (ob && ob->n) {
+		ob->next = 0;
+		ob->ret = ret;
+		return ob;
+	}
+	if (ob)
+		ob->n = 0;
+	eventlog_outbox_release();
+	return (struct eventlog_outbox *)0;
+}
+
+/* After a tail call that did not happen: count what was not delivered. */
+static __always_inline void eventlog_outbox_abort(struct eventlog_outbox *ob)
+{
+	__u32 n = ob->n, i = ob->next;
+
+	if (n > i)
+		ob->lost += n - i;
+	ob->n = 0;
+	ob->next = 0;
+	eventlog_outbox_release();
+}
+
+/* The drain's step: deliver the next queued event; returns the outbox when
+ * more wait (tail-call the drain again), else ends it and releases. */
+static __always_inline struct eventlog_outbox *eventlog_outbox_step(int *ret, int task)
+{
+	struct eventlog_outbox *ob = eventlog_outbox();
+
+	if (!ob)
+		return (struct eventlog_outbox *)0;
+	*ret = ob->ret;
+	__u32 i = ob->next;
+	if (i < ob->n && i < EVENTLOG_OUTBOX_MAX) {
+		struct eventlog_outbox_ev *e = &ob->ev[i & (EVENTLOG_OUTBOX_MAX - 1)];
+		__u32 len = e->len;
+		if (len > EVENTLOG_OUTBOX_PAYLOAD)
+			len = EVENTLOG_OUTBOX_PAYLOAD;
+		eventlog_emit_task(e->provider_id, e->session_id, e->ts, e->id, e->level, e->kw,
+				   e->payload, len, (const void *)0, 0, -1, task);
+		i++;
+		ob->next = i;
+		if (i < ob->n)
+			return ob;
+	}
+	ob->n = 0;
+	ob->next = 0;
+	eventlog_outbox_release();
+	return (struct eventlog_outbox *)0;
+}
+
+#ifdef EVENTLOG_TASK_SOCK_OPS
+#define EVENTLOG_OUTBOX_SOCKOPS_TASK 1
+#else
+#define EVENTLOG_OUTBOX_SOCKOPS_TASK 0
+#endif
+#ifdef EVENTLOG_TASK_CGROUP_SOCKOPT
+#define EVENTLOG_OUTBOX_SOCKOPT_TASK 1
+#else
+#define EVENTLOG_OUTBOX_SOCKOPT_TASK 0
+#endif
+
+/* The drains and their callers' endings, one pair per program type (a
+ * map's .call() only names the map literally in bcc). */
+int eventlog_outbox_drain_tp(void *ctx)
+{
+	int ret = 0;
+	struct eventlog_outbox *ob = eventlog_outbox_step(&ret, 1);
+
+	if (ob) {
+		eventlog_outbox_tp_jt.call(ctx, 0);
+		eventlog_outbox_abort(ob);
+	}
+	return 0;
+}
+
+static __always_inline int eventlog_outbox_end_tp(void *ctx)
+{
+	struct eventlog_outbox *ob = eventlog_outbox_close(0);
+
+	if (ob) {
+		eventlog_outbox_tp_jt.call(ctx, 0);
+		eventlog_outbox_abort(ob);
+	}
+	return 0;
+}
+
+int eventlog_outbox_drain_sockops(struct bpf_sock_ops *ctx)
+{
+	int ret = 1;
+	struct eventlog_outbox *ob = eventlog_outbox_step(&ret, EVENTLOG_OUTBOX_SOCKOPS_TASK);
+
+	if (ob) {
+		eventlog_outbox_sockops_jt.call(ctx, 0);
+		eventlog_outbox_abort(ob);
+	}
+	return 1;
+}
+
+static __always_inline int eventlog_outbox_end_sockops(struct bpf_sock_ops *ctx)
+{
+	struct eventlog_outbox *ob = eventlog_outbox_close(1);
+
+	if (ob) {
+		eventlog_outbox_sockops_jt.call(ctx, 0);
+		eventlog_outbox_abort(ob);
+	}
+	return 1;
+}
+
+int eventlog_outbox_drain_sockopt(struct bpf_sockopt *ctx)
+{
+	int ret = 1;
+	struct eventlog_outbox *ob = eventlog_outbox_step(&ret, EVENTLOG_OUTBOX_SOCKOPT_TASK);
+
+	if (ob) {
+		eventlog_outbox_sockopt_jt.call(ctx, 0);
+		eventlog_outbox_abort(ob);
+	}
+	return ret & 1;
+}
+
+static __always_inline int eventlog_outbox_end_sockopt(struct bpf_sockopt *ctx, int ret)
+{
+	struct eventlog_outbox *ob = eventlog_outbox_close(ret);
+
+	if (ob) {
+		eventlog_outbox_sockopt_jt.call(ctx, 0);
+		eventlog_outbox_abort(ob);
+	}
+	return ret;
+}
+
+#endif /* PYELOG_EVENTLOG_OUTBOX_H */

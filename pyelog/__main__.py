@@ -1,0 +1,6 @@
+"""``python -m pyelog``: the ``pyelog`` command (pyelog.cli)."""
+import sys
+
+from pyelog.cli import main
+
+sys.exit(main())

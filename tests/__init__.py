@@ -1,0 +1,3 @@
+"""pyelog's test suite (a package, so that tests import their helpers as
+``tests.helpers.*``; pytest puts the repository root on ``sys.path`` through
+``pythonpath`` in pyproject.toml)."""
