@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The ``pyelog`` command: elog(1) for Linux.
 
 The first argument picks a tool::
@@ -19,11 +20,11 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-from pyelog.records.format import ElogFormatError, ElogReader, ElogWriter
+from pyelog.records.format import ElogReader, ElogWriter
 from pyelog.records.jsonl import JsonEventFormatter, header_line
 from pyelog.kernel.loader import EventlogError, Subscription
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.schema.dsl import SchemaError
+from pyelog.tools.command import ToolError, os_errors_as, run_reporting
 from pyelog.records.eventlog import KEYWORD_SESSION, LEVELS
 from pyelog.records.text import RawPayloads, TextOptions, TextPrinter
 
@@ -94,7 +95,7 @@ Display (live capture and -r):
 
 
 
-class UsageError(Exception):
+class UsageError(ToolError):
     """A command-line mistake: reported as one line, exit status 1."""
 
 
@@ -154,7 +155,7 @@ def _keyword_mask(provider: str, token: str, schemas: list[str]) -> int | None:
             return int(token, 16)
         except ValueError:
             return None
-    consumers = _consumers(schemas)
+    consumers = ConsumerSet.with_extra(schemas)
     consumer = consumers.get(provider) if consumers else None
     if consumer is None:
         return None
@@ -290,37 +291,23 @@ def parse_args(argv: list[str]) -> Options:
     return o
 
 
-def _consumers(schemas: list[str]):
-    """The schema consumers: the shipped schemas plus any the user named."""
-    try:
-        return ConsumerSet.with_extra(schemas)
-    except FileNotFoundError as e:
-        raise UsageError(f"schema {e.filename}: No such file or directory") from None
-    except SchemaError as e:
-        raise UsageError(str(e)) from None
-
-
 def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
     """``-r``: print a capture as text, or rewrite it with ``-o``."""
-    try:
+    with os_errors_as(f"fopen: {o.read_binary}"):
         reader = ElogReader(o.read_binary)
-    except OSError as e:
-        raise UsageError(f"fopen: {o.read_binary}: {e.strerror}") from None
     with reader:
         if o.providers:
             names = " ".join(p.name for p in reader.providers)
             print(f"[Providers] {len(reader.providers)} registered: {names}", file=err)
         if o.output:
             # elog's quirk, kept: -r with -o rewrites instead of printing.
-            try:
+            with os_errors_as(f"fopen: {o.output}"):
                 writer = ElogWriter(o.output, reader.providers)
-            except OSError as e:
-                raise UsageError(f"fopen: {o.output}: {e.strerror}") from None
             with writer as w:
                 for buf, n, _pos in reader.runs():
                     w.write_records(buf, n)
             return 0
-        decoder = RawPayloads() if o.raw else _consumers(o.schemas)
+        decoder = RawPayloads() if o.raw else ConsumerSet.with_extra(o.schemas)
         if o.json:
             out.write(header_line(reader.header, reader.providers) + "\n")
             printer = JsonEventFormatter(reader.provider_names, decoder)
@@ -350,38 +337,22 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "plot":
         from pyelog.tools.plot import main as plot_main
         return plot_main(argv[1:])
-    o = None
+    return run_reporting("pyelog", lambda: _elog(argv), expected=(EventlogError,))
+
+
+def _elog(argv: list[str]) -> int:
+    """elog(1) proper: print a capture (-r) or run a live one."""
     try:
         o = parse_args(argv)
-        if o.read_binary is not None:
-            return read_capture(o)
-        from pyelog.tools.capture import CaptureError, run_capture
-        try:
-            return run_capture(o)
-        except CaptureError as e:
-            sys.stdout.flush()
-            print(f"pyelog: {e}", file=sys.stderr)
-            return 1
-    except EventlogError as e:
-        print(f"pyelog: {e}", file=sys.stderr)
-        return 1
     except UsageError as e:
-        if str(e):
-            print(f"pyelog: {e}", file=sys.stderr)
-        else:
+        if not str(e):
             sys.stderr.write(USAGE)
-        return 1
-    except ElogFormatError as e:
-        sys.stdout.flush()
-        print(f"pyelog: {o.read_binary if o else ''}: {e.message}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        # Reader went away (e.g. `| head`): not an error worth a traceback.
-        sys.stderr.close()
-        return 0
-    except KeyboardInterrupt:
-        return 130
-
+            return 1
+        raise
+    if o.read_binary is not None:
+        return read_capture(o)
+    from pyelog.tools.capture import run_capture
+    return run_capture(o)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Live capture: elog(1)'s main loop on top of the loader.
 
 Subscribe as ``-c`` asks, then until SIGINT, SIGTERM or ``--duration``:
@@ -29,14 +30,14 @@ from pyelog.kernel.loader import EventlogError, Loader, ProviderSpec, SUBSCRIPTI
 from pyelog.kernel.bpf import unavailable_reason
 from pyelog.providers import registry
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.schema.dsl import SchemaError
+from pyelog.tools.command import ToolError, os_errors_as
 from pyelog.tools.persession import PerSessionWriter
 from pyelog.tools.rotate import RotatingWriter
 from pyelog.tools.status import StatusLine, wanted
 from pyelog.records.text import TextOptions, TextPrinter
 
 
-class CaptureError(Exception):
+class CaptureError(ToolError):
     """Why a live capture cannot run: one line for the user, exit status 1."""
 
 
@@ -181,15 +182,13 @@ class FileSink:
     """``-o FILE``: one capture, or a rotating series of them."""
 
     def __init__(self, o: CaptureOptions, providers: list[Provider], dropped: Callable[[], int]):
-        try:
+        with os_errors_as(f"fopen: {o.output}"):
             if o.rotate_size or o.rotate_time:
                 self.writer = RotatingWriter(o.output, providers, max_bytes=o.rotate_size,
                                              max_seconds=o.rotate_time, max_files=o.max_files,
                                              dropped=dropped)
             else:
                 self.writer = ElogWriter(o.output, providers)
-        except OSError as e:
-            raise CaptureError(f"fopen: {o.output}: {e.strerror}") from None
 
     @property
     def bytes_written(self) -> int:
@@ -214,10 +213,10 @@ class SessionSink:
     """``-o dir=PATH``: one capture per session."""
 
     def __init__(self, o: CaptureOptions, providers: list[Provider]):
-        try:
-            self.writer = PerSessionWriter(o.output_dir, providers, tcp_names=o.format_tcp)
-        except OSError as e:
-            raise CaptureError(f"mkdir: {o.output_dir}: {e.strerror}") from None
+        # The schemas' name tables first: their errors are not mkdir's.
+        tcp = ConsumerSet.with_extra(o.schemas).get("tcp") if o.format_tcp else None
+        with os_errors_as(f"mkdir: {o.output_dir}"):
+            self.writer = PerSessionWriter(o.output_dir, providers, tcp_names=tcp)
 
     @property
     def bytes_written(self) -> int:
@@ -242,10 +241,7 @@ class LineSink:
 
     def __init__(self, o: CaptureOptions, providers: list[Provider], out: IO[str]):
         names = {p.provider_id: p.name for p in providers}
-        try:
-            decoder = ConsumerSet.with_extra(o.schemas)
-        except (OSError, SchemaError) as e:
-            raise CaptureError(f"schema {e}") from None
+        decoder = ConsumerSet.with_extra(o.schemas)
         self.out = out
         self.providers = providers
         self.json = o.json

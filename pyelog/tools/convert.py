@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """``pyelog convert``: rewrite captures between .elog, .elog.gz and JSON lines.
 
     pyelog convert IN [IN...] OUT [filters]        one output file
@@ -18,25 +19,24 @@ import struct
 import sys
 from typing import Iterator
 
-from pyelog.records.format import ElogFormatError, ElogWriter, FileHeader, Provider, Record
+from pyelog.records.format import ElogWriter, FileHeader, Provider, Record
 from pyelog.records.captures import is_json, open_capture
 from pyelog.records.jsonl import JsonEventFormatter, header_line
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.schema.dsl import SchemaError
+from pyelog.tools.command import ToolError, add_schema_option, run_reporting
 from pyelog.tools.persession import PerSessionWriter
 
 
 def merged_providers(readers) -> list[Provider]:
     """The union of the inputs' provider tables; one id must mean one name."""
-    seen: dict[int, Provider] = {}
+    seen: dict[int, tuple[Provider, str | None]] = {}
     for r in readers:
         for p in r.providers:
-            other = seen.get(p.provider_id)
-            if other and other.name != p.name:
-                raise ElogFormatError(
-                    f"provider id {p.provider_id} is '{other.name}' in one input and '{p.name}' in another")
-            seen.setdefault(p.provider_id, p)
-    return list(seen.values())
+            other, where = seen.setdefault(p.provider_id, (p, r.name))
+            if other.name != p.name:
+                raise ToolError(f"provider id {p.provider_id} is '{other.name}' in {where} "
+                                f"and '{p.name}' in {r.name}")
+    return [p for p, _ in seen.values()]
 
 
 class RecordFilter:
@@ -117,7 +117,7 @@ def convert(inputs: list[str], output: str | None, split_dir: str | None,
                 try:
                     w.write_record(rec)
                 except struct.error as e:
-                    raise ElogFormatError(f"event {written + 1} does not fit elog(5): {e}") from None
+                    raise ToolError(f"{output}: event {written + 1} does not fit elog(5): {e}") from None
                 written += 1
         finally:
             w.close(dropped_events=first.dropped_events if passthrough else dropped,
@@ -139,8 +139,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--provider", action="append", default=[], metavar="NAME")
     p.add_argument("--since", type=int, metavar="US", help="keep events at or after this timestamp (µs since boot)")
     p.add_argument("--until", type=int, metavar="US", help="keep events at or before this timestamp")
-    p.add_argument("--schema", action="append", default=[], metavar="FILE|DIR",
-                   help="extra schema file or directory for event names")
+    add_schema_option(p)
     a = p.parse_args(argv)
     if a.split:
         inputs, output = a.paths, None
@@ -151,16 +150,9 @@ def main(argv: list[str]) -> int:
         if os.path.abspath(output) in {os.path.abspath(i) for i in inputs}:
             p.error(f"output {output} is also an input")
     keep = RecordFilter(a.session, a.event, a.provider, a.since, a.until)
-    try:
+
+    def run() -> int:
         n = convert(inputs, output, a.split, keep, ConsumerSet.with_extra(a.schema))
-    except FileNotFoundError as e:
-        print(f"pyelog convert: {e.filename}: {e.strerror}", file=sys.stderr)
-        return 1
-    except SchemaError as e:
-        print(f"pyelog convert: {e}", file=sys.stderr)
-        return 1
-    except ElogFormatError as e:
-        print(f"pyelog convert: {e.message}", file=sys.stderr)
-        return 1
-    print(f"pyelog convert: {n} events written to {a.split or output}", file=sys.stderr)
-    return 0
+        print(f"pyelog convert: {n} events written to {a.split or output}", file=sys.stderr)
+        return 0
+    return run_reporting("pyelog convert", run)

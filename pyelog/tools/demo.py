@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """``make demo``: record a small TCP workload with the TCP provider and show it.
 
 Starts ``pyelog -c tcp -o demo.elog`` in the background, runs a few

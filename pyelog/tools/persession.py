@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """One capture file per session, as elog(1)'s ``-o dir=PATH`` writes them.
 
 Each session gets ``<session_id>.elog`` in the directory, with the full
@@ -6,27 +7,31 @@ SESSION_END; files still open are finalised by :meth:`PerSessionWriter.close`.
 ``dropped_events`` is always 0 in these files: drops cannot be attributed to
 a session.
 
-With ``tcp_names`` (elog's ``-f tcp``) a closed file is renamed from the
-connection it recorded: ``<id>_<local port>_<remote address>_<remote port>.elog``
-taken from the first CONN_SET_IP_V4/V6 payload of a provider named ``tcp``.
+With ``tcp_names`` (elog's ``-f tcp``: the TCP schema's consumer) a closed
+file is renamed from the connection it recorded: ``<id>_<local
+port>_<remote address>_<remote port>.elog`` taken from the first
+CONN_SET_IP_V4/V6 event (found by name) of a provider named ``tcp``.
 FreeBSD puts the BB log id first; Linux sockets have none, so the session id
 (the socket cookie) stands there. Missing parts read ``unknown``.
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import resource
-import struct
+from typing import Protocol
 
 from pyelog.records.eventlog import SESSION_END_ID
 from pyelog.records.format import ElogWriter, Provider, Record
 
-# CONN_SET_IP_V4/V6 payloads have FreeBSD's fixed layouts (ports in network order).
-_CONN_V4 = struct.Struct("<4sH2x4sH2x")
-_CONN_V6 = struct.Struct("<16sH2x16sH2x")
-CONN_SET_IP_V4_ID, CONN_SET_IP_V6_ID = 0, 1
+
+class TcpSchema(Protocol):
+    """What naming files needs from the TCP schema (a
+    :class:`pyelog.schema.consumer.Consumer` is one)."""
+
+    def event_name(self, event_id: int) -> str | None: ...
+
+    def decode(self, event_id: int, payload: bytes) -> dict | None: ...
 
 
 def _safe_name(text: str) -> str:
@@ -36,28 +41,25 @@ def _safe_name(text: str) -> str:
     return text or "global"
 
 
-def _connection(event_id: int, payload: bytes) -> tuple[int, str, int] | None:
-    """(local port, remote address, remote port) from a CONN_SET_IP payload."""
-    try:
-        if event_id == CONN_SET_IP_V4_ID:
-            _src, sport, dst, dport = _CONN_V4.unpack_from(payload)
-            addr = str(ipaddress.IPv4Address(dst))
-        elif event_id == CONN_SET_IP_V6_ID:
-            _src, sport, dst, dport = _CONN_V6.unpack_from(payload)
-            addr = str(ipaddress.IPv6Address(dst)).replace(":", "-")
-        else:
-            return None
-    except struct.error:
+def _connection(tcp: TcpSchema, event_id: int, payload: bytes) -> tuple[int, str, int] | None:
+    """(local port, remote address, remote port) from a CONN_SET_IP_V4/V6 payload."""
+    name = tcp.event_name(event_id)
+    if name not in ("CONN_SET_IP_V4", "CONN_SET_IP_V6"):
         return None
-    return int.from_bytes(sport.to_bytes(2, "little"), "big"), addr, \
-        int.from_bytes(dport.to_bytes(2, "little"), "big")
+    f = tcp.decode(event_id, payload)
+    if not f:
+        return None
+    addr = f["dst_addr"] if name == "CONN_SET_IP_V4" else f["dst_addr"].replace(":", "-")
+    return f["src_port"], addr, f["dst_port"]
 
 
 class PerSessionWriter:
     """Route records to per-session captures under ``directory``."""
 
     def __init__(self, directory: str | os.PathLike, providers: list[Provider],
-                 *, tcp_names: bool = False):
+                 *, tcp_names: TcpSchema | None = None):
+        """``tcp_names``: the TCP schema, to name files after connections
+        (``-f tcp``); None keeps session-id names."""
         self.directory = os.fspath(directory)
         os.makedirs(self.directory, mode=0o755, exist_ok=True)
         self.providers = providers
@@ -80,7 +82,7 @@ class PerSessionWriter:
             entry = self._open[sid] = (ElogWriter(path, self.providers), path)
         entry[0].write_record(rec)
         if self.tcp_names and sid not in self._conn and rec.provider_id in self.tcp_provider_ids:
-            conn = _connection(rec.event_id, rec.payload)
+            conn = _connection(self.tcp_names, rec.event_id, rec.payload)
             if conn:
                 self._conn[sid] = conn
         if rec.event_id == SESSION_END_ID:

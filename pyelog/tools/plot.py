@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """``pyelog plot``: one TCP connection's timeline as a picture (matplotlib).
 
     pyelog plot FILE [--session ID] -o PNG
@@ -20,9 +21,10 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
-from pyelog.records.format import ElogFormatError, Record
+from pyelog.records.captures import open_capture
+from pyelog.records.format import Record
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.schema.dsl import SchemaError
+from pyelog.tools.command import ToolError, add_schema_option, run_reporting
 from pyelog.tools.summary import summarize
 from pyelog.tools.tcpseq import seq_add, seq_diff, seq_later
 
@@ -92,13 +94,17 @@ def timeline(records: list[Record], provider_names: dict[int, str], decoder,
         if eid in ("OUT", "IN_PROBE", "IN") and snd_nxt is not None and snd_una is not None:
             t.inflight.append((ms, max(0, seq_diff(snd_nxt, snd_una))))
     if t0 is None:
-        raise ElogFormatError(f"no TCP events for session {session_id} in the capture")
+        raise ToolError(f"no TCP events for session {session_id} in the capture")
     return t
 
 
 def render(t: Timeline, path: str) -> None:
     """Draw the timeline into ``path`` (PNG, or whatever the suffix says)."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:
+        raise ToolError(f"matplotlib is needed ({e}): install pyelog's plot extra "
+                        "(pip install 'pyelog[plot]'), or apt-get install python3-matplotlib") from None
     matplotlib.use("Agg")          # files only: no display needed
     import matplotlib.pyplot as plt
 
@@ -153,46 +159,33 @@ def render(t: Timeline, path: str) -> None:
 
 def main(argv: list[str]) -> int:
     """``pyelog plot``: parse ``argv``, draw; the exit status."""
-    from pyelog.records.captures import open_capture
     p = argparse.ArgumentParser(prog="pyelog plot", description=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE", help="a capture (.elog, .elog.gz, .jsonl)")
     p.add_argument("--session", type=int, metavar="ID", help="session id (default: the busiest)")
     p.add_argument("-o", "--output", required=True, metavar="PNG", help="picture to write")
-    p.add_argument("--schema", action="append", default=[], metavar="FILE|DIR",
-                   help="extra schema file or directory")
+    add_schema_option(p)
     a = p.parse_args(argv)
-    try:
-        decoder = ConsumerSet.with_extra(a.schema)
-        with open_capture(a.file) as r:
-            records = list(r)
-            names = r.provider_names
-        rows = {s.session_id: s for s in summarize(records, names, decoder)}
-        sid = a.session
-        if sid is None:
-            busy = [s for s in rows.values() if not s.listener]
-            if not busy:
-                raise ElogFormatError("no TCP connection in the capture")
-            sid = max(busy, key=lambda s: (s.bytes_sent + s.bytes_received, s.segs_out)).session_id
-            print(f"pyelog plot: session {sid}", file=sys.stderr)
-        t = timeline(records, names, decoder, sid)
-        s = rows.get(sid)
-        if s and s.laddr:
-            t.title = (f"TCP session {sid}: {s.laddr}:{s.lport} → {s.raddr}:{s.rport}"
-                       f" ({s.comm or '?'}, {s.bytes_sent} B sent, {s.bytes_received} B received)")
-        render(t, a.output)
-    except OSError as e:
-        print(f"pyelog plot: {e.filename or a.output}: {e.strerror}", file=sys.stderr)
-        return 1
-    except ElogFormatError as e:
-        print(f"pyelog plot: {e.message}", file=sys.stderr)
-        return 1
-    except SchemaError as e:
-        print(f"pyelog plot: {e}", file=sys.stderr)
-        return 1
-    except ImportError as e:
-        print(f"pyelog plot: matplotlib is needed ({e}): install pyelog's plot extra "
-              "(pip install 'pyelog[plot]'), or apt-get install python3-matplotlib",
-              file=sys.stderr)
-        return 1
+    return run_reporting("pyelog plot", lambda: _plot(a))
+
+
+def _plot(a: argparse.Namespace) -> int:
+    decoder = ConsumerSet.with_extra(a.schema)
+    with open_capture(a.file) as r:
+        records = list(r)
+        names = r.provider_names
+    rows = {s.session_id: s for s in summarize(records, names, decoder)}
+    sid = a.session
+    if sid is None:
+        busy = [s for s in rows.values() if not s.listener]
+        if not busy:
+            raise ToolError(f"{a.file}: no TCP connection in the capture")
+        sid = max(busy, key=lambda s: (s.bytes_sent + s.bytes_received, s.segs_out)).session_id
+        print(f"pyelog plot: session {sid}", file=sys.stderr)
+    t = timeline(records, names, decoder, sid)
+    s = rows.get(sid)
+    if s and s.laddr:
+        t.title = (f"TCP session {sid}: {s.laddr}:{s.lport} → {s.raddr}:{s.rport}"
+                   f" ({s.comm or '?'}, {s.bytes_sent} B sent, {s.bytes_received} B received)")
+    render(t, a.output)
     return 0

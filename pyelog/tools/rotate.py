@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Rotating captures for long recordings: ``--rotate-size``, ``--rotate-time``, ``--max-files``.
 
 A rotating capture is a series of complete elog(5) files, each with its own

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """``pyelog selftest``: the core checks, run against the running kernel.
 
 One line per check (``ok``/``FAIL``), then ``selftest: N passed, M failed``;
@@ -9,10 +10,8 @@ from __future__ import annotations
 import os
 import struct
 import sys
-import threading
 import time
 import warnings
-from pathlib import Path
 from typing import Callable
 
 B128K = 128 * 1024
@@ -21,18 +20,6 @@ B128K = 128 * 1024
 def _records(sub) -> list[tuple[tuple, bytes]]:
     from pyelog.kernel.ring import iter_records
     return [(h, bytes(p)) for run in sub.drain(0) for h, p in iter_records(run)]
-
-
-def _prog_ids(pid: int) -> set[int]:
-    ids = set()
-    for f in Path(f"/proc/{pid}/fdinfo").iterdir():
-        try:
-            for line in f.read_text().splitlines():
-                if line.startswith("prog_id:"):
-                    ids.add(int(line.split()[1]))
-        except OSError:
-            pass
-    return ids
 
 
 def check_load_16_subscribers() -> None:
@@ -93,17 +80,8 @@ def check_two_cpus() -> None:
     sub = L.add_ring_subscriber(256 * 1024, [Subscription("test", 5, 0xFFFFFFFF)])
     with L:
         d = tp.TestDriver(L, L.providers[0])
-        stop = threading.Event()
-        counts: dict[int, int] = {}
         got: dict[int, set[int]] = {}
         bad = []
-
-        def produce(sid: int, cpu: int) -> None:
-            os.sched_setaffinity(0, {cpu})
-            seq = 0
-            while not stop.is_set():
-                seq += d.emit(sid, tp.SIMPLE, 32, seq)
-            counts[sid] = seq
 
         def consume() -> None:
             for run in sub.drain(0.05):
@@ -118,20 +96,9 @@ def check_two_cpus() -> None:
                         bad.append(("dup", h))
                     s.add(v)
 
-        ths = []
-        for i, cpu in enumerate(cpus):
+        for i in range(len(cpus)):
             d.create_session(i + 1)
-            ths.append(threading.Thread(target=produce, args=(i + 1, cpu)))
-        for t in ths:
-            t.start()
-        end = time.monotonic() + 1.5
-        while time.monotonic() < end:
-            consume()
-        stop.set()
-        for t in ths:
-            t.join()
-        consume()
-        consume()
+        counts = d.emit_racing({i + 1: cpu for i, cpu in enumerate(cpus)}, tp.SIMPLE, 1.5, consume)
         assert not bad, f"corrupt or duplicated records: {bad[:3]}"
         received = sum(len(s) for s in got.values())
         emitted = sum(counts.values())
@@ -176,16 +143,17 @@ def check_unsubscribed_silent() -> None:
 
 
 def check_teardown() -> None:
+    from pyelog.kernel.bpf import programs_held
     from pyelog.kernel.loader import Loader
     from pyelog.providers import test as tp
     L = Loader([tp.provider(getppid_hook=True)])
     L.add_ring_subscriber(65536)
-    before = _prog_ids(os.getpid())
+    before = programs_held(os.getpid())
     L.start()
-    mine = _prog_ids(os.getpid()) - before
+    mine = programs_held(os.getpid()) - before
     assert mine, "no programs loaded"
     L.close()
-    left = _prog_ids(os.getpid()) & mine
+    left = programs_held(os.getpid()) & mine
     assert not left, f"programs still held after close(): {sorted(left)}"
 
 

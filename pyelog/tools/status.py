@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The live status line: what a running capture is doing, on a terminal.
 
 One line on stderr, rewritten in place about once a second::

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """``pyelog summary``: one row per TCP connection of a capture, like bcc's tcplife.
 
     pyelog summary FILE [FILE...] [--json] [--listeners] [--schema FILE|DIR]
@@ -18,10 +19,12 @@ by name:
   and not yet acknowledged), so retransmitted bytes count once; SYN and
   FIN take one sequence number each and are not counted; without sequence
   numbers, the sum of OUT lengths;
-* bytes received: the highest ``ack`` we sent (OUT) minus the first
-  (CONN_PARAMS' IRS + 1, else the first IN's rcv_nxt or OUT's ack), less
-  the peer's FIN when we acknowledged it; without any, the sum of IN_PROBE
-  lengths;
+* bytes received: the highest ``ack`` we sent (OUT), or the end of the
+  last in-order data IN (one that starts at or before its rcv_nxt) when
+  that is later (data that arrived but was never acknowledged, e.g. before
+  a reset), minus the first (CONN_PARAMS' IRS + 1, else the first IN's
+  rcv_nxt or OUT's ack), less the peer's FIN when we acknowledged it;
+  without any, the sum of IN_PROBE lengths;
 * segments: OUT and IN events, one per packet as the stack handled it (a
   TSO/GSO or GRO packet of several segments counts once); IN_PROBE when a
   capture has no IN;
@@ -43,9 +46,10 @@ from typing import Iterable
 from pyelog.tools.tcpseq import seq_add, seq_diff, seq_later
 from pyelog.records.eventlog import (DUMP_COMPLETE_ID, SESSION_CREATE_ID, SESSION_END_ID,
                                      SESSION_ID_NONE)
-from pyelog.records.format import ElogFormatError, Record
+from pyelog.records.captures import open_capture
+from pyelog.records.format import Record
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.schema.dsl import SchemaError
+from pyelog.tools.command import ToolError, add_schema_option, run_reporting
 
 FIN, SYN, ACK = 0x01, 0x02, 0x10
 # States in which the peer's FIN has been received.
@@ -86,6 +90,7 @@ class TcpSession:
     _probes: int = field(default=0, repr=False)
     _max_ack: int | None = field(default=None, repr=False)
     _max_ack_after_fin: bool = field(default=False, repr=False)
+    _max_in_order: int | None = field(default=None, repr=False)
     _fin_received: bool = field(default=False, repr=False)
 
     @property
@@ -158,8 +163,11 @@ class TcpSession:
             self._out(f, len(rec.payload) >= out_size)
         elif name == "IN":
             self.segs_in += 1
-            if self._rcv_base is None and len(rec.payload) >= in_size:
-                self._rcv_base = f["rcv_nxt"]
+            if len(rec.payload) >= in_size:
+                if self._rcv_base is None:
+                    self._rcv_base = f["rcv_nxt"]
+                if f["len"] and seq_diff(f["seq"], f["rcv_nxt"]) <= 0:
+                    self._max_in_order = seq_later(seq_add(f["seq"], f["len"]), self._max_in_order)
             if f["flags"] & FIN:
                 self._fin_received = True
         elif name == "IN_PROBE":
@@ -186,10 +194,14 @@ class TcpSession:
         else:
             self.bytes_sent = self._out_len_sum
         rbase = seq_add(self._irs, 1) if self._irs is not None else self._rcv_base
-        if rbase is not None and self._max_ack is not None:
-            got = seq_diff(self._max_ack, rbase)
-            if self._max_ack_after_fin and got > 0:
-                got -= 1          # the ack covers the peer's FIN, not a byte
+        if rbase is not None and (self._max_ack is not None or self._max_in_order is not None):
+            got = 0
+            if self._max_ack is not None:
+                got = seq_diff(self._max_ack, rbase)
+                if self._max_ack_after_fin and got > 0:
+                    got -= 1          # the ack covers the peer's FIN, not a byte
+            if self._max_in_order is not None:
+                got = max(got, seq_diff(self._max_in_order, rbase))
             self.bytes_received = max(0, got)
         else:
             self.bytes_received = self._probe_len_sum
@@ -202,7 +214,7 @@ def summarize(records: Iterable[Record], provider_names: dict[int, str], decoder
     """Fold the TCP events of ``records`` into one :class:`TcpSession` per session, in order of appearance."""
     consumer = decoder.get("tcp") if hasattr(decoder, "get") else None
     if consumer is None:
-        raise ElogFormatError("no TCP schema available to decode the capture")
+        raise ToolError("no TCP schema available to decode the capture")
     states = consumer.enums.get("tcp_state", {})
     decode, name_of = consumer.decode, consumer.event_name
     out_size, in_size = consumer.payload_size("OUT"), consumer.payload_size("IN")
@@ -256,7 +268,6 @@ def format_table(rows: list[TcpSession]) -> str:
 
 def main(argv: list[str]) -> int:
     """``pyelog summary``: parse ``argv``, print the rows; the exit status."""
-    from pyelog.records.captures import open_capture
     p = argparse.ArgumentParser(
         prog="pyelog summary", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1] + "\nA '*' after the state: the session had "
@@ -264,24 +275,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("files", nargs="+", metavar="FILE", help="captures (.elog, .elog.gz, .jsonl)")
     p.add_argument("--json", action="store_true", help="one JSON object per connection")
     p.add_argument("--listeners", action="store_true", help="include listening sockets")
-    p.add_argument("--schema", action="append", default=[], metavar="FILE|DIR",
-                   help="extra schema file or directory")
+    add_schema_option(p)
     a = p.parse_args(argv)
-    try:
-        decoder = ConsumerSet.with_extra(a.schema)
-        rows: list[TcpSession] = []
-        for path in a.files:
-            with open_capture(path) as r:
-                rows += summarize(r, r.provider_names, decoder)
-    except OSError as e:
-        print(f"pyelog summary: {e.filename}: {e.strerror}", file=sys.stderr)
-        return 1
-    except ElogFormatError as e:
-        print(f"pyelog summary: {e.message}", file=sys.stderr)
-        return 1
-    except SchemaError as e:
-        print(f"pyelog summary: {e}", file=sys.stderr)
-        return 1
+    return run_reporting("pyelog summary", lambda: _print_summary(a))
+
+
+def _print_summary(a: argparse.Namespace) -> int:
+    decoder = ConsumerSet.with_extra(a.schema)
+    rows: list[TcpSession] = []
+    for path in a.files:
+        with open_capture(path) as r:
+            rows += summarize(r, r.provider_names, decoder)
     if not a.listeners:
         rows = [s for s in rows if not s.listener]
     if a.json:

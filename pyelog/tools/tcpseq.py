@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """32-bit TCP sequence-space arithmetic (RFC 793's modular comparisons).
 
 Sequence and acknowledgement numbers wrap at 2**32; "later" and

@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""What every pyelog subcommand shares: how it fails, its common options.
+
+A command fails with one line on stderr, exit status 1, no traceback.
+Every tool runs its body through :func:`run_reporting`. The failures a
+user can cause -- a file that is missing or unreadable, a capture that
+breaks elog(5), a schema with an error, options that do not go together
+-- become one line naming the tool, then what and where: ``FILE: message``
+(the message gives the byte offset, or the line of a JSON capture) or
+``SCHEMA:LINE: message``. Whatever the tool wrote before the failure
+stays written: stdout is flushed before the line goes to stderr, so the
+two interleave in order on a terminal.
+
+Anything else is a bug in pyelog and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from typing import Callable, Iterator
+
+from pyelog.records.format import ElogFormatError
+from pyelog.schema.dsl import SchemaError
+
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "ToolError", "add_schema_option", "describe",
+           "os_errors_as", "report", "run_reporting"]
+
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
+
+
+class ToolError(Exception):
+    """A failure a tool has already phrased for the user."""
+
+
+def describe(exc: BaseException) -> str | None:
+    """The one line for a failure the user can cause, or None for a bug."""
+    if isinstance(exc, ElogFormatError):
+        return f"{exc.path}: {exc.message}" if exc.path else exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    if isinstance(exc, (SchemaError, ToolError)):
+        return str(exc)
+    return None
+
+
+@contextlib.contextmanager
+def os_errors_as(prefix: str) -> Iterator[None]:
+    """Inside, an OSError becomes ``ToolError("PREFIX: strerror")``: the
+    lines elog(1) prints through err(3), e.g. ``fopen: cap.elog: Permission
+    denied``, where PREFIX names the call and the path."""
+    try:
+        yield
+    except OSError as e:
+        raise ToolError(f"{prefix}: {e.strerror or e}") from None
+
+
+def report(tool: str, line: str) -> None:
+    """Print ``tool: line`` on stderr, after whatever stdout still holds."""
+    try:
+        sys.stdout.flush()
+    except OSError:  # stdout itself is what failed
+        pass
+    print(f"{tool}: {line}", file=sys.stderr)
+
+
+def run_reporting(tool: str, body: Callable[[], int],
+                  expected: tuple[type[BaseException], ...] = ()) -> int:
+    """Run ``body`` (a tool's work, returning its exit status) and turn the
+    failures a user can cause into one line and :data:`EXIT_FAILURE`.
+
+    ``expected``: further exception types whose text is already phrased
+    for the user (e.g. the kernel loader's). A reader that goes away
+    (``| head``) ends the tool quietly with status 0; Ctrl-C ends it with
+    :data:`EXIT_INTERRUPTED` and no traceback.
+    """
+    try:
+        return body()
+    except BrokenPipeError:
+        _drop_stdout()
+        return 0
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        line = str(e) if isinstance(e, expected) else describe(e)
+        if line is None:
+            raise
+        report(tool, line)
+        return EXIT_FAILURE
+
+
+def _drop_stdout() -> None:
+    # Python flushes stdout again at exit; with the pipe gone that flush
+    # would print "Exception ignored ... BrokenPipeError". Point the
+    # descriptor at /dev/null so the final flush has somewhere to go.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def add_schema_option(p: argparse.ArgumentParser) -> None:
+    """``--schema FILE|DIR`` (repeatable, into ``schema``): schemas beyond
+    the shipped ones, for :meth:`pyelog.schema.consumer.ConsumerSet.with_extra`."""
+    p.add_argument("--schema", action="append", default=[], metavar="FILE|DIR",
+                   help="extra schema file or directory, for event names and fields (repeatable)")
