@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Capture records, the bottom layer: what a capture holds and how it reads.
 
 * :mod:`~pyelog.records.eventlog` -- the framework's vocabulary (levels,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Open a capture of any kind pyelog writes: .elog, .elog.gz or JSON lines.
 
 The kind is chosen by the file name, as ``pyelog convert`` writes them:

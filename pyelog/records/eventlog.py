@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The eventlog(9) framework's vocabulary, shared by every layer.
 
 What FreeBSD's ``sys/eventlog.h`` defines and every part of pyelog speaks:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """elog(5): the binary capture format, byte for byte.
 
 A capture is three packed little-endian sections with no gaps::
@@ -24,7 +25,7 @@ import os
 import struct
 import time
 import zlib
-from typing import BinaryIO, Generator, Iterable, Iterator, NamedTuple
+from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 import construct as cs
 
@@ -115,12 +116,16 @@ class Record(NamedTuple):
 
 
 class ElogFormatError(Exception):
-    """A capture that violates elog(5). ``offset`` is the byte offset of the problem."""
+    """A capture that violates elog(5).
 
-    def __init__(self, message: str, offset: int | None = None):
+    ``offset`` is the byte offset of the problem (a line number for JSON
+    captures); ``path`` the file, filled in by the reader that found it."""
+
+    def __init__(self, message: str, offset: int | None = None, path: str | None = None):
         super().__init__(message)
         self.message = message
         self.offset = offset
+        self.path = path
 
 
 def utc_us_at(boot_us: int) -> int:
@@ -238,6 +243,7 @@ class CaptureSource:
     providers: list[Provider]
     _f: BinaryIO
     _owned: bool
+    name: str | None
 
     @property
     def provider_names(self) -> dict[int, str]:
@@ -250,6 +256,13 @@ class CaptureSource:
     def close(self) -> None:
         if self._owned:
             self._f.close()
+
+    def _located(self, e: ElogFormatError) -> ElogFormatError:
+        """``e`` with this capture's name, so that the one line a tool
+        prints says which of its inputs is at fault."""
+        if e.path is None:
+            e.path = self.name
+        return e
 
     def __enter__(self):
         return self
@@ -281,13 +294,13 @@ class ElogReader(CaptureSource):
             self._read_preamble()
         except EOFError as e:  # gzip stream cut short
             self.close()
-            raise ElogFormatError(f"Unexpected end of compressed file: {e}", 0) from None
+            raise self._located(ElogFormatError(f"Unexpected end of compressed file: {e}", 0)) from None
         except (gzip.BadGzipFile, zlib.error) as e:
             self.close()
-            raise ElogFormatError(f"corrupt compressed data: {e}", 0) from None
-        except ElogFormatError:
+            raise self._located(ElogFormatError(f"corrupt compressed data: {e}", 0)) from None
+        except ElogFormatError as e:
             self.close()
-            raise
+            raise self._located(e)
 
     def _read_preamble(self) -> None:
         raw = _read_exact(self._f, FILE_HEADER.size)
@@ -325,10 +338,10 @@ class ElogReader(CaptureSource):
         ]
         self.data_offset = off + want
 
-    def _chunks(self) -> Generator[tuple[bytes, int], int, None]:
-        """Yield ``(buf, file offset of buf)``; the caller sends back how many
-        bytes of ``buf`` it consumed (whole records), and the rest is carried
-        into the next chunk."""
+    def _chunks(self, consumed: _Consumed) -> Iterator[tuple[bytes, int]]:
+        """Yield ``(buf, file offset of buf)``; before asking for the next,
+        the caller sets ``consumed.n`` to how many bytes of ``buf`` were
+        whole records, and the rest is carried into the next chunk."""
         f = self._f
         read = getattr(f, "read1", f.read)
         pending = b""
@@ -342,14 +355,20 @@ class ElogReader(CaptureSource):
             except EOFError:  # gzip stream cut short: what was decoded stands
                 chunk = b""
             except (gzip.BadGzipFile, zlib.error) as e:
-                raise ElogFormatError(f"corrupt compressed data: {e}", pos + len(pending)) from None
+                raise self._located(
+                    ElogFormatError(f"corrupt compressed data: {e}", pos + len(pending))) from None
             if not chunk:
                 self.truncated_bytes = len(pending)
                 return
             buf = pending + chunk if pending else chunk
-            used = yield buf, pos
-            pos += used
-            pending = buf[used:]
+            consumed.n = 0
+            yield buf, pos
+            pos += consumed.n
+            pending = buf[consumed.n:]
+
+    def _bad_length(self, length: int, offset: int) -> ElogFormatError:
+        return self._located(
+            ElogFormatError(f"invalid event_length {length} at offset {offset}", offset))
 
     def runs(self) -> Iterator[tuple[memoryview, int, int]]:
         """Yield ``(buffer, count, offset)``: runs of whole records, in order.
@@ -358,10 +377,8 @@ class ElogReader(CaptureSource):
         (rewrite, split, merge). ``offset`` is the file offset of the run.
         """
         unpack = _LENGTH.unpack_from
-        chunks = self._chunks()
-        item = next(chunks, None)
-        while item is not None:
-            buf, pos = item
+        consumed = _Consumed()
+        for buf, pos in self._chunks(consumed):
             end = len(buf)
             off = 0
             n = 0
@@ -370,46 +387,43 @@ class ElogReader(CaptureSource):
                 if length < EVENT_HEADER_SIZE:
                     if n:
                         yield memoryview(buf)[:off], n, pos
-                    raise ElogFormatError(
-                        f"invalid event_length {length} at offset {pos + off}", pos + off)
+                    raise self._bad_length(length, pos + off)
                 if off + length > end:
                     break
                 off += length
                 n += 1
+            consumed.n = off
             if n:
                 yield memoryview(buf)[:off], n, pos
-            item = _send(chunks, off)
 
     def __iter__(self) -> Iterator[Record]:
         # One pass over each chunk, records sliced straight from it (the hot
         # path of -r, convert, summary); runs() + iter_records() would walk twice.
         unpack = EVENT_HEADER.unpack_from
         new = tuple.__new__
-        chunks = self._chunks()
-        item = next(chunks, None)
-        while item is not None:
-            buf, pos = item
+        consumed = _Consumed()
+        for buf, pos in self._chunks(consumed):
             end = len(buf)
             off = 0
             while end - off >= EVENT_HEADER_SIZE:
                 h = unpack(buf, off)
                 nxt = off + h[0]
                 if h[0] < EVENT_HEADER_SIZE:
-                    raise ElogFormatError(
-                        f"invalid event_length {h[0]} at offset {pos + off}", pos + off)
+                    raise self._bad_length(h[0], pos + off)
                 if nxt > end:
                     break
                 yield new(Record, h + (buf[off + EVENT_HEADER_SIZE:nxt],))
                 off = nxt
-            item = _send(chunks, off)
+            consumed.n = off
 
 
-def _send(gen: Generator, value):
-    """``gen.send(value)``, or None once the generator is exhausted."""
-    try:
-        return gen.send(value)
-    except StopIteration:
-        return None
+class _Consumed:
+    """How much of the chunk :meth:`ElogReader._chunks` handed out last was
+    whole records (the walker's answer; the rest starts the next chunk)."""
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
 
 
 class ElogWriter:

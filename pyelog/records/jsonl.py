@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Captures as JSON lines, for jq and log pipelines.
 
 The first line describes the capture (everything the elog(5) file header and
@@ -19,7 +20,7 @@ import os
 from typing import IO, Iterator
 
 from pyelog.records.format import EVENT_HEADER_SIZE, CaptureSource, ElogFormatError, FileHeader, Provider, Record
-from pyelog.records.text import PayloadDecoder
+from pyelog.records.text import EventKinds, PayloadDecoder
 
 
 def _jsonable(value):
@@ -50,22 +51,16 @@ class JsonEventFormatter:
         self.decoder = decoder
         self._encode = json.JSONEncoder(default=_jsonable).encode
         self._decode = getattr(decoder, "decode", None)
-        self._events: dict[int, tuple[str, str, str]] = {}
+        self._events = EventKinds(self._event)
 
     def _event(self, provider_id: int, event_id: int) -> tuple[str, str, str]:
         provider = self.provider_names.get(provider_id, "?")
         enc = self._encode
-        entry = (provider, enc(provider), enc(self.decoder.event_name(provider, event_id)))
-        if len(self._events) < 65536:
-            self._events[provider_id << 32 | event_id] = entry
-        return entry
+        return (provider, enc(provider), enc(self.decoder.event_name(provider, event_id)))
 
     def line(self, rec: Record) -> str:
         _, cpu, provider_id, reserved, ts, session_id, event_id, tid, payload = rec
-        entry = self._events.get(provider_id << 32 | event_id)
-        if entry is None:
-            entry = self._event(provider_id, event_id)
-        provider, provider_json, event_json = entry
+        provider, provider_json, event_json = self._events[provider_id << 32 | event_id]
         decode = self._decode
         fields = decode(provider, event_id, payload) if decode else None
         fields_json = "null" if fields is None else self._encode(fields)
@@ -85,8 +80,19 @@ class JsonReader(CaptureSource):
     def __init__(self, source: str | os.PathLike | IO[str]):
         self._f = open(source, encoding="utf-8") if not hasattr(source, "read") else source
         self._owned = not hasattr(source, "read")
+        self.name = getattr(source, "name", None) if hasattr(source, "read") else os.fspath(source)
         self._lineno = 1
-        first = self._f.readline()
+        try:
+            self._read_header()
+        except ElogFormatError as e:
+            self.close()
+            raise self._located(e)
+
+    def _read_header(self) -> None:
+        try:
+            first = self._f.readline()
+        except UnicodeDecodeError as e:
+            raise ElogFormatError(f"line 1: not a JSON capture (not UTF-8 text: {e.reason})", 1) from None
         if not first.strip():
             raise ElogFormatError("File is empty", 0)
         try:
@@ -100,15 +106,22 @@ class JsonReader(CaptureSource):
             raise ElogFormatError(f"line 1: bad capture header: {e}", 1) from None
 
     def __iter__(self) -> Iterator[Record]:
-        for line in self._f:
-            self._lineno += 1
-            if not line.strip():
-                continue
-            try:
-                o = json.loads(line)
-                payload = bytes.fromhex(o["payload"])
-                yield Record(EVENT_HEADER_SIZE + len(payload), o["cpu"], o["provider_id"],
-                             o.get("reserved", 0), o["timestamp"], o["session_id"],
-                             o["event_id"], o["thread_id"], payload)
-            except (ValueError, KeyError, TypeError) as e:
-                raise ElogFormatError(f"line {self._lineno}: bad event: {e}", self._lineno) from None
+        try:
+            for line in self._f:
+                self._lineno += 1
+                if line.strip():
+                    yield self._record(line)
+        except UnicodeDecodeError as e:
+            raise self._located(ElogFormatError(
+                f"line {self._lineno + 1}: not UTF-8 text ({e.reason})", self._lineno + 1)) from None
+
+    def _record(self, line: str) -> Record:
+        try:
+            o = json.loads(line)
+            payload = bytes.fromhex(o["payload"])
+            return Record(EVENT_HEADER_SIZE + len(payload), o["cpu"], o["provider_id"],
+                          o.get("reserved", 0), o["timestamp"], o["session_id"],
+                          o["event_id"], o["thread_id"], payload)
+        except (ValueError, KeyError, TypeError) as e:
+            raise self._located(
+                ElogFormatError(f"line {self._lineno}: bad event: {e}", self._lineno)) from None

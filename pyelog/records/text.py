@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """elog(1)'s text line, exactly.
 
 One line per event::
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 from pyelog.records.eventlog import SESSION_END_ID
 from pyelog.records.format import Record
@@ -71,6 +72,25 @@ def _seconds(us: int) -> str:
     return f"{sign}{us // 1_000_000}.{us % 1_000_000:06d}"
 
 
+class EventKinds(dict):
+    """What a formatter prepares once per kind of event, by
+    ``provider_id << 32 | event_id``: built by ``make(provider_id,
+    event_id)`` on first sight. Bounded, as a corrupt capture can name any
+    number of kinds; past the bound entries are built per record."""
+
+    LIMIT = 65536
+
+    def __init__(self, make: Callable[[int, int], Any]):
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: int):
+        entry = self._make(key >> 32, key & 0xFFFFFFFF)
+        if len(self) < self.LIMIT:
+            self[key] = entry
+        return entry
+
+
 class TextPrinter:
     """Turns records into elog(1) lines; keeps the state ``-n/-t/--delta-time`` need.
 
@@ -99,7 +119,7 @@ class TextPrinter:
         self._offset = self.utc_anchor[1] - self.utc_anchor[0] if self.utc_anchor else 0
         self._sec: int | None = None
         self._sec_text: str | None = None
-        self._events: dict[int, tuple[str, str, object]] = {}
+        self._events = EventKinds(self._event)
         self._cpu_tid: dict[int, str] = {}     # "[cpu]tid::" by (cpu << 33) + tid
 
     def _second_text(self, sec: int) -> str | None:
@@ -134,18 +154,12 @@ class TextPrinter:
                 name = self.decoder.event_name(provider, event_id) or f"?{event_id}"
             close = f"][{name}]"
         fmt = _payload_formatter(self.decoder, provider, event_id)
-        entry = (f" [{provider}][", close, fmt)
-        if len(self._events) < 65536:
-            self._events[provider_id << 32 | event_id] = entry
-        return entry
+        return (f" [{provider}][", close, fmt)
 
     def line(self, rec: Record) -> str:
         """The text line for one record (without newline)."""
         _, cpu, provider_id, _, ts, session_id, event_id, tid, payload = rec
-        entry = self._events.get(provider_id << 32 | event_id)
-        if entry is None:
-            entry = self._event(provider_id, event_id)
-        head, close, fmt = entry
+        head, close, fmt = self._events[provider_id << 32 | event_id]
         text = fmt(payload) or f"[UNKNOWN_EVENT_ID:{event_id}]"
         self._count += 1
         sec, us = divmod(ts + self._offset, 1_000_000)
