@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The schema layer: a provider's eventlog schema, from DSL text to decoded payloads.
 
 A provider describes its events in FreeBSD's schema DSL

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Payload decoding: schemas compiled to Python and loaded.
 
 A :class:`Consumer` is one provider's compiled schema: it wraps the module

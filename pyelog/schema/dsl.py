@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The eventlog schema DSL: parse ``<provider>_eventlog_schema.src`` into a model.
 
 This is the front half of FreeBSD's ``eventlog_gen.awk``: it reads the
@@ -38,6 +39,7 @@ compile failure into a clear ``FILE:LINE: message`` error):
 from __future__ import annotations
 
 import re
+import struct as _struct
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +167,21 @@ class Struct:
     def varlen(self) -> Field | None:
         return self.fields[-1] if self.fields and self.fields[-1].is_varlen else None
 
+    @property
+    def struct_format(self) -> str:
+        """The head's layout as a little-endian :mod:`struct` format, with
+        explicit pad bytes: offsets as the C compiler lays the struct out."""
+        codes: list[str] = ["<"]
+        pos = 0
+        for f in self.fixed_fields:
+            if f.offset > pos:
+                codes.append(f"{f.offset - pos}x")
+            codes.append(f"{f.array_len}s" if f.array_len is not None else f.type.struct_code)
+            pos = f.offset + f.size
+        if self.size > pos:
+            codes.append(f"{self.size - pos}x")
+        return "".join(codes)
+
 
 @dataclass
 class ValueTable:
@@ -269,6 +286,15 @@ class Schema:
             if e.name == name:
                 return e
         raise KeyError(name)
+
+    def payload(self, name: str, *values) -> bytes:
+        """The payload of event ``name`` with its fields' ``values`` in order
+        (bytes for addresses and char arrays), laid out as the producer's C
+        struct: for payloads built in user space (dump-state replays)."""
+        struct_ = self.event(name).struct
+        if struct_ is None:
+            return b""
+        return _struct.pack(struct_.struct_format, *values)
 
 
 def provider_from_filename(path: str | Path) -> str | None:
@@ -477,33 +503,35 @@ class _Parser:
         return self.finish(end)
 
     def line(self, raw: str, lineno: int) -> None:
+        # eventlog_gen.awk's rules, in its order: the order decides which
+        # rule a line that could match two of them obeys.
         indented = raw[:1] in (" ", "\t")
         stripped = raw.strip(" \t\r\f\v")
         collapsed = " ".join(stripped.split())
         if _directive(stripped, "PROVIDER"):
             return self.on_provider(collapsed, lineno)
-        if self.continue_block("STRUCT", indented, stripped, collapsed, lineno):
+        if self.block_rules("STRUCT", indented, stripped, collapsed, lineno):
             return
-        if _directive(stripped, "STRUCT"):
-            return self.start("STRUCT", collapsed, lineno)
         if _directive(stripped, "KEYWORD"):
             return self.on_keyword(collapsed, lineno)
-        if self.continue_block("ENUM", indented, stripped, collapsed, lineno):
-            return
-        if _directive(stripped, "ENUM"):
-            return self.start("ENUM", collapsed, lineno)
-        if self.continue_block("FLAG", indented, stripped, collapsed, lineno):
-            return
-        if _directive(stripped, "FLAG"):
-            self.close("ENUM")
-            return self.start("FLAG", collapsed, lineno)
-        if self.continue_block("EVENT", indented, stripped, collapsed, lineno):
-            return
-        if _directive(stripped, "EVENT"):
-            return self.start("EVENT", collapsed, lineno)
+        for kind in ("ENUM", "FLAG", "EVENT"):
+            if self.block_rules(kind, indented, stripped, collapsed, lineno):
+                return
         if _is_comment_or_blank(stripped):
             return
         raise self.error(lineno, f"unrecognised line (not a directive, continuation or comment): {collapsed[:40]!r}")
+
+    def block_rules(self, kind: str, indented: bool, stripped: str, collapsed: str, lineno: int) -> bool:
+        """The two rules of a block kind: a line continuing the open block,
+        or the directive opening one. True if either took the line."""
+        if self.continue_block(kind, indented, stripped, collapsed, lineno):
+            return True
+        if not _directive(stripped, kind):
+            return False
+        if kind == "FLAG":
+            self.close("ENUM")
+        self.start(kind, collapsed, lineno)
+        return True
 
     def continue_block(self, kind: str, indented: bool, stripped: str, collapsed: str, lineno: int) -> bool:
         block = self.open.get(kind)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """What every generated consumer module shares: the schema-independent half.
 
 ``pyelog gen -c`` turns one schema into a Python module (see
