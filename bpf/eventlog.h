@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * eventlog.h - the in-kernel half of pyelog: FreeBSD eventlog(9) in eBPF.
  *

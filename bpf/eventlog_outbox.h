@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * eventlog_outbox.h - queue a program's events, deliver them when it ends.
  *
@@ -67,26 +68,23 @@ BPF_PROG_ARRAY(eventlog_outbox_tp_jt, 1);
 BPF_PROG_ARRAY(eventlog_outbox_sockops_jt, 1);
 BPF_PROG_ARRAY(eventlog_outbox_sockopt_jt, 1);
 
-/* The nesting depth this program run holds, 0-based; -1 if none.  Also for
- * callers that keep per-depth working space of their own. */
-static __always_inline int eventlog_outbox_depth(void)
+/* The nesting depth this program run holds, 0-based: the key of its entry
+ * in per-depth arrays (the outbox; callers' own working space). Outside a
+ * hook EVENTLOG_OUTBOX_DEPTH, one past their end, so lookups find nothing. */
+static __always_inline __u32 eventlog_outbox_slot(void)
 {
 	__u32 z = 0;
 	__u32 *d = eventlog_outbox_depth_map.lookup(&z);
 
 	if (!d || *d == 0 || *d > EVENTLOG_OUTBOX_DEPTH)
-		return -1;
-	return (int)(*d - 1);
+		return EVENTLOG_OUTBOX_DEPTH;
+	return *d - 1;
 }
 
 static __always_inline struct eventlog_outbox *eventlog_outbox(void)
 {
-	int d = eventlog_outbox_depth();
-	__u32 k;
+	__u32 k = eventlog_outbox_slot();
 
-	if (d < 0)
-		return (struct eventlog_outbox *)0;
-	k = (__u32)d;
 	return eventlog_outbox_map.lookup(&k);
 }
 
@@ -181,9 +179,12 @@ static __always_inline struct eventlog_outbox *eventlog_outbox_close(int ret)
 	return (struct eventlog_outbox *)0;
 }
 
-/* After a tail call that did not happen: count what was not delivered. */
+/* After a tail call that did not happen (or none was due: ob NULL):
+ * count what was not delivered. */
 static __always_inline void eventlog_outbox_abort(struct eventlog_outbox *ob)
 {
+	if (!ob)
+		return;
 	__u32 n = ob->n, i = ob->next;
 
 	if (n > i)
@@ -232,74 +233,73 @@ static __always_inline struct eventlog_outbox *eventlog_outbox_step(int *ret, in
 #define EVENTLOG_OUTBOX_SOCKOPT_TASK 0
 #endif
 
-/* The drains and their callers' endings, one pair per program type (a
- * map's .call() only names the map literally in bcc). */
+/* Per program type, the tail call into its drain (bcc names a prog
+ * array only literally, in no macro) and, shared by all types, what
+ * happens around it: eventlog_outbox_step() in the drain,
+ * eventlog_outbox_close() at the end of the hooks that queue events. A
+ * tail call that does not happen falls through to eventlog_outbox_abort(). */
+static __always_inline void eventlog_outbox_send_tp(void *ctx, struct eventlog_outbox *ob)
+{
+	if (ob)
+		eventlog_outbox_tp_jt.call(ctx, 0);
+	eventlog_outbox_abort(ob);
+}
+
+static __always_inline void eventlog_outbox_send_sockops(struct bpf_sock_ops *ctx, struct eventlog_outbox *ob)
+{
+	if (ob)
+		eventlog_outbox_sockops_jt.call(ctx, 0);
+	eventlog_outbox_abort(ob);
+}
+
+static __always_inline void eventlog_outbox_send_sockopt(struct bpf_sockopt *ctx, struct eventlog_outbox *ob)
+{
+	if (ob)
+		eventlog_outbox_sockopt_jt.call(ctx, 0);
+	eventlog_outbox_abort(ob);
+}
+
 int eventlog_outbox_drain_tp(void *ctx)
 {
 	int ret = 0;
-	struct eventlog_outbox *ob = eventlog_outbox_step(&ret, 1);
 
-	if (ob) {
-		eventlog_outbox_tp_jt.call(ctx, 0);
-		eventlog_outbox_abort(ob);
-	}
+	eventlog_outbox_send_tp(ctx, eventlog_outbox_step(&ret, 1));
 	return 0;
 }
 
 static __always_inline int eventlog_outbox_end_tp(void *ctx)
 {
-	struct eventlog_outbox *ob = eventlog_outbox_close(0);
-
-	if (ob) {
-		eventlog_outbox_tp_jt.call(ctx, 0);
-		eventlog_outbox_abort(ob);
-	}
+	eventlog_outbox_send_tp(ctx, eventlog_outbox_close(0));
 	return 0;
 }
 
 int eventlog_outbox_drain_sockops(struct bpf_sock_ops *ctx)
 {
 	int ret = 1;
-	struct eventlog_outbox *ob = eventlog_outbox_step(&ret, EVENTLOG_OUTBOX_SOCKOPS_TASK);
 
-	if (ob) {
-		eventlog_outbox_sockops_jt.call(ctx, 0);
-		eventlog_outbox_abort(ob);
-	}
+	eventlog_outbox_send_sockops(ctx, eventlog_outbox_step(&ret, EVENTLOG_OUTBOX_SOCKOPS_TASK));
 	return 1;
 }
 
 static __always_inline int eventlog_outbox_end_sockops(struct bpf_sock_ops *ctx)
 {
-	struct eventlog_outbox *ob = eventlog_outbox_close(1);
-
-	if (ob) {
-		eventlog_outbox_sockops_jt.call(ctx, 0);
-		eventlog_outbox_abort(ob);
-	}
+	eventlog_outbox_send_sockops(ctx, eventlog_outbox_close(1));
 	return 1;
 }
 
+/* A sockopt program's return is the verdict (1: let the call proceed):
+ * the hook's own, carried through the outbox to the last drain step. */
 int eventlog_outbox_drain_sockopt(struct bpf_sockopt *ctx)
 {
 	int ret = 1;
-	struct eventlog_outbox *ob = eventlog_outbox_step(&ret, EVENTLOG_OUTBOX_SOCKOPT_TASK);
 
-	if (ob) {
-		eventlog_outbox_sockopt_jt.call(ctx, 0);
-		eventlog_outbox_abort(ob);
-	}
+	eventlog_outbox_send_sockopt(ctx, eventlog_outbox_step(&ret, EVENTLOG_OUTBOX_SOCKOPT_TASK));
 	return ret & 1;
 }
 
 static __always_inline int eventlog_outbox_end_sockopt(struct bpf_sockopt *ctx, int ret)
 {
-	struct eventlog_outbox *ob = eventlog_outbox_close(ret);
-
-	if (ob) {
-		eventlog_outbox_sockopt_jt.call(ctx, 0);
-		eventlog_outbox_abort(ob);
-	}
+	eventlog_outbox_send_sockopt(ctx, eventlog_outbox_close(ret));
 	return ret;
 }
 

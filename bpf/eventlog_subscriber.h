@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * eventlog_subscriber.h - one subscriber's rings and delivery: a template.
  *

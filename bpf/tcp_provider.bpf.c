@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * tcp_provider.bpf.c - the Linux TCP provider: every TCP socket of the host
  * is a session whose id is its socket cookie (SO_COOKIE).
@@ -70,7 +71,7 @@ struct tcp_seg {
 };
 
 /* The skb hooks' working space, per CPU and nesting depth (the outbox's:
- * eventlog_outbox_depth()): the TCP header with its options zero-filled to
+ * eventlog_outbox_slot()): the TCP header with its options zero-filled to
  * 152 bytes (see tcp_parse_seg()) and the parsed segment, too big for the
  * stack. */
 struct tcp_skb_work {
@@ -1148,39 +1149,29 @@ tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_skb_work *w)
 				   (const void *)0, 0, -1, TCP_SKB_HAS_TASK);
 }
 
-static __always_inline struct tcp_skb_work *tcp_skb_work(void)
+/* Both directions: the segment's event, with this nesting depth's scratch. */
+static __always_inline int tcp_skb_hook(struct __sk_buff *skb, int egress)
 {
-	int d = eventlog_outbox_depth();
+	struct tcp_skb_work *w;
 	__u32 k;
 
-	if (d < 0)
-		return (struct tcp_skb_work *)0;
-	k = (__u32)d;
-	return tcp_skb_work_map.lookup(&k);
+	eventlog_outbox_begin();
+	k = eventlog_outbox_slot();
+	w = tcp_skb_work_map.lookup(&k);
+	if (w)
+		tcp_skb_seg(skb, egress, w);
+	eventlog_outbox_release();
+	return 1;	/* cgroup_skb: let the packet pass */
 }
 
 int EL_FN(tcp_skb_ingress)(struct __sk_buff *skb)
 {
-	struct tcp_skb_work *w;
-
-	eventlog_outbox_begin();
-	w = tcp_skb_work();
-	if (w)
-		tcp_skb_seg(skb, 0, w);
-	eventlog_outbox_release();
-	return 1;
+	return tcp_skb_hook(skb, 0);
 }
 
 int EL_FN(tcp_skb_egress)(struct __sk_buff *skb)
 {
-	struct tcp_skb_work *w;
-
-	eventlog_outbox_begin();
-	w = tcp_skb_work();
-	if (w)
-		tcp_skb_seg(skb, 1, w);
-	eventlog_outbox_release();
-	return 1;
+	return tcp_skb_hook(skb, 1);
 }
 
 /* ---- setsockopt hook (cgroup sockopt, BPF_CGROUP_SETSOCKOPT) ---------------- */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * test provider: emits chosen test-schema events on demand, for the ring,
  * filter and teardown tests (model: FreeBSD ktest_eventlog).

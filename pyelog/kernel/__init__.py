@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The kernel layer: loading the eventlog core and providers, reading the rings.
 
 * :mod:`~pyelog.kernel.bpf` -- the bpf(2) calls bcc does not make, and the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The bpf(2) calls pyelog makes itself, and whether this process can make any.
 
 bcc compiles, loads and attaches most programs; what it does not offer is
@@ -21,6 +22,7 @@ import ctypes
 import os
 import struct
 from collections.abc import Iterable
+from pathlib import Path
 
 __all__ = ["prog_test_run", "attach_cgroup_link", "helpers_allowed", "unavailable_reason",
            "BPF_PROG_TYPE_SOCK_OPS", "BPF_PROG_TYPE_CGROUP_SKB", "BPF_PROG_TYPE_CGROUP_SOCKOPT",
@@ -125,6 +127,20 @@ def helpers_allowed(prog_type: int, attach_type: int, helpers: tuple[int, ...]) 
         return False
     os.close(fd)
     return True
+
+
+def programs_held(pid: int) -> set[int]:
+    """The ids of the eBPF programs process ``pid`` holds file descriptors
+    of, from /proc/PID/fdinfo (no bpftool needed)."""
+    ids = set()
+    for f in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            for line in f.read_text().splitlines():
+                if line.startswith("prog_id:"):
+                    ids.add(int(line.split()[1]))
+        except OSError:  # the fd closed while we looked
+            pass
+    return ids
 
 
 def unavailable_reason() -> str | None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Struct member offsets from the running kernel's BTF.
 
 Reads a raw BTF blob, by default ``/sys/kernel/btf/vmlinux``, and answers

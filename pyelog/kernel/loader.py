@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Load the eventlog core and its providers into the kernel; manage subscribers.
 
 One :class:`Loader` is one eventlog "kernel": it compiles (with bcc) a single
@@ -151,8 +152,10 @@ class ProviderInstance:
 
 
 @dataclass
-class Event:
-    """One decoded record, as handed to callback subscribers."""
+class CallbackEvent:
+    """One record as a callback subscriber receives it: the header's fields,
+    the provider's name, the payload bytes. (Not a schema's EVENT: that is
+    :class:`pyelog.schema.dsl.Event`.)"""
     length: int
     cpu: int
     provider_id: int
@@ -209,14 +212,14 @@ class RingSubscriber(Subscriber):
 
 
 class CallbackSubscriber(Subscriber):
-    """A subscriber that calls ``callback(Event)`` for every record.
+    """A subscriber that calls ``callback(CallbackEvent)`` for every record.
 
     The callback runs in the thread that calls :meth:`dispatch` (or
     :meth:`Loader.poll`), never in the kernel.
     """
 
     def __init__(self, loader: "Loader", index: int, buffer_size: int,
-                 callback: Callable[[Event], None]) -> None:
+                 callback: Callable[[CallbackEvent], None]) -> None:
         super().__init__(loader, index, buffer_size, None)
         self.callback = callback
 
@@ -226,7 +229,7 @@ class CallbackSubscriber(Subscriber):
         n = 0
         for run in self.drain(timeout):
             for hdr, payload in iter_records(run):
-                self.callback(Event(hdr[0], hdr[1], hdr[2], names.get(hdr[2], "?"),
+                self.callback(CallbackEvent(hdr[0], hdr[1], hdr[2], names.get(hdr[2], "?"),
                                     hdr[4], hdr[5], hdr[6], hdr[7], bytes(payload)))
                 n += 1
         return n
@@ -359,7 +362,7 @@ class Loader:
         self._add(sub, subscriptions)
         return sub
 
-    def add_callback_subscriber(self, callback: Callable[[Event], None],
+    def add_callback_subscriber(self, callback: Callable[[CallbackEvent], None],
                                 subscriptions: Iterable[Subscription] = (),
                                 buffer_size: int = BUFFER_SIZE_DEFAULT) -> CallbackSubscriber:
         """A subscriber whose events are decoded and passed to ``callback``."""
@@ -601,5 +604,5 @@ def parse_level(text: str) -> int:
 
 
 __all__ = ["Loader", "ProviderSpec", "ProviderInstance", "Subscription", "Subscriber",
-           "RingSubscriber", "CallbackSubscriber", "Event", "EventlogError",
+           "RingSubscriber", "CallbackSubscriber", "CallbackEvent", "EventlogError",
            "parse_level"]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """User-space (reader) half of the per-CPU double-buffered ring.
 
 The writer half lives in ``bpf/eventlog.h``; read its top comment first.

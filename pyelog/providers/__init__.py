@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Providers: each module builds a :class:`pyelog.kernel.loader.ProviderSpec`.
 
 A provider is BPF C text (pasted after ``bpf/eventlog.h`` and the producer

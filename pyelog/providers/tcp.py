@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The Linux TCP provider: every TCP socket of the host, session id = socket cookie.
 
 Programs (bpf/tcp_provider.bpf.c): a sock_ops program and a setsockopt
@@ -52,7 +53,6 @@ import ipaddress
 import os
 import re
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -544,13 +544,11 @@ def _boot_us() -> int:
 
 
 def _ip_payload(s) -> tuple[str, bytes]:
+    """CONN_SET_IP_V4/V6 of a socket sock_diag listed (ports in network order)."""
     fam = socket.AF_INET if s.family == socket.AF_INET else socket.AF_INET6
-    src = socket.inet_pton(fam, s.laddr)
-    dst = socket.inet_pton(fam, s.raddr)
-    sp, dp = socket.htons(s.lport), socket.htons(s.rport)
-    if fam == socket.AF_INET:
-        return "CONN_SET_IP_V4", struct.pack("<4sH2x4sH2x", src, sp, dst, dp)
-    return "CONN_SET_IP_V6", struct.pack("<16sH2x16sH2x", src, sp, dst, dp)
+    name = "CONN_SET_IP_V4" if fam == socket.AF_INET else "CONN_SET_IP_V6"
+    return name, schema().payload(name, socket.inet_pton(fam, s.laddr), socket.htons(s.lport),
+                                  socket.inet_pton(fam, s.raddr), socket.htons(s.rport))
 
 
 def _params_payload(s) -> bytes:
@@ -559,13 +557,14 @@ def _params_payload(s) -> bytes:
     opts = i.get("tcpi_options", 0)
     flags = ((0x02 if opts & 1 else 0) | (0x01 if opts & 2 else 0) | (0x40 if opts & 4 else 0)
              | (0x04 if opts & 8 else 0) | (0x10 if opts & 32 else 0))
-    return struct.pack("<IBBB16sx", i.get("tcpi_snd_mss", 0), i.get("tcpi_snd_wscale", 0),
-                       i.get("tcpi_rcv_wscale", 0), flags, s.cc.encode()[:15])
+    return schema().payload("CONN_PARAMS_REPLAY", i.get("tcpi_snd_mss", 0),
+                            i.get("tcpi_snd_wscale", 0), i.get("tcpi_rcv_wscale", 0), flags,
+                            s.cc.encode()[:15])
 
 
 def session_create_payload(netns_cookie: int, pid: int, family: int, comm: str) -> bytes:
-    """SESSION_CREATE's 32-byte payload (netns cookie, pid, family, comm)."""
-    return struct.pack("<QiH16s2x", netns_cookie, pid, family, comm.encode()[:15])
+    """SESSION_CREATE's payload (netns cookie, pid, family, comm)."""
+    return schema().payload("SESSION_CREATE", netns_cookie, pid, family, comm.encode()[:15])
 
 
 def _dump_state(loader: Loader, inst: ProviderInstance, sub_index: int) -> None:
@@ -616,11 +615,11 @@ def _dump_state(loader: Loader, inst: ProviderInstance, sub_index: int) -> None:
         if s.state != 10:             # LISTEN: nothing negotiated
             emit("CONN_PARAMS_REPLAY", _params_payload(s))
             i = s.info
-            emit("RTT", struct.pack(
-                "<6I", i.get("tcpi_rtt", 0), i.get("tcpi_rtt", 0), i.get("tcpi_rttvar", 0),
+            emit("RTT", schema().payload(
+                "RTT", i.get("tcpi_rtt", 0), i.get("tcpi_rtt", 0), i.get("tcpi_rttvar", 0),
                 i.get("tcpi_rto", 0), min(i.get("tcpi_min_rtt", 0), 0xFFFFFFFF), 0))
         if s.pid:
-            emit("CONN_OWNER", struct.pack("<i16s", s.pid, s.comm.encode()[:15]))
+            emit("CONN_OWNER", schema().payload("CONN_OWNER", s.pid, s.comm.encode()[:15]))
     if created:
         # A socket destroyed between the listing and the map update would
         # leave its session behind (its destroy tracepoint ran before the

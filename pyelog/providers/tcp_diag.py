@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Network namespaces and the TCP sockets that already exist in them (sock_diag).
 
 The TCP provider needs both outside its BPF programs: netns filters name

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The test provider: test-schema events emitted on demand (ktest model).
 
 ``provider()`` returns the spec; :class:`TestDriver` drives one registered
@@ -9,6 +10,9 @@ BPF_PROG_TEST_RUN of ``test_ctl`` (see bpf/test_provider.bpf.c), or arm the
 from __future__ import annotations
 
 import os
+import threading
+import time
+from typing import Callable
 
 from pyelog.kernel.bpf import prog_test_run
 from pyelog.kernel.loader import Loader, ProviderInstance, ProviderSpec
@@ -108,6 +112,42 @@ class TestDriver:
                 raise RuntimeError(f"emit failed ({r}): no session {sid}?")
             done += r
         return done
+
+    def emit_racing(self, cpus: dict[int, int], kind: int, seconds: float,
+                    consume: Callable[[], None]) -> dict[int, int]:
+        """Race writers on several CPUs against a reader: one thread per
+        session (``cpus``: session id -> CPU, sessions created already),
+        pinned to its CPU, emits ``kind`` events numbered 0, 1, ... as fast
+        as it can for ``seconds`` while this thread calls ``consume()``,
+        which then runs twice more to take what is left (both buffers).
+
+        Returns how many events each session's writer emitted: what the
+        reader's records plus the ring's drop count must add up to.
+        """
+        stop = threading.Event()
+        counts: dict[int, int] = {}
+
+        def produce(sid: int, cpu: int) -> None:
+            os.sched_setaffinity(0, {cpu})
+            seq = 0
+            while not stop.is_set():
+                seq += self.emit(sid, kind, 32, seq)
+            counts[sid] = seq
+
+        threads = [threading.Thread(target=produce, args=item) for item in cpus.items()]
+        for t in threads:
+            t.start()
+        try:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                consume()
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        consume()
+        consume()
+        return counts
 
     def arm_getppid(self, sid: int, seq: int = 0, tgid: int | None = None) -> None:
         """Make every getppid() of this process emit one SIMPLE_EVENT (seq++)."""
