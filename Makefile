@@ -1,13 +1,19 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # pyelog: every target works on a fresh Debian machine of this kind, as root.
 PY := .venv/bin/python
 
-.PHONY: setup test demo bench soak clean
+.PHONY: setup test demo bench soak clean wheel-check
 
 setup:
 	./setup.sh
 
 test: setup
 	$(PY) -m pytest -ra
+
+# The wheel, installed into a fresh venv outside the checkout, works there:
+# selftest, a live capture, -r and summary on it (.ci/wheel-check).
+wheel-check: setup
+	.ci/wheel-check
 
 # Record a TCP workload in its own network namespace, write demo.elog, show it.
 demo: setup

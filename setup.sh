@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # One-stop set-up for pyelog on a Debian-like machine, run as root.
 # `make setup` runs it on the host; the Vagrant guest provisions with it too.
 # Idempotent: every step checks before it acts, so a second run takes seconds.

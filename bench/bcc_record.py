@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """bcc's usual path, as its own process: the baseline the recorder is compared with.
 
     bcc_record.py --mode ringbuf|perf|empty --tgid PID [-o FILE]

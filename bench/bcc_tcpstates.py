@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """bcc's tcpstates, re-implemented inline: the bcc baseline of the workload benchmark.
 
     bcc_tcpstates.py [-o FILE]

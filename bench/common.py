@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Shared helpers for the benchmarks in bench/ (run them from the repo root).
 
 Every benchmark prints human-readable detail lines, then exactly one result

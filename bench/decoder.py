@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Benchmark 4, decoder: walk, text and JSON speed on a synthetic TCP capture, and memory.
 
 Captures come from bench/mkcapture.py (TCP-schema records as a VERBOSE

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Write a synthetic TCP capture of a given size, for the decoder benchmark.
 
     mkcapture.py OUT.elog [--size 1G]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Run a Python module as ``python -m`` would, then report its peak memory.
 
     peakrss.py MODULE [ARGS...]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Benchmark 2, producer cost: ns that emitting one event adds to the traced code.
 
 A C loop calls getppid() flat out on CPU 0 for ``--seconds`` while the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The recorder under test, as its own process: pyelog's live-capture loop.
 
     record.py --provider test --getppid-tgid PID [-o FILE] [-b BYTES]

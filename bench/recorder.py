@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Benchmark 1, recorder throughput: events/s written to a file, and drops.
 
 Recorders under test (each its own process, unpinned, as a user runs it,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # make bench / make soak: run the benchmarks in order, each printing its
 # detail lines and one result line "<name>: <figures> ... ratio=<x>".
 #

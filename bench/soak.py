@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Benchmark 5, soak: record at a steady rate for a long time; memory must stay flat
 and every event must be accounted for.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Walk a capture, for the decoder benchmark (run in a subprocess: peak RSS is its own).
 
     walk.py FILE              every record as a pyelog.records.format.Record (ElogReader)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Benchmark 3, traced workload overhead: TCP throughput with and without tracing.
 
 Two loopback workloads, inside a network namespace created for the run

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """pyelog: FreeBSD's eventlog(9) -- providers, sessions, per-CPU rings, elog(1)
 and the elog(5) capture format -- on a running Linux kernel, with eBPF.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """``python -m pyelog``: the ``pyelog`` command (pyelog.cli)."""
 import sys
 

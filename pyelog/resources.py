@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Where pyelog's C sources (``bpf/``) and schemas (``schemas/``) are.
 
 In the repository they sit beside the package, where people edit them; a
@@ -36,5 +37,8 @@ def schema_dir(subdir: str | None = None) -> Path:
     every install that :mod:`importlib.resources` can see into.)
     """
     d = _data("schemas")
-    path = Path(str(d)) if not isinstance(d, Path) else d
-    return path / subdir if subdir else path
+    if not isinstance(d, Path):
+        # A package without __init__.py (data only) comes back as a
+        # MultiplexedPath; its entries are real paths in that directory.
+        d = next(iter(d.iterdir())).parent
+    return d / subdir if subdir else d

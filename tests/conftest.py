@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Shared test plumbing.
 
 Kernel tests (marked ``kernel``) load eBPF into the running kernel. Outside CI

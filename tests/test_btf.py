@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """pyelog.btf: struct member offsets from BTF.
 
 Two halves:

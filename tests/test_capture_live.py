@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Live capture through the command line, on the running kernel.
 
 The recorder runs as users run it (``python -m pyelog.cli ...`` in the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Live capture that cannot run: one clear line on stderr, exit status 1, no traceback.
 
 Not root, no bcc, a compiler error, a verifier refusal, a bad output path,

@@ -1,4 +1,5 @@
-"""elog(1)'s command line (reference 5.1), option by option, and pyelog's additions.
+# SPDX-License-Identifier: BSD-2-Clause
+"""elog(1)'s command line (FreeBSD's options and messages), option by option, and pyelog's additions.
 
 (The status line itself: tests/test_status_line.py.)
 """

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """``pyelog -r``: the command as a user runs it (a subprocess), elog(1)'s errors."""
 from __future__ import annotations
 
@@ -333,6 +334,6 @@ def test_read_with_schema_decoder(capture):
     assert lines[3].startswith("[ 1]186a3::22:13:21.000300 [tcp][42][SESSION_END] ")
     assert lines[0].startswith("[ 1]186a3::22:13:20.000000 [tcp][42][SESSION_CREATE] ")
     assert lines[1].startswith("[ 3]186a4::22:13:20.000250 [tcp][42][")
-    # reference 1.3: an id missing from the table shows as "?" and "[UNKNOWN_PROVIDER:?]"
+    # elog(5): an id missing from the provider table shows as "?" and "[UNKNOWN_PROVIDER:?]"
     assert lines[2] == "[12]ffffffff::22:13:21.000250 [?][42][?101] [UNKNOWN_PROVIDER:?]"
     assert "Traceback" not in p.stderr

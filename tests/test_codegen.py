@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Code generation: elog(1) golden texts, decoding tolerance, producer header and `pyelog gen`."""
 from __future__ import annotations
 

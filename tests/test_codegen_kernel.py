@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """C and Python agree: the generated producer header, compiled by bcc and run in
 the kernel, writes payloads that the generated Python consumer decodes back to
 the values the BPF program logged.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Run-time consumers: Consumer / ConsumerSet API and the FreeBSD TCP schema."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """``pyelog convert``: round trips, gzip, merge order, filters, split; output is valid elog(5)."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """elog(5) reader and writer, checked against bytes packed by the test itself.
 
 Every expected byte string here is built with ``struct`` from the formats in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Filters, aggregation, sessions, providers (model: ktest_eventlog)."""
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def test_oversized_gather_varlen_callback_and_dump():
     events = []
     L = Loader([tp.provider()])
     sub = L.add_ring_subscriber(256 * 1024, [Subscription("test", LEVEL_TRACE, 0xFFFFFFFF)])
-    cb = L.add_callback_subscriber(events.append, [Subscription("test", LEVEL_INFO, 0x1)])
+    L.add_callback_subscriber(events.append, [Subscription("test", LEVEL_INFO, 0x1)])
     with L:
         inst = L.providers[0]
         d = tp.TestDriver(L, inst)

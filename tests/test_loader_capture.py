@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """A kernel capture of the test provider, written to .elog and printed by
 ``pyelog -r FILE -e``, shows the schema's golden lines."""
 from __future__ import annotations

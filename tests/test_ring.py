@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The per-CPU double-buffered ring (bpf/eventlog.h's protocol), both halves.
 
 * On the real kernel (``kernel``; model: FreeBSD ktest_eventlog buffer
@@ -99,14 +100,6 @@ def test_fill_to_capacity_exact_drops(chunk):
         L.close()
 
 
-def _producer(d, sid, cpu, stop, counts, kind):
-    os.sched_setaffinity(0, {cpu})
-    seq = 0
-    while not stop.is_set():
-        seq += d.emit(sid, kind, 32, seq)
-    counts[sid] = seq
-
-
 @pytest.mark.kernel
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
 @pytest.mark.parametrize("chunk", [None, 65536], ids=["whole", "chunked"])
@@ -117,10 +110,6 @@ def test_two_cpus_full_speed_exact_accounting(chunk):
         cpus = sorted(os.sched_getaffinity(0))[:2]
         for sid in (1, 2):
             d.create_session(sid)
-        stop = threading.Event()
-        counts: dict[int, int] = {}
-        threads = [threading.Thread(target=_producer, args=(d, sid, cpu, stop, counts, tp.COMPLEX))
-                   for sid, cpu in zip((1, 2), cpus)]
         got = {1: [], 2: []}
         bad = []
 
@@ -134,16 +123,7 @@ def test_two_cpus_full_speed_exact_accounting(chunk):
                         bad.append(hdr)
                     got[sid].append(value)
 
-        for t in threads:
-            t.start()
-        t_end = time.monotonic() + 2.0
-        while time.monotonic() < t_end:
-            consume()
-        stop.set()
-        for t in threads:
-            t.join()
-        consume()
-        consume()
+        counts = d.emit_racing(dict(zip((1, 2), cpus)), tp.COMPLEX, 2.0, consume)
         st = sub.stats()
         assert not bad
         received = 0
@@ -239,36 +219,48 @@ def _check_sized(recs, expected):
 def test_chunked_records_of_every_size_cross_chunk_ends_whole():
     """Records up to 65535 bytes, some ending exactly on a chunk end, all
     come back whole and in order from 64 KiB chunks of a 256 KiB buffer."""
-    import random
     from pyelog.providers import test as tp
     L, (sub,), d = _loader(size=256 * 1024, chunk=65536)
     try:
         assert sub.reader.chunks == 4
         d.create_session(1, cpu=0)
         _records(sub)                                  # drop SESSION_CREATE
-        rnd = random.Random(4)
-        # The second record ends exactly on the first chunk end; then sizes
-        # from the smallest to the largest record.
-        sizes = [32768, 32768, 40, 65535, 40, 65535 - 7]
-        sizes += [rnd.choice([rnd.randint(48, 65535), rnd.randint(48, 600)]) for _ in range(600)]
-        expected, got = [], []
-        pending = 0
-        for seq, ln in enumerate(sizes):
-            # Drain only when the two buffers might not hold the next record
-            # (each holds >= 256 KiB - 64 KiB before it swaps): buffers fill
-            # far, and their records cross every chunk end.
-            if pending + ln > 2 * (256 - 64) * 1024:
-                got += _records(sub)
-                pending = 0
+        expected = []
+
+        def write(seq: int, ln: int) -> None:
             assert _emit_sized(d, tp, seq, ln) == 1
             expected.append((ln, seq))
-            pending += ln
-        got += _records(sub)
+
+        got = _write_far(_sizes_across_chunks(48), 2 * (256 - 64) * 1024, write, lambda: _records(sub))
         st = sub.stats()
         assert st.dropped == 0 and st.oversized == 0
         _check_sized(got, expected)
     finally:
         L.close()
+
+
+def _sizes_across_chunks(smallest: int) -> list[int]:
+    """Record sizes for 64 KiB chunks: the second record ends exactly on
+    the first chunk end, then sizes from ``smallest`` to the largest record."""
+    rnd = random.Random(4)
+    sizes = [32768, 32768, 40, 65535, 40, 65535 - 7]
+    return sizes + [rnd.choice([rnd.randint(smallest, 65535), rnd.randint(smallest, 600)])
+                    for _ in range(600)]
+
+
+def _write_far(sizes: list[int], capacity: int, write, drain) -> list:
+    """``write(seq, size)`` each record, calling ``drain()`` only when the
+    two buffers (``capacity`` bytes before they must swap) might not hold
+    the next: buffers fill far, and their records cross every chunk end.
+    Returns what the drains returned, in order."""
+    got, pending = [], 0
+    for seq, ln in enumerate(sizes):
+        if pending + ln > capacity:
+            got += drain()
+            pending = 0
+        write(seq, ln)
+        pending += ln
+    return got + drain()
 
 
 def _mem_available() -> int:
@@ -678,21 +670,15 @@ def test_chunked_records_of_every_size_come_back_whole_and_in_order(mem_ring):
     chunk end, buffers filled far (writers swapping by themselves)."""
     size, chunk = 256 * 1024, 65536
     r = mem_ring(ncpu=1, buffer_size=size, chunk_size=chunk)
-    rnd = random.Random(4)
-    sizes = [32768, 32768, 40, 65535, 40, 65535 - 7]
-    sizes += [rnd.choice([rnd.randint(36, 65535), rnd.randint(36, 600)]) for _ in range(600)]
-    expected, got = [], []
-    pending = 0
-    for seq, ln in enumerate(sizes):
-        if pending + ln > 2 * (size - chunk):      # each buffer holds >= size - 64 KiB
-            got += decode(r.drain())
-            pending = 0
+    expected = []
+
+    def write(seq: int, ln: int) -> None:
         assert r.writer.emit(0, rec(1 + seq, seq, 0, ln))
         if seq == 1:                                  # two records of 32 KiB: the first chunk, exactly
             assert sum(r.writer.u64(0, "written", k) & 0xFFFFFFFF for k in range(4)) == chunk
         expected.append(seq)
-        pending += ln
-    got += decode(r.drain())
+
+    got = _write_far(_sizes_across_chunks(36), 2 * (size - chunk), write, lambda: decode(r.drain()))
     st = r.reader.stats()
     assert (st.dropped, st.oversized) == (0, 0) and st.swaps > 0
     assert [s for _, _, s in got] == expected

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Rotating captures: one capture split over numbered files, no record lost or written twice.
 
 Checked against what was written, record by record:

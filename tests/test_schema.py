@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The schema DSL parser: FreeBSD eventlog_gen.awk semantics and quirks.
 
 Directives, blocks and comments, keyword values, field types and their C

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """pyelog selftest: all checks pass on the real kernel; clear line without privileges."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The live status line (pyelog.tools.status): one line on stderr, only on a terminal.
 
 Checked against the exact bytes written:

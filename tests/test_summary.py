@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """``pyelog summary`` and ``pyelog plot`` on hand-made TCP captures (exact numbers)."""
 from __future__ import annotations
 

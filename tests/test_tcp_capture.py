@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Live TCP capture on the running kernel (elog_test.py's capture checks, on Linux).
 
 pyelog -s -c tcp -o FILE runs in the background while the test makes

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The TCP provider on the running kernel, driven through the Loader API.
 
 Every connection is made inside network namespaces created with pyroute2
@@ -377,7 +378,6 @@ def test_rst_closed_pairs_leave_no_state():
     L = Loader([tcp.provider()])
     sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
     with L, Namespace() as ns:
-        before = map_keys(L)
         with ns.enter():
             srv = socket.socket()
             srv.bind(("127.0.0.1", 6060))

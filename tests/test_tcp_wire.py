@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """pyelog's TCP record against the wire: every segment, both ways, per connection.
 
 The truth is independent of pyelog: the packets each endpoint's TCP sent and

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Teardown: how pyelog ends, and what it leaves behind, on the running kernel.
 
 Checked against the kernel's own view (``/proc/<pid>/fdinfo`` and bpftool's
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from pyelog.kernel.bpf import programs_held
 from pyelog.records.format import ElogReader
 from tests.conftest import have
 from tests.helpers.netns import exchange_alone as exchange
@@ -44,21 +46,6 @@ time.sleep(600)
 """
 
 
-def _progs_of(pid: int) -> set[int]:
-    """Program ids held by a process's fds (/proc fdinfo; works without
-    a bpftool built with pid support)."""
-    ids = set()
-    d = Path(f"/proc/{pid}/fdinfo")
-    for f in d.iterdir():
-        try:
-            for line in f.read_text().splitlines():
-                if line.startswith("prog_id:"):
-                    ids.add(int(line.split()[1]))
-        except OSError:
-            pass
-    return ids
-
-
 def _perf_of(pid: int) -> list:
     out = subprocess.run(["bpftool", "-j", "perf"], capture_output=True, text=True, check=True)
     return [e for e in json.loads(out.stdout or "[]") if e.get("pid") == pid]
@@ -77,7 +64,7 @@ def test_sigkill_leaves_nothing_attached():
                              text=True, cwd=ROOT)
     try:
         assert child.stdout.readline().strip() == "ready"
-        ids = _progs_of(child.pid)
+        ids = programs_held(child.pid)
         assert ids, "bpftool does not show the child's programs"
         assert _perf_of(child.pid), "the tracepoint attachment is not visible"
     finally:
@@ -96,7 +83,7 @@ def test_close_detaches():
     L = Loader([tp.provider(getppid_hook=True)])
     L.add_ring_subscriber(65536)
     L.start()
-    ids = _progs_of(os.getpid())
+    ids = programs_held(os.getpid())
     L.close()
     L.close()
     assert not _perf_of(os.getpid()) if have("bpftool") else True

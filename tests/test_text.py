@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """elog(1)'s text line, compared character for character with hand-written lines."""
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_basic_line():
 
 
 def test_reference_example_shape():
-    # reference 5.2: "[ 2]186a5::14:03:07.120455 [tcp][8812][IN] Received ..."
+    # elog(1)'s line format: "[ 2]186a5::14:03:07.120455 [tcp][8812][IN] Received ..."
     anchor = (0, 14 * 3600_000_000 + 3 * 60_000_000 + 7_120_455)
     p = printer(anchor=anchor, event_names=True)
     assert p.line(rec(0, 100)) == "[ 2]186a5::14:03:07.120455 [tcp][8812][IN] <tcp:100:>"

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """tests/helpers/wire.py: frame parsing on hand-built frames, and the capture and the
 lossy path on the running kernel (the independent truth for differential
 tests of the TCP provider).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Build pyelog's Debian 12 (bookworm) Vagrant box for the libvirt provider,
 # from the configured Debian mirror, with no box download:
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Run inside the VM as root (make vm-test does): record TCP with
 # `pyelog -c tcp -o OUT` around loopback connections made in a network
 # namespace of its own (--netns: only those), so the host can decode the

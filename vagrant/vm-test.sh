@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # `make vm-test`: pyelog's kernel tests inside a Debian 12 VM (kernel 6.1),
 # on this host, as root. See vagrant/README.md.
 #

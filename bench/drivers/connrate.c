@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * connrate - short-connection load for the workload benchmark: how many
  * connect / send / close cycles per second a loopback TCP server and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * getppid_loop - the syscall load for the recorder, producer and soak
  * benchmarks: every getppid() fires syscalls:sys_enter_getppid, where the

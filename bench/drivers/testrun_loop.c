@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * testrun_loop - batch event load without a syscall hook: runs a loaded
  * raw-tracepoint BPF program over and over with BPF_PROG_TEST_RUN, each run

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Helpers shared by the tests; none of them holds tests itself.
 
 * :mod:`tests.helpers.netns` -- network namespaces (pyroute2) for kernel

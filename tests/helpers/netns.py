@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Network namespaces for kernel tests: traffic that never leaves this machine.
 
 Every test that makes TCP traffic does it inside namespaces created here

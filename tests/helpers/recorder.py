@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """A ``pyelog`` recorder running in the background, as users run it, for kernel tests.
 
 ``-p`` is always passed: the recorder's ``[Providers]`` line on stderr says

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The wire, seen independently of pyelog: packet capture and a lossy path.
 
 The truth for differential tests of the TCP provider: what each endpoint's
