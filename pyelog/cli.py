@@ -123,9 +123,14 @@ class Options:
     text: TextOptions = field(default_factory=TextOptions)
 
 
-# flag -> (TcpFilter field key, value kind)
-_TCP_FILTERS = {"port": int, "lport": int, "rport": int, "addr": str, "netns": str,
-                "cgroup": str, "pid": int, "comm": str}
+_PORTS = range(1, 1 << 16)
+# Linux's PID_MAX_LIMIT on 64-bit (include/linux/threads.h): no pid is higher.
+_PIDS = range(1, (1 << 22) + 1)
+_U32 = 0xFFFFFFFF
+
+# flag -> its values: str, or the range a number must be in
+_TCP_FILTERS: dict[str, type | range] = {"port": _PORTS, "lport": _PORTS, "rport": _PORTS, "addr": str,
+                                         "netns": str, "cgroup": str, "pid": _PIDS, "comm": str}
 
 
 def parse_bytes(text: str, what: str = "buffer size") -> int:
@@ -136,6 +141,24 @@ def parse_bytes(text: str, what: str = "buffer size") -> int:
     number, unit = m.groups()
     value = int(number, 0) if not re.fullmatch(r"0[0-7]+", number) else int(number, 8)
     return value << {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
+
+
+def parse_uint(text: str, lo: int, hi: int, invalid: str, out_of_range: str | None = None) -> int:
+    """``text`` as an integer from ``lo`` to ``hi``, in ASCII decimal digits.
+
+    Every numeric option goes through here: ``str.isdigit`` also accepts
+    '²' or '٣' (which ``int`` refuses or reads), and ``int`` takes signs,
+    blanks and '_'. Raises :class:`UsageError` with ``invalid`` for text
+    that is no such number, with ``out_of_range`` (default ``invalid``) for
+    a number outside the range.
+    """
+    if not (text.isascii() and text.isdigit()):
+        raise UsageError(invalid)
+    digits = text.lstrip("0") or "0"
+    # Lengths first: int() refuses a string of more than 4300 digits.
+    if len(digits) > len(str(hi)) or not lo <= int(digits) <= hi:
+        raise UsageError(out_of_range or invalid)
+    return int(digits)
 
 
 def parse_size(text: str) -> int:
@@ -151,10 +174,8 @@ def parse_size(text: str) -> int:
 def _keyword_mask(provider: str, token: str, schemas: list[str]) -> int | None:
     """Resolve ``0x...`` or ``NAME|NAME`` for ``provider``; None if it is not a keyword list."""
     if token[:2] in ("0x", "0X"):
-        try:
-            return int(token, 16)
-        except ValueError:
-            return None
+        # ASCII hex only: int(token, 16) also takes '_' and non-ASCII digits.
+        return int(token, 16) if re.fullmatch(r"0[xX][0-9a-fA-F]+", token) else None
     consumers = ConsumerSet.with_extra(schemas)
     consumer = consumers.get(provider) if consumers else None
     if consumer is None:
@@ -205,9 +226,7 @@ def parse_args(argv: list[str]) -> Options:
             o.buffer_size = parse_size(value(a, "a size"))
         elif a == "--duration":
             v = value(a, "a number of seconds")
-            if not v.isdigit() or int(v) > 0xFFFFFFFF:
-                raise UsageError(f"invalid duration: {v}")
-            o.duration = int(v)
+            o.duration = parse_uint(v, 0, _U32, f"invalid duration: {v}")
         elif a in ("-d", "--date"):
             o.text.date = True
         elif a in ("-D", "--dump-state"):
@@ -251,14 +270,10 @@ def parse_args(argv: list[str]) -> Options:
                 raise UsageError("rotation size too small (minimum 4K)")
         elif a == "--rotate-time":
             v = value(a, "a number of seconds")
-            if not v.isdigit() or int(v) == 0:
-                raise UsageError(f"invalid rotation time: {v}")
-            o.rotate_time = int(v)
+            o.rotate_time = parse_uint(v, 1, _U32, f"invalid rotation time: {v}")
         elif a == "--max-files":
             v = value(a, "a number")
-            if not v.isdigit() or int(v) == 0:
-                raise UsageError(f"invalid number of files: {v}")
-            o.max_files = int(v)
+            o.max_files = parse_uint(v, 1, _U32, f"invalid number of files: {v}")
         elif a == "--no-status":
             o.no_status = True
         elif a == "--tcp-default":
@@ -268,10 +283,13 @@ def parse_args(argv: list[str]) -> Options:
             o.tcp_default_enabled = v == "all"
         elif a.startswith("--") and a[2:] in _TCP_FILTERS:
             kind = _TCP_FILTERS[a[2:]]
-            v = value(a, "a number" if kind is int else "a value")
-            if kind is int and not v.isdigit():
-                raise UsageError(f"{a} requires a number: {v}")
-            o.tcp_filters[a[2:]].append(kind(v))
+            if kind is str:
+                o.tcp_filters[a[2:]].append(value(a, "a value"))
+            else:
+                v = value(a, "a number")
+                o.tcp_filters[a[2:]].append(parse_uint(
+                    v, kind.start, kind.stop - 1, f"{a} requires a number: {v}",
+                    f"invalid {a[2:]} {v} ({kind.start}..{kind.stop - 1})"))
         else:
             raise UsageError(f"unknown argument: {a} (use --capture or -c)")
         i += 1
@@ -301,11 +319,15 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
             print(f"[Providers] {len(reader.providers)} registered: {names}", file=err)
         if o.output:
             # elog's quirk, kept: -r with -o rewrites instead of printing.
+            # Published at close: a failure leaves no half-written copy.
             with os_errors_as(f"fopen: {o.output}"):
-                writer = ElogWriter(o.output, reader.providers)
+                writer = ElogWriter(o.output, reader.providers, publish="close")
             with writer as w:
                 for buf, n, _pos in reader.runs():
                     w.write_records(buf, n)
+            # After the copy is kept: it salvages every whole record, under
+            # a header that counts them; the shortfall still fails the run.
+            reader.check_complete()
             return 0
         decoder = RawPayloads() if o.raw else ConsumerSet.with_extra(o.schemas)
         if o.json:
@@ -317,6 +339,7 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
         write = out.write
         for rec in reader:
             write(printer.line(rec) + "\n")
+        reader.check_complete()
     return 0
 
 

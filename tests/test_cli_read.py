@@ -236,12 +236,32 @@ def test_read_gz(tmp_path):
     assert p.stdout.splitlines() == LINES_E
 
 
-def test_read_truncated_capture_exits_0(tmp_path):
+def test_read_unfinished_capture_exits_0(tmp_path):
+    # Header count 0: a capture still being written (or killed before its
+    # first flush). Its cut tail is ignored, as elog(1) does.
     f = tmp_path / "cut.elog"
-    f.write_bytes(CAPTURE[:-10])
+    f.write_bytes(hdr(count=0) + table(TWO_TCP) + BODY[:-10])
     p = run("-r", f, "-e", "--raw")
     assert p.returncode == 0 and p.stderr == ""
     assert p.stdout.splitlines() == LINES_E[:3]
+
+
+def test_read_capture_short_of_its_header_count_says_so(tmp_path):
+    # The header promises 4; a length corrupted in mid-file (or a cut
+    # tail) leaves 3: every whole record printed, then one line and exit 1.
+    f = tmp_path / "cut.elog"
+    f.write_bytes(CAPTURE[:-10])
+    corrupt = bytearray(CAPTURE)
+    second = len(hdr()) + len(table(TWO_TCP)) + 40
+    corrupt[second:second + 2] = (0xFFFF).to_bytes(2, "little")
+    g = tmp_path / "corrupt.elog"
+    g.write_bytes(bytes(corrupt))
+    for path, held, offset in ((f, 3, len(CAPTURE) - len(BODY) + 40 + 35 + 32), (g, 1, second)):
+        p = run("-r", path, "-e", "--raw")
+        assert p.returncode == 1
+        assert p.stdout.splitlines() == LINES_E[:held]
+        assert p.stderr == (f"pyelog: {path}: the header says 4 events, the file holds {held}: "
+                            f"the records stop at byte offset {offset}\n")
 
 
 def test_read_header_only_capture(tmp_path):
@@ -296,8 +316,11 @@ def test_rewrite_from_gz_and_truncated(tmp_path):
     src.write_bytes(gzip.compress(CAPTURE[:-3]))
     out = tmp_path / "new.elog"
     p = run("-r", src, "-o", out)
-    assert p.returncode == 0, p.stderr
-    assert parse(out.read_bytes())[2] == parse(CAPTURE)[2][:3]
+    # The copy salvages the 3 whole records under a header that counts
+    # them; the header's promise of 4 still fails the run.
+    assert p.returncode == 1 and "the header says 4 events, the file holds 3" in p.stderr
+    header, _, records = parse(out.read_bytes())
+    assert records == parse(CAPTURE)[2][:3] and header[4] == 3
 
 
 def test_rewrite_then_read_same_text(capture, tmp_path):

@@ -521,12 +521,12 @@ def test_pack_provider_table_matches_struct():
     assert pack_provider_table(TWO_TCP) == table(TWO_TCP)
     assert pack_provider_table([]) == struct.pack("<I", 0)
     assert pack_provider_table([(5, "x" * 31)]) == table([(5, "x" * 31)])
-    with pytest.raises(ValueError):
-        pack_provider_table([(5, "x" * 32)])
-    with pytest.raises(ValueError):
-        pack_provider_table([(i, "p") for i in range(33)])
-    with pytest.raises(ValueError):
-        pack_provider_table([(0x10000, "p")])
+    # A name that fills the field without its NUL (read from a capture) is
+    # written back as the same 32 bytes; anything longer cannot be.
+    assert pack_provider_table([(5, "x" * 32)])[4 + 2:] == b"x" * 32
+    for bad in ([(5, "x" * 33)], [(i, "p") for i in range(33)], [(0x10000, "p")], [(5, "\u20ac")]):
+        with pytest.raises(ElogFormatError):
+            pack_provider_table(bad)
 
 
 def test_count_records():

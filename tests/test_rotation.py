@@ -143,6 +143,28 @@ def test_drops_are_counted_per_file(tmp_path):
     assert heads == [5, 2]
 
 
+def test_drops_between_files_go_to_the_next(tmp_path):
+    # A time rotation finishes a file when idle; the next opens with the
+    # next record. Drops in between belong to the later file: the headers
+    # sum to the capture's total, which close() is given.
+    drops, now = [0], [0.0]
+    w = RotatingWriter(str(tmp_path / "t.elog"), PROVIDERS, max_seconds=1.0,
+                       dropped=lambda: drops[0], clock=lambda: now[0])
+    w.write_records(run_of(0, 2))
+    drops[0] = 4
+    now[0] = 1.5
+    w.tick()                                     # file 0 finished: 4 drops
+    drops[0] = 10                                # ... while no file is open
+    w.write_records(run_of(2, 2))
+    drops[0] = 11
+    w.close(dropped_events=13)                   # the capture's final total
+    heads = []
+    for f in w.files:
+        with ElogReader(f) as r:
+            heads.append(r.header.dropped_events)
+    assert heads == [4, 9] and sum(heads) == 13
+
+
 def test_gzip_rotation(tmp_path):
     base = str(tmp_path / "g.elog.gz")
     w = RotatingWriter(base, PROVIDERS, max_bytes=PREAMBLE + 360)

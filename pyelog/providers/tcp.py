@@ -189,15 +189,24 @@ def cgroup2_root() -> str:
 def cgroup_dirs(paths: list[str]) -> list[str]:
     """Filter cgroups -> existing cgroup2 directories, nested ones dropped
     (a program on a parent already runs for the child: twice would double
-    every event)."""
-    root = cgroup2_root()
+    every event). A path that leads out of the hierarchy (``../..``, a
+    link) is refused by name: the kernel would only say "Bad file
+    descriptor" when the link is made."""
+    root = os.path.realpath(cgroup2_root())
+
+    def inside(path: str) -> bool:
+        return path == root or path.startswith(root.rstrip("/") + "/")
     dirs = []
     for p in paths:
-        cand = p if os.path.isabs(p) and os.path.isdir(p) and p.startswith(root) else \
-            os.path.join(root, p.lstrip("/"))
-        if not os.path.isdir(cand):
+        real = os.path.realpath(p) if os.path.isabs(p) else ""
+        if not inside(real):      # relative, or absolute within the mount
+            real = os.path.realpath(os.path.join(root, p.lstrip("/")))
+        if not inside(real):
+            raise EventlogError(f"--cgroup {p!r} leads to {real}, outside the cgroup-v2 "
+                                f"hierarchy at {root}")
+        if not os.path.isdir(real):
             raise EventlogError(f"no cgroup-v2 directory {p!r} (under {root})")
-        dirs.append(os.path.realpath(cand))
+        dirs.append(real)
     dirs = sorted(set(dirs))
     return [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
 

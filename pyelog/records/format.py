@@ -30,6 +30,7 @@ from typing import BinaryIO, Iterable, Iterator, NamedTuple
 import construct as cs
 
 from pyelog.records.eventlog import EVENT_HEADER_SIZE, MAX_EVENT_LENGTH, PROVIDER_NAME_MAX
+from pyelog.records.untrusted import clip
 
 MAGIC = b"ELOG"
 VERSION = 1
@@ -147,17 +148,27 @@ def utc_us_at(boot_us: int) -> int:
 
 
 def pack_provider_table(providers: Iterable[tuple[int, str]]) -> bytes:
-    """Encode a provider table; names longer than 31 bytes are refused."""
+    """Encode a provider table.
+
+    Names are bytes to elog(5): a name read from a capture (as latin-1, one
+    character per byte) is written back as the same bytes, even one that
+    fills the 32-byte field without its NUL. A longer name, or one that is
+    not one byte per character, raises :class:`ElogFormatError`.
+    """
     providers = list(providers)
     if len(providers) > FILE_MAX_PROVIDERS:
-        raise ValueError(f"too many providers: {len(providers)} (elog(5) allows {FILE_MAX_PROVIDERS})")
+        raise ElogFormatError(f"too many providers: {len(providers)} (elog(5) allows {FILE_MAX_PROVIDERS})")
     out = [PROVIDER_COUNT.pack(len(providers))]
     for pid, name in providers:
-        raw = name.encode("ascii")
-        if len(raw) > PROVIDER_NAME_MAX:
-            raise ValueError(f"provider name too long: {name!r} (max {PROVIDER_NAME_MAX} bytes)")
+        try:
+            raw = name.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ElogFormatError(f"provider name {clip(name)!r} is not bytes elog(5) can hold") from None
+        if len(raw) > PROVIDER_NAME_MAX + 1:
+            raise ElogFormatError(f"provider name too long: {clip(name)!r} "
+                                  f"(max {PROVIDER_NAME_MAX} bytes)")
         if not 0 <= pid <= 0xFFFF:
-            raise ValueError(f"provider id out of range: {pid}")
+            raise ElogFormatError(f"provider id out of range: {pid}")
         out.append(PROVIDER_ENTRY.pack(pid, raw))
     return b"".join(out)
 
@@ -257,6 +268,22 @@ class CaptureSource:
         if self._owned:
             self._f.close()
 
+    records_read: int | None = None     # by a reader that counts (elog(5) files)
+    end_offset: int | None = None
+
+    def check_complete(self) -> None:
+        """After reading to the end: raise :class:`ElogFormatError` when the
+        header promises more records than the file held (a record length
+        corrupted in mid-file reads like a truncated tail). A header count
+        of 0 is an unfinished capture and promises nothing."""
+        want = self.header.event_count
+        if self.records_read is None or not want or self.records_read >= want:
+            return
+        where = f" at byte offset {self.end_offset}" if self.end_offset is not None else ""
+        raise self._located(ElogFormatError(
+            f"the header says {want} events, the file holds {self.records_read}: "
+            f"the records stop{where}", self.end_offset))
+
     def _located(self, e: ElogFormatError) -> ElogFormatError:
         """``e`` with this capture's name, so that the one line a tool
         prints says which of its inputs is at fault."""
@@ -290,6 +317,7 @@ class ElogReader(CaptureSource):
         self._f, self._owned = _open_input(source)
         self.name = getattr(source, "name", None) if hasattr(source, "read") else os.fspath(source)
         self.truncated_bytes = 0
+        self.records_read = 0
         try:
             self._read_preamble()
         except EOFError as e:  # gzip stream cut short
@@ -333,7 +361,7 @@ class ElogReader(CaptureSource):
                 f"Unexpected end of file (read {len(raw)} of {want} bytes of the provider table)",
                 off + len(raw))
         self.providers = [
-            Provider(pid, name.split(b"\0", 1)[0].decode("ascii", "replace"))
+            Provider(pid, name.split(b"\0", 1)[0].decode("latin-1"))
             for pid, name in PROVIDER_ENTRY.iter_unpack(raw)
         ]
         self.data_offset = off + want
@@ -359,6 +387,7 @@ class ElogReader(CaptureSource):
                     ElogFormatError(f"corrupt compressed data: {e}", pos + len(pending))) from None
             if not chunk:
                 self.truncated_bytes = len(pending)
+                self.end_offset = pos
                 return
             buf = pending + chunk if pending else chunk
             consumed.n = 0
@@ -385,6 +414,7 @@ class ElogReader(CaptureSource):
             while end - off >= EVENT_HEADER_SIZE:
                 (length,) = unpack(buf, off)
                 if length < EVENT_HEADER_SIZE:
+                    self.records_read += n
                     if n:
                         yield memoryview(buf)[:off], n, pos
                     raise self._bad_length(length, pos + off)
@@ -393,6 +423,7 @@ class ElogReader(CaptureSource):
                 off += length
                 n += 1
             consumed.n = off
+            self.records_read += n
             if n:
                 yield memoryview(buf)[:off], n, pos
 
@@ -412,6 +443,7 @@ class ElogReader(CaptureSource):
                     raise self._bad_length(h[0], pos + off)
                 if nxt > end:
                     break
+                self.records_read += 1
                 yield new(Record, h + (buf[off + EVENT_HEADER_SIZE:nxt],))
                 off = nxt
             consumed.n = off
@@ -426,6 +458,17 @@ class _Consumed:
         self.n = 0
 
 
+class WriteFailed(OSError):
+    """The output refused a write (disk full, EIO, a closed pipe).
+
+    ``lost`` is how many records of this call (with those still buffered)
+    are not in the file; :attr:`ElogWriter.lost_events` keeps the total."""
+
+    def __init__(self, error: OSError, path: str | None, lost: int):
+        super().__init__(error.errno, error.strerror, path)
+        self.lost = lost
+
+
 class ElogWriter:
     """Write a capture.
 
@@ -434,34 +477,59 @@ class ElogWriter:
     ``start_utc_us`` the wall clock at that timestamp (:func:`utc_us_at`),
     unless given explicitly (when a
     capture is rewritten and its anchor must be kept). If no event arrives
-    the output stays 0 bytes. :meth:`close` patches ``event_count`` and
-    ``dropped_events`` into the header when the output is seekable.
+    the output stays 0 bytes.
 
-    Records are written whole, so a process killed at any moment leaves a
-    file that reads up to its last whole record.
+    A path is created private (:mod:`pyelog.records.output`: 0600, never
+    through a planted link); ``publish="close"`` keeps it under a temporary
+    name until :meth:`close` succeeds (:meth:`abort` removes it). Records are
+    buffered in whole records and written with ``write(2)``: when the output
+    fails (a full disk) the file is cut back to its last whole record,
+    :class:`WriteFailed` says how many records were lost, and every later
+    write is refused and counted in :attr:`lost_events`; the header counts
+    only :attr:`stored_events`, and the caller says what it lost in
+    ``dropped_events``. :meth:`flush` can also patch the header's counts (a
+    killed recorder's header is as true as its last flush); :meth:`close`
+    patches the final ones.
     """
 
     def __init__(self, target: str | os.PathLike | BinaryIO, providers: Iterable[tuple[int, str]],
-                 *, capture_start: int | None = None, start_utc_us: int | None = None):
+                 *, capture_start: int | None = None, start_utc_us: int | None = None,
+                 publish: str = "open", buffer_size: int = 256 << 10):
+        from pyelog.records.output import PrivateFile
+        self._publish = publish
+        self._buffer_size = buffer_size
         self.providers = [Provider(*p) for p in providers]
-        self._table = pack_provider_table(self.providers)
+        try:
+            self._table = pack_provider_table(self.providers)
+        except ElogFormatError as e:
+            e.path = getattr(target, "name", None) if hasattr(target, "write") else os.fspath(target)
+            raise
         self._gzip_path: str | None = None
+        self._stream: BinaryIO | None = None
+        self._out = None
         if hasattr(target, "write"):
-            self._f, self._owned = target, False  # type: ignore[assignment]
+            self._stream = target  # type: ignore[assignment]
+            self.path = getattr(target, "name", None)
         else:
-            path = os.fspath(target)
-            if path.endswith(".gz"):
+            self.path = os.fspath(target)
+            plain = self.path
+            if plain.endswith(".gz"):
                 # gzip cannot seek back to patch the counts: write plain
                 # beside it and compress at close.
-                self._gzip_path = path
-                path = path + ".partial"
-            self._f = open(path, "wb")
-            self._owned = True
+                self._gzip_path = plain
+                plain = plain + ".partial"
+            self._out = PrivateFile(plain, publish=publish)
         self._capture_start = capture_start
         self._start_utc_us = start_utc_us
         self.started = False
-        self.event_count = 0
+        self._pending = bytearray()
+        self._pending_count = 0
+        self._stored = 0            # records in the file
+        self._stored_bytes = 0
+        self.event_count = 0        # records accepted (stored or buffered)
         self.bytes_written = 0
+        self.lost_events = 0
+        self.failure: OSError | None = None
         self.closed = False
 
     def _start(self, first_timestamp: int) -> None:
@@ -470,7 +538,7 @@ class ElogWriter:
         if self._start_utc_us is None:
             self._start_utc_us = utc_us_at(self._capture_start)
         head = FileHeader(self._capture_start, self._start_utc_us, 0, 0).pack() + self._table
-        self._f.write(head)
+        self._pending += head
         self.bytes_written += len(head)
         self.started = True
 
@@ -481,22 +549,34 @@ class ElogWriter:
             return None
         return FileHeader(self._capture_start, self._start_utc_us, self.event_count, 0)
 
+    @property
+    def stored_events(self) -> int:
+        """Records the output has taken (buffered ones not yet)."""
+        return self._stored
+
     def write_records(self, buf: bytes | memoryview, count: int | None = None) -> int:
         """Write whole, already-encoded records as they are; return how many.
 
         ``count`` saves walking the buffer when the caller knows it (the ring
         reader does). Without it the record lengths are checked and counted.
+        Raises :class:`WriteFailed` when the output fails (now or before).
         """
         if not len(buf):
             return 0
         if count is None:
             count = count_records(buf)
+        if self.failure is not None:
+            self.lost_events += count
+            raise WriteFailed(self.failure, self.path, count)
         if not self.started:
             (ts,) = _TIMESTAMP.unpack_from(buf, 8)
             self._start(ts)
-        self._f.write(buf)
+        self._pending += buf
+        self._pending_count += count
         self.event_count += count
         self.bytes_written += len(buf)
+        if len(self._pending) >= self._buffer_size:
+            self._write_pending()
         return count
 
     def write_record(self, record: Record) -> None:
@@ -507,44 +587,170 @@ class ElogWriter:
         """Write one event built from fields (see :func:`pack_event`)."""
         self.write_records(pack_event(**fields), 1)
 
-    def flush(self) -> None:
-        self._f.flush()
+    def _write_pending(self) -> None:
+        """Hand the buffered records to the output, or fail whole-record clean."""
+        if not self._pending:
+            return
+        data = memoryview(self._pending)
+        done = 0
+        try:
+            if self._stream is not None:
+                self._stream.write(data)
+                done = len(data)
+            else:
+                while done < len(data):
+                    done += os.write(self._out.fd, data[done:])
+        except OSError as e:
+            kept_bytes, kept = self._whole_prefix(data, done)
+            if self._out is not None and self._out.seekable and done > kept_bytes:
+                try:       # no part of a record stays in the file
+                    os.ftruncate(self._out.fd, self._stored_bytes + kept_bytes)
+                except OSError:
+                    pass
+            self._stored += kept
+            self._stored_bytes += kept_bytes
+            lost = self._pending_count - kept
+            self.lost_events += lost
+            self.event_count -= lost
+            self.failure = e
+            data.release()
+            self._pending = bytearray()
+            self._pending_count = 0
+            raise WriteFailed(e, self.path, lost) from None
+        data.release()
+        self._stored += self._pending_count
+        self._stored_bytes += len(self._pending)
+        self._pending = bytearray()
+        self._pending_count = 0
+
+    def _whole_prefix(self, data: memoryview, done: int) -> tuple[int, int]:
+        """(bytes, records) of the buffered data that reached the output
+        whole, when a write stopped after ``done`` bytes."""
+        off = 0 if self._stored_bytes else FILE_HEADER.size + len(self._table)
+        if done < off:
+            return 0, 0
+        n = 0
+        while off + EVENT_HEADER_SIZE <= done:
+            (length,) = _LENGTH.unpack_from(data, off)
+            if off + length > done:
+                break
+            off += length
+            n += 1
+        return off, n
+
+    def _patch_header(self, dropped_events: int, event_count: int | None = None) -> None:
+        if not (self.started and self._stored_bytes):
+            return
+        count = self._stored if event_count is None else event_count
+        head = FileHeader(self._capture_start, self._start_utc_us, count, dropped_events).pack()
+        if self._out is not None:
+            if self._out.seekable:
+                os.pwrite(self._out.fd, head, 0)   # no new blocks: works on a full disk
+        elif self._seekable():
+            self._stream.seek(0)
+            self._stream.write(head)
+            self._stream.seek(0, io.SEEK_END)
+
+    def flush(self, dropped_events: int | None = None) -> None:
+        """Write what is buffered; with ``dropped_events``, also patch the
+        header's counts as they stand. Raises :class:`WriteFailed`."""
+        if self.failure is not None:
+            return
+        self._write_pending()
+        if dropped_events is not None:
+            self._patch_header(dropped_events)
+        if self._stream is not None:
+            self._stream.flush()
 
     def close(self, dropped_events: int = 0, event_count: int | None = None) -> None:
-        """Patch the final counts into the header and close the output.
+        """Write what is buffered, patch the final counts into the header
+        and close the output.
 
         ``event_count`` overrides the number of records written (a converted
-        capture keeps its original header).
+        capture keeps its original header). Raises :class:`WriteFailed` when
+        the last write fails; the header is patched all the same.
         """
         if self.closed:
             return
         self.closed = True
+        failed: WriteFailed | None = None
         try:
-            if self.started and self._seekable():
-                count = self.event_count if event_count is None else event_count
-                self._f.seek(0)
-                self._f.write(FileHeader(self._capture_start, self._start_utc_us,
-                                         count, dropped_events).pack())
-                self._f.seek(0, io.SEEK_END)
-            self._f.flush()
+            try:
+                if self.failure is None:
+                    self._write_pending()
+            except WriteFailed as e:
+                failed = e
+            if self.failure is not None:
+                event_count = None          # the file holds only what it holds
+            try:
+                self._patch_header(dropped_events, event_count)
+                if self._stream is not None:
+                    self._stream.flush()
+            except OSError as e:
+                if failed is None and self.failure is None:
+                    self.failure = e
+                    failed = WriteFailed(e, self.path, 0)
         finally:
-            if self._owned:
-                self._f.close()
-            if self._gzip_path:
-                plain = self._gzip_path + ".partial"
-                with open(plain, "rb") as src, gzip.open(self._gzip_path, "wb") as dst:
+            if self._out is not None:
+                self._finish_file(failed is None and self.failure is None)
+        if failed is not None:
+            raise failed
+
+    def _finish_file(self, ok: bool) -> None:
+        out = self._out
+        if self._gzip_path is None:
+            out.close()
+            if ok:
+                out.commit()
+            else:
+                out.discard()
+            return
+        from pyelog.records.output import PrivateFile
+        try:
+            if not ok:
+                out.discard()      # a live capture's .partial stays: it reads
+                return
+            gz = PrivateFile(self._gzip_path, publish=self._publish)
+            try:
+                with open(out.fd, "rb", closefd=False) as src, \
+                        open(gz.fd, "wb", closefd=False) as raw, \
+                        gzip.GzipFile(fileobj=raw, mode="wb") as dst:
+                    src.seek(0)
                     while chunk := src.read(1 << 20):
                         dst.write(chunk)
-                os.unlink(plain)
+            except OSError as e:
+                gz.close()
+                gz.discard()
+                self.failure = e
+                raise WriteFailed(e, self._gzip_path, 0) from None
+            gz.close()
+            gz.commit()
+            out.remove()
+        finally:
+            out.close()
+
+    def abort(self) -> None:
+        """Close without keeping the output (a failed conversion): a
+        ``publish="close"`` file is removed, an already published one kept."""
+        if self.closed:
+            return
+        self.closed = True
+        self._pending = bytearray()
+        if self._out is not None:
+            self._out.close()
+            self._out.discard()
 
     def _seekable(self) -> bool:
         try:
-            return self._f.seekable()
+            return self._stream.seekable()
         except (AttributeError, ValueError):
             return False
 
     def __enter__(self) -> "ElogWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and self._publish == "close":
+            self.abort()
+        else:
+            self.close()

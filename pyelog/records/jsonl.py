@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from typing import IO, Iterator
 
-from pyelog.records.format import EVENT_HEADER_SIZE, CaptureSource, ElogFormatError, FileHeader, Provider, Record
+from pyelog.records.eventlog import MAX_EVENT_LENGTH
+from pyelog.records.format import (EVENT_HEADER, EVENT_HEADER_SIZE, CaptureSource, ElogFormatError, FileHeader,
+                                   Provider, Record, pack_provider_table)
 from pyelog.records.text import EventKinds, PayloadDecoder
 
 
@@ -74,11 +77,16 @@ class JsonEventFormatter:
 class JsonReader(CaptureSource):
     """Read a JSON capture back: ``header``, ``providers``, then :class:`Record` objects.
 
-    Errors name the line number (``ElogFormatError.offset`` holds it).
+    Only what elog(5) can hold is read (so that ``pyelog convert`` can write
+    the capture as .elog): every number must fit its field, the provider
+    table must be one :func:`pack_provider_table` accepts. Errors name the
+    line number (``ElogFormatError.offset`` holds it).
     """
 
-    def __init__(self, source: str | os.PathLike | IO[str]):
-        self._f = open(source, encoding="utf-8") if not hasattr(source, "read") else source
+    def __init__(self, source: str | os.PathLike | IO[str] | IO[bytes]):
+        # A file is read as bytes and decoded line by line: a text stream
+        # decodes ahead in chunks and would blame bad UTF-8 on the wrong line.
+        self._f = open(source, "rb") if not hasattr(source, "read") else source
         self._owned = not hasattr(source, "read")
         self.name = getattr(source, "name", None) if hasattr(source, "read") else os.fspath(source)
         self._lineno = 1
@@ -90,38 +98,109 @@ class JsonReader(CaptureSource):
 
     def _read_header(self) -> None:
         try:
-            first = self._f.readline()
+            first = _text(self._f.readline())
         except UnicodeDecodeError as e:
             raise ElogFormatError(f"line 1: not a JSON capture (not UTF-8 text: {e.reason})", 1) from None
         if not first.strip():
             raise ElogFormatError("File is empty", 0)
         try:
-            head = json.loads(first)
-            if head.get("elog") != 1:
+            head = _loads(first)
+            if not isinstance(head, dict) or head.get("elog") != 1:
                 raise ValueError("not a pyelog JSON capture (first line lacks \"elog\": 1)")
             self.header = FileHeader(head["capture_start"], head["start_utc_us"],
                                      head["event_count"], head["dropped_events"])
-            self.providers = [Provider(int(i), str(n)) for i, n in head["providers"]]
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            try:
+                self.header.pack()
+            except struct.error:
+                raise ValueError("capture_start, start_utc_us, event_count and dropped_events "
+                                 "must be integers from 0 to 2**64-1") from None
+            entries = head["providers"]
+            if not isinstance(entries, list):
+                raise ValueError("providers must be a list of [id, name] pairs")
+            self.providers = [_provider(entry, i) for i, entry in enumerate(entries, 1)]
+            try:
+                pack_provider_table(self.providers)  # what elog(5) can hold, as the writer decides it
+            except ElogFormatError as e:  # (a ValueError it raises is handled below)
+                raise ValueError(e.message) from None
+        except KeyError as e:
+            raise ElogFormatError(f"line 1: bad capture header: no {e} field", 1) from None
+        except (ValueError, TypeError) as e:
             raise ElogFormatError(f"line 1: bad capture header: {e}", 1) from None
 
     def __iter__(self) -> Iterator[Record]:
-        try:
-            for line in self._f:
-                self._lineno += 1
-                if line.strip():
-                    yield self._record(line)
-        except UnicodeDecodeError as e:
-            raise self._located(ElogFormatError(
-                f"line {self._lineno + 1}: not UTF-8 text ({e.reason})", self._lineno + 1)) from None
+        while True:
+            # Counted before reading: a text stream's decoder fails while
+            # reading the line, ours after.
+            self._lineno += 1
+            try:
+                line = self._f.readline()
+                if not line:
+                    return
+                text = _text(line)
+            except UnicodeDecodeError as e:
+                raise self._located(ElogFormatError(
+                    f"line {self._lineno}: not UTF-8 text ({e.reason})", self._lineno)) from None
+            if text.strip():
+                yield self._record(text)
 
     def _record(self, line: str) -> Record:
         try:
-            o = json.loads(line)
+            o = _loads(line)
+            if not isinstance(o, dict):
+                raise ValueError("not a JSON object")
             payload = bytes.fromhex(o["payload"])
-            return Record(EVENT_HEADER_SIZE + len(payload), o["cpu"], o["provider_id"],
-                          o.get("reserved", 0), o["timestamp"], o["session_id"],
-                          o["event_id"], o["thread_id"], payload)
-        except (ValueError, KeyError, TypeError) as e:
+            if len(payload) > MAX_EVENT_LENGTH - EVENT_HEADER_SIZE:
+                raise ValueError(f"payload of {len(payload)} bytes: elog(5) records hold at most "
+                                 f"{MAX_EVENT_LENGTH - EVENT_HEADER_SIZE}")
+            rec = Record(EVENT_HEADER_SIZE + len(payload), o["cpu"], o["provider_id"],
+                         o.get("reserved", 0), o["timestamp"], o["session_id"],
+                         o["event_id"], o["thread_id"], payload)
+            _check_header_fields(rec)
+            return rec
+        except KeyError as e:
+            raise self._located(
+                ElogFormatError(f"line {self._lineno}: bad event: no {e} field", self._lineno)) from None
+        except (ValueError, TypeError) as e:
             raise self._located(
                 ElogFormatError(f"line {self._lineno}: bad event: {e}", self._lineno)) from None
+
+
+def _text(line: str | bytes) -> str:
+    """A line as text (a UnicodeDecodeError if a file's line is not UTF-8)."""
+    return line.decode("utf-8") if isinstance(line, bytes) else line
+
+
+def _loads(line: str):
+    """``json.loads``, failing with a ValueError that fits in one line."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"invalid JSON ({e.msg} at character {e.pos + 1})") from None
+    except RecursionError:
+        raise ValueError("invalid JSON (nested too deeply)") from None
+
+
+def _provider(entry, index: int) -> Provider:
+    """Entry ``index`` (from 1) of a JSON header's provider table: an
+    [integer, string] pair (what elog(5) can hold is checked on the table)."""
+    if not (isinstance(entry, list) and len(entry) == 2
+            and type(entry[0]) is int and isinstance(entry[1], str)):  # bool is no id
+        raise ValueError(f"provider {index} is not an [id, name] pair")
+    return Provider(*entry)
+
+
+def _check_header_fields(rec: Record) -> None:
+    """Raise a ValueError naming the first header field of ``rec`` that
+    elog(5)'s event header cannot hold."""
+    try:
+        EVENT_HEADER.pack(*rec[:8])
+        return
+    except struct.error:
+        pass
+    for name, code, value in zip(Record._fields, EVENT_HEADER.format[1:], rec):
+        try:
+            struct.pack("<" + code, value)
+        except struct.error:
+            bits = 8 * struct.calcsize(code)
+            low, high = (-(1 << bits - 1), (1 << bits - 1) - 1) if code.islower() else (0, (1 << bits) - 1)
+            raise ValueError(f"{name} must be an integer from {low} to {high}") from None

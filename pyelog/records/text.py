@@ -27,6 +27,7 @@ from typing import Any, Callable, Protocol
 
 from pyelog.records.eventlog import SESSION_END_ID
 from pyelog.records.format import Record
+from pyelog.records.untrusted import terminal_safe
 
 _EPOCH = _dt.datetime(1970, 1, 1)
 
@@ -154,13 +155,15 @@ class TextPrinter:
                 name = self.decoder.event_name(provider, event_id) or f"?{event_id}"
             close = f"][{name}]"
         fmt = _payload_formatter(self.decoder, provider, event_id)
-        return (f" [{provider}][", close, fmt)
+        return (terminal_safe(f" [{provider}]["), terminal_safe(close), fmt)
 
     def line(self, rec: Record) -> str:
         """The text line for one record (without newline)."""
         _, cpu, provider_id, _, ts, session_id, event_id, tid, payload = rec
         head, close, fmt = self._events[provider_id << 32 | event_id]
         text = fmt(payload) or f"[UNKNOWN_EVENT_ID:{event_id}]"
+        if not text.isprintable():
+            text = terminal_safe(text)
         self._count += 1
         sec, us = divmod(ts + self._offset, 1_000_000)
         if sec != self._sec:

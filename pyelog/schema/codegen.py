@@ -31,6 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pyelog.records.untrusted import clip
 from pyelog.schema.dsl import (
     SESSION_CREATE_ID,
     Event,
@@ -662,7 +663,7 @@ def gen_main(argv: list[str]) -> int:
                 return _usage_error("-v takes outdir=DIR")
             outdir = value[len("outdir="):]
         elif arg.startswith("-") and arg != "-":
-            return _usage_error(f"unknown option {arg}")
+            return _usage_error(f"unknown option {clip(arg)}")
         else:
             schemas.append(arg)
     if mode is None:
@@ -678,7 +679,8 @@ def gen_main(argv: list[str]) -> int:
             seen: dict[str, Schema] = {}
             for s in loaded:
                 if s.provider in seen:
-                    raise SchemaError(s.path, 1, f"provider '{s.provider}' also defined by {seen[s.provider].path}")
+                    raise SchemaError(s.path, 1, f"provider '{clip(s.provider)}' also defined by "
+                                                  f"{seen[s.provider].path}")
                 seen[s.provider] = s
             outputs.append((out or "-", generate_aggregate(loaded)))
         else:

@@ -50,6 +50,7 @@ from typing import Callable
 # may name (LEVELS here: ERROR..TRACE, without NONE).
 from pyelog.records.eventlog import DUMP_COMPLETE_ID, KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID, SESSION_END_ID
 from pyelog.records.eventlog import EVENT_LEVELS as LEVELS
+from pyelog.records.untrusted import clip
 
 SCHEMA_SUFFIX = "_eventlog_schema.src"
 
@@ -305,32 +306,51 @@ def provider_from_filename(path: str | Path) -> str | None:
     return None
 
 
+# More significant decimal digits than any 64-bit value has. Python's int()
+# also refuses decimal strings of more than 4300 digits (a ValueError).
+_MAX_DECIMAL_DIGITS = 20
+
+
+def _decimal(digits: str) -> int | None:
+    """The value of ASCII decimal ``digits`` (leading zeros allowed), or None
+    when they are not that or the value needs more than 64 bits."""
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    significant = digits.lstrip("0")
+    if len(significant) > _MAX_DECIMAL_DIGITS:
+        return None
+    value = int(significant or "0")
+    return value if value < 1 << 64 else None
+
+
 def parse_c_int(token: str) -> int | None:
-    """Value of a C integer literal (hex, octal, decimal, U/L suffixes) or None."""
+    """Value of a C integer literal (hex, octal, decimal, U/L suffixes) or
+    None; a decimal literal beyond 64 bits, which no C type holds, is None."""
     m = _C_INT.match(token)
     if not m:
         return None
     digits = m.group(1)
     if digits[:2] in ("0x", "0X"):
-        return int(digits, 16)
+        return int(digits, 16)  # base 16 and 8 have no int() digit limit
     if len(digits) > 1 and digits[0] == "0":
         return int(digits, 8)
-    return int(digits, 10)
+    return _decimal(digits)
 
 
 def keyword_mask_from_token(token: str) -> int | None:
     """FreeBSD's KEYWORD value rule: hex verbatim, decimal < 16 is a 1-based bit.
 
     ``0`` gives mask 0 (awk computes 2^-1 and prints it with %x). Returns
-    None for anything else (awk would paste it verbatim into C).
+    None for anything else (awk would paste it verbatim into C), and for a
+    decimal beyond 64 bits.
     """
     if token[:2] in ("0x", "0X"):
         try:
             return int(token[2:], 16)
         except ValueError:
             return None
-    if token.isdigit() and token.isascii():
-        n = int(token)
+    n = _decimal(token)
+    if n is not None:
         if n < 16:
             return 0 if n == 0 else 1 << (n - 1)
         return n
@@ -338,18 +358,22 @@ def keyword_mask_from_token(token: str) -> int | None:
 
 
 _PRINTF = re.compile(
-    r"%(?P<flags>[-+ #0]*)(?P<width>\d*)(?:\.(?P<prec>\d*))?"
+    r"%(?P<flags>[-+ #0]*)(?P<width>[0-9]*)(?:\.(?P<prec>[0-9]*))?"
     r"(?P<len>hh|h|ll|l|j|z|t|L|q)?(?P<conv>[diouxXeEfFgGcsp%])"
 )
 _PLACEHOLDER = re.compile(r"%%|%(\d+)")
+#: The widest printf field width or precision a format may ask for (the
+#: consumer would pad every line to it; Python's % refuses huge ones).
+MAX_PRINTF_WIDTH = 1024
 
 
 def parse_format(fmt: str, struct: Struct | None) -> tuple[str, list[FormatPart], list[str]]:
     """Split a format string into literal text and field references.
 
     Returns ``(style, parts, problems)``. ``problems`` are fatal messages
-    (bad ``%N``); the parser warns, not fails, when a printf-style format
-    has more conversions than fields. FreeBSD's schema DSL knows three
+    (bad ``%N``, printf widths above :data:`MAX_PRINTF_WIDTH`); the parser
+    warns, not fails, when a printf-style format has more conversions than
+    fields. FreeBSD's schema DSL knows three
     styles of format:
 
     * ``numbered``: any ``%<digits>``; each must be 1..field count and not
@@ -370,12 +394,12 @@ def parse_format(fmt: str, struct: Struct | None) -> tuple[str, list[FormatPart]
             if m.group(1) is None:
                 _append_text(parts, "%")
                 continue
-            n = int(m.group(1))
-            if not 1 <= n <= len(fields):
-                problems.append(f"invalid placeholder %{m.group(1)}: struct has {len(fields)} field(s)")
+            n = _decimal(m.group(1))
+            if n is None or not 1 <= n <= len(fields):
+                problems.append(f"invalid placeholder {clip(m.group(0))}: struct has {len(fields)} field(s)")
                 continue
             if fields[n - 1].is_varlen:
-                problems.append(f"format references varlen field '{fields[n - 1].name}' (%{n})")
+                problems.append(f"format references varlen field '{clip(fields[n - 1].name)}' (%{n})")
                 continue
             parts.append(FieldRef(n - 1))
         _append_text(parts, fmt[pos:])
@@ -402,6 +426,11 @@ def parse_format(fmt: str, struct: Struct | None) -> tuple[str, list[FormatPart]
             _append_text(parts, "%")
             continue
         spec = PrintfSpec(m.group("flags"), m.group("width"), m.group("prec"), m.group("len") or "", m.group("conv"))
+        for number in (spec.width, spec.precision):
+            value = _decimal(number) if number else 0
+            if value is None or value > MAX_PRINTF_WIDTH:
+                problems.append(f"printf width or precision above {MAX_PRINTF_WIDTH} in {clip(m.group(0))}")
+                break
         index = fixed[next_arg] if next_arg < len(fixed) else None
         next_arg += 1
         parts.append(FieldRef(index, spec))
@@ -494,9 +523,14 @@ class _Parser:
     # -- line dispatch -------------------------------------------------
 
     def run(self, text: str) -> Schema:
-        lines = text.splitlines()
+        # Lines end at '\n' only, as awk reads them: str.splitlines() would
+        # also split at a form feed, \x1c-\x1e, \x85, \u2028 ... inside a line
+        # and shift every later line number. A CRLF file's '\r' is dropped.
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the text's final newline ends the last line
         for lineno, raw in enumerate(lines, 1):
-            self.line(raw, lineno)
+            self.line(raw.removesuffix("\r"), lineno)
         end = max(len(lines), 1)
         for kind in ("STRUCT", "ENUM", "FLAG", "EVENT"):
             self.close(kind)
@@ -508,6 +542,7 @@ class _Parser:
         indented = raw[:1] in (" ", "\t")
         stripped = raw.strip(" \t\r\f\v")
         collapsed = " ".join(stripped.split())
+        self.check_text(raw, indented, stripped, lineno)
         if _directive(stripped, "PROVIDER"):
             return self.on_provider(collapsed, lineno)
         if self.block_rules("STRUCT", indented, stripped, collapsed, lineno):
@@ -519,7 +554,21 @@ class _Parser:
                 return
         if _is_comment_or_blank(stripped):
             return
-        raise self.error(lineno, f"unrecognised line (not a directive, continuation or comment): {collapsed[:40]!r}")
+        raise self.error(lineno, f"unrecognised line (not a directive, continuation or comment): "
+                                 f"'{clip(collapsed)}'")
+
+    def check_text(self, raw: str, indented: bool, stripped: str, lineno: int) -> None:
+        """Refuse a line that is read as content and is not UTF-8 text.
+
+        load_schema keeps undecodable bytes as surrogate escapes, which no
+        output could encode. Comments may hold any bytes; an indented line
+        while a block is open is content, whatever it starts with.
+        """
+        if raw.isascii() or (_is_comment_or_blank(stripped) and not (indented and self.open)):
+            return
+        for column, c in enumerate(raw, 1):
+            if "\udc80" <= c <= "\udcff":
+                raise self.error(lineno, f"not UTF-8 text (byte 0x{ord(c) - 0xDC00:02x} at column {column})")
 
     def block_rules(self, kind: str, indented: bool, stripped: str, collapsed: str, lineno: int) -> bool:
         """The two rules of a block kind: a line continuing the open block,
@@ -556,7 +605,7 @@ class _Parser:
     def check_directive_word(self, kind: str, collapsed: str, lineno: int) -> None:
         word = collapsed.split(" ", 1)[0]
         if word != kind:
-            self.warning(lineno, f"'{word}' is read as {kind} (directives match by prefix, as in FreeBSD)")
+            self.warning(lineno, f"'{clip(word)}' is read as {kind} (directives match by prefix, as in FreeBSD)")
 
     def close(self, kind: str) -> None:
         block = self.open.pop(kind, None)
@@ -575,13 +624,13 @@ class _Parser:
             raise self.error(lineno, f"PROVIDER already defined at line {self.provider_line}")
         name = tokens[1]
         if not _IDENT.match(name):
-            raise self.error(lineno, f"invalid PROVIDER name '{name}': must be a C identifier")
+            raise self.error(lineno, f"invalid PROVIDER name '{clip(name)}': must be a C identifier")
         stem = provider_from_filename(self.path)
         if stem is None:
             raise self.error(lineno, f"schema file name must be <provider>{SCHEMA_SUFFIX}, not '{self.path.name}'")
         if name.lower() != stem:
-            raise self.error(lineno, f"PROVIDER '{name}' does not match the file name "
-                                     f"(expected '{stem}' from {self.path.name})")
+            raise self.error(lineno, f"PROVIDER '{clip(name)}' does not match the file name "
+                                     f"(expected '{clip(stem)}' from {self.path.name})")
         self.provider = name
         self.provider_line = lineno
 
@@ -592,16 +641,17 @@ class _Parser:
             raise self.error(lineno, "invalid KEYWORD line: expected 'KEYWORD <NAME> <value>'")
         name, value = tokens[1], tokens[2]
         if not _IDENT.match(name):
-            raise self.error(lineno, f"invalid KEYWORD name '{name}': must be a C identifier")
+            raise self.error(lineno, f"invalid KEYWORD name '{clip(name)}': must be a C identifier")
         if any(k.name == name for k in self.keywords):
-            raise self.error(lineno, f"KEYWORD {name} already defined")
+            raise self.error(lineno, f"KEYWORD {clip(name)} already defined")
         mask = keyword_mask_from_token(value)
-        if mask is None:
-            raise self.error(lineno, f"invalid KEYWORD value '{value}': expected 0x<hex> or a decimal number")
-        if mask > 0xFFFFFFFF:
-            raise self.error(lineno, f"KEYWORD {name} value {value} does not fit in 32 bits")
+        decimal = value.isascii() and value.isdigit()  # None then means beyond 64 bits
+        if mask is None and not decimal:
+            raise self.error(lineno, f"invalid KEYWORD value '{clip(value)}': expected 0x<hex> or a decimal number")
+        if mask is None or mask > 0xFFFFFFFF:
+            raise self.error(lineno, f"KEYWORD {clip(name)} value {clip(value)} does not fit in 32 bits")
         if mask == 0:
-            self.warning(lineno, f"KEYWORD {name} has mask 0 and can never match a filter")
+            self.warning(lineno, f"KEYWORD {clip(name)} has mask 0 and can never match a filter")
         self.keywords.append(Keyword(name, mask, lineno))
 
     def on_table(self, block: _Block) -> None:
@@ -612,21 +662,22 @@ class _Parser:
             raise self.error(block.line, f"invalid {kind} line: expected '{kind} <name> <value>:<LABEL> ...'")
         name = tokens[1][0]
         if not _IDENT.match(name):
-            raise self.error(block.line, f"invalid {kind} name '{name}': must be a C identifier")
+            raise self.error(block.line, f"invalid {kind} name '{clip(name)}': must be a C identifier")
         tables = self.enums if kind == "ENUM" else self.flags
         if name in tables:
-            raise self.error(block.line, f"{kind} {name} already defined at line {tables[name].line}")
+            raise self.error(block.line, f"{kind} {clip(name)} already defined at line {tables[name].line}")
         items: list[tuple[int, str]] = []
         for token, line in tokens[2:]:
             parts = token.split(":")
             if len(parts) != 2:
-                raise self.error(line, f"invalid {what} value definition '{token}': expected <value>:<LABEL>")
+                raise self.error(line, f"invalid {what} value definition '{clip(token)}': expected <value>:<LABEL>")
             value = parse_c_int(parts[0])
             if value is None or value > 0xFFFFFFFF:
-                raise self.error(line, f"invalid {what} value definition '{token}': "
+                raise self.error(line, f"invalid {what} value definition '{clip(token)}': "
                                        "value must be a 32-bit C integer literal")
             if not _IDENT.match(parts[1]):
-                raise self.error(line, f"invalid {what} value definition '{token}': label must be a C identifier")
+                raise self.error(line, f"invalid {what} value definition '{clip(token)}': "
+                                       "label must be a C identifier")
             items.append((value, parts[1]))
         tables[name] = ValueTable(name, block.line, items)
 
@@ -636,13 +687,14 @@ class _Parser:
             raise self.error(block.line, "invalid STRUCT line: expected 'STRUCT <name> <field>...'")
         name = tokens[1][0]
         if not _IDENT.match(name):
-            raise self.error(block.line, f"invalid STRUCT name '{name}': must be a C identifier")
+            raise self.error(block.line, f"invalid STRUCT name '{clip(name)}': must be a C identifier")
         if name in self.structs:
-            raise self.error(block.line, f"STRUCT {name} already defined at line {self.structs[name].line}")
+            raise self.error(block.line, f"STRUCT {clip(name)} already defined at line {self.structs[name].line}")
         fields: list[Field] = []
         for token, line in tokens[2:]:
             if fields and fields[-1].is_varlen:
-                raise self.error(line, f"varlen field '{fields[-1].name}' must be the last field of STRUCT {name}")
+                raise self.error(line, f"varlen field '{clip(fields[-1].name)}' must be the last field "
+                                       f"of STRUCT {clip(name)}")
             fields.append(self.parse_field(token, line, fields, name))
         struct = Struct(name, block.line, fields)
         _layout(struct)
@@ -650,17 +702,17 @@ class _Parser:
 
     def parse_field(self, token: str, line: int, earlier: list[Field], struct_name: str) -> Field:
         if ":" not in token:
-            raise self.error(line, f"invalid field definition '{token}': expected name:type[:annotation]")
+            raise self.error(line, f"invalid field definition '{clip(token)}': expected name:type[:annotation]")
         name, rest = token.split(":", 1)
         if not _IDENT.match(name):
-            raise self.error(line, f"invalid field definition '{token}': field name must be a C identifier")
+            raise self.error(line, f"invalid field definition '{clip(token)}': field name must be a C identifier")
         if any(f.name == name for f in earlier):
-            raise self.error(line, f"duplicate field '{name}' in STRUCT {struct_name}")
+            raise self.error(line, f"duplicate field '{clip(name)}' in STRUCT {clip(struct_name)}")
         if "[" in rest:
             return self.parse_array_field(token, name, rest, line, earlier)
         parts = rest.split(":")
         if len(parts) > 2:
-            raise self.error(line, f"invalid field definition '{token}': expected name:type[:annotation]")
+            raise self.error(line, f"invalid field definition '{clip(token)}': expected name:type[:annotation]")
         ftype = self.field_type(parts[0], token, line)
         f = Field(name, ftype, line)
         if len(parts) == 2:
@@ -671,38 +723,40 @@ class _Parser:
         type_name, bracket = rest.split("[", 1)
         if not bracket.endswith("]"):
             if "]" in bracket:
-                raise self.error(line, f"invalid field definition '{token}': nothing may follow ']'")
-            raise self.error(line, f"invalid field definition '{token}': missing ']'")
+                raise self.error(line, f"invalid field definition '{clip(token)}': nothing may follow ']'")
+            raise self.error(line, f"invalid field definition '{clip(token)}': missing ']'")
         inner = bracket[:-1]
         if type_name == "char":
             if ":" in inner:
-                raise self.error(line, f"varlen field '{name}' may not have element type char")
-            if not (inner.isascii() and inner.isdigit()) or int(inner) < 1:
-                raise self.error(line, f"invalid field definition '{token}': char[N] needs a positive decimal N")
-            return Field(name, FieldType("char", "char", 1, 1, "s", "char"), line, array_len=int(inner))
+                raise self.error(line, f"varlen field '{clip(name)}' may not have element type char")
+            size = _decimal(inner)
+            if not size:
+                raise self.error(line, f"invalid field definition '{clip(token)}': "
+                                       "char[N] needs a positive decimal N (64 bits at most)")
+            return Field(name, FieldType("char", "char", 1, 1, "s", "char"), line, array_len=size)
         spec = inner.split(":")
         if len(spec) != 2 or not spec[0] or not spec[1]:
-            raise self.error(line, f"invalid varlen field '{token}': expected name:type[countfield:max]")
+            raise self.error(line, f"invalid varlen field '{clip(token)}': expected name:type[countfield:max]")
         count_name, max_text = spec
-        if not (max_text.isascii() and max_text.isdigit()) or int(max_text) < 1:
-            raise self.error(line, f"invalid varlen field '{token}': max must be a positive decimal integer")
+        max_count = _decimal(max_text)
+        if not (max_text.isascii() and max_text.isdigit()) or max_count == 0:
+            raise self.error(line, f"invalid varlen field '{clip(token)}': max must be a positive decimal integer")
         elem = self.field_type(type_name, token, line)
         count = next((f for f in earlier if f.name == count_name), None)
         if count is None:
-            raise self.error(line, f"varlen count field '{count_name}' must be an earlier field of the struct")
+            raise self.error(line, f"varlen count field '{clip(count_name)}' must be an earlier field of the struct")
         if count.type.name not in COUNT_TYPES or count.array_len is not None:
-            raise self.error(line, f"varlen count field '{count_name}' must have an unsigned type "
+            raise self.error(line, f"varlen count field '{clip(count_name)}' must have an unsigned type "
                                    f"({', '.join(COUNT_TYPES)}), not {count.type.name}")
-        max_count = int(max_text)
-        if max_count >= 1 << (8 * count.type.size):
-            raise self.error(line, f"varlen max {max_count} does not fit count field '{count_name}' "
+        if max_count is None or max_count >= 1 << (8 * count.type.size):
+            raise self.error(line, f"varlen max {clip(max_text)} does not fit count field '{clip(count_name)}' "
                                    f"({count.type.name})")
         return Field(name, elem, line, count_field=count_name, max_count=max_count)
 
     def field_type(self, type_name: str, token: str, line: int) -> FieldType:
         ftype = TYPES.get(type_name)
         if ftype is None:
-            raise self.error(line, f"unknown type '{type_name}' in field '{token}' "
+            raise self.error(line, f"unknown type '{clip(type_name)}' in field '{clip(token)}' "
                                    f"(known: {', '.join(sorted(TYPES))}, char[N])")
         return ftype
 
@@ -714,11 +768,11 @@ class _Parser:
         elif annotation.startswith("flag_") and len(annotation) > 5:
             f.annotation, f.table = "flag", annotation[5:]
         else:
-            raise self.error(line, f"invalid annotation '{annotation}' in field '{token}' "
+            raise self.error(line, f"invalid annotation '{clip(annotation)}' in field '{clip(token)}' "
                                    "(allowed: hex, ntohs, enum_<name>, flag_<name>)")
         if not f.type.is_integer:
-            raise self.error(line, f"annotation '{annotation}' needs an integer field, "
-                                   f"'{f.name}' is {f.type.name}")
+            raise self.error(line, f"annotation '{clip(annotation)}' needs an integer field, "
+                                   f"'{clip(f.name)}' is {f.type.name}")
 
     def on_event(self, block: _Block) -> None:
         tokens = [t for t, _ in block.tokens]
@@ -727,13 +781,13 @@ class _Parser:
                                          "'EVENT <NAME> <id> <LEVEL> <KW,...> <STRUCT|NONE> \"<format>\"'")
         name, id_text, level_text, kw_text, struct_name = tokens[1:6]
         if not _IDENT.match(name):
-            raise self.error(block.line, f"invalid EVENT name '{name}': must be a C identifier")
+            raise self.error(block.line, f"invalid EVENT name '{clip(name)}': must be a C identifier")
         event_id = parse_c_int(id_text)
         if event_id is None or event_id > 0xFFFFFFFF:
-            raise self.error(block.line, f"invalid EVENT id '{id_text}': must be a 32-bit C integer literal")
+            raise self.error(block.line, f"invalid EVENT id '{clip(id_text)}': must be a 32-bit C integer literal")
         level = LEVELS.get(level_text)
         if level is None:
-            self.warning(block.line, f"unknown level '{level_text}' for EVENT {name}: using INFO "
+            self.warning(block.line, f"unknown level '{clip(level_text)}' for EVENT {clip(name)}: using INFO "
                                      "(levels: ERROR, WARN, INFO, VERBOSE, TRACE)")
             level = LEVEL_INFO
         fmt = " ".join(tokens[6:])
@@ -769,9 +823,10 @@ class _Parser:
         seen_ids: dict[int, Event] = {}
         for e in self.events:
             if e.name in seen_names:
-                raise self.error(e.line, f"EVENT {e.name} already defined at line {seen_names[e.name].line}")
+                raise self.error(e.line, f"EVENT {clip(e.name)} already defined at line {seen_names[e.name].line}")
             if e.id in seen_ids:
-                raise self.error(e.line, f"EVENT {e.name} reuses id {e.id} of EVENT {seen_ids[e.id].name} "
+                raise self.error(e.line, f"EVENT {clip(e.name)} reuses id {e.id} of "
+                                         f"EVENT {clip(seen_ids[e.id].name)} "
                                          f"(line {seen_ids[e.id].line})")
             seen_names[e.name] = e
             seen_ids[e.id] = e
@@ -783,24 +838,24 @@ class _Parser:
         for s in self.structs.values():
             for f in s.fields:
                 if f.annotation == "enum" and f.table not in self.enums:
-                    raise self.error(f.line, f"field '{f.name}' refers to undefined ENUM '{f.table}'")
+                    raise self.error(f.line, f"field '{clip(f.name)}' refers to undefined ENUM '{clip(f.table)}'")
                 if f.annotation == "flag" and f.table not in self.flags:
-                    raise self.error(f.line, f"field '{f.name}' refers to undefined FLAG '{f.table}'")
+                    raise self.error(f.line, f"field '{clip(f.name)}' refers to undefined FLAG '{clip(f.table)}'")
         labels: dict[str, int] = {}
         for table in self.flags.values():
             for value, label in table.items:
                 # Flag constants are <PROV>_EVENTLOG_FLAG_<LABEL>, shared by all sets.
                 if labels.setdefault(label.upper(), value) != value:
-                    raise self.error(table.line, f"FLAG label {label} is defined with two different values "
+                    raise self.error(table.line, f"FLAG label {clip(label)} is defined with two different values "
                                                  "(flag constants share one namespace)")
 
     def resolve_event(self, e: Event) -> None:
         reserved = {SESSION_CREATE_ID: "SESSION_CREATE", SESSION_END_ID: "SESSION_END",
                     DUMP_COMPLETE_ID: "DUMP_COMPLETE"}
         if e.name in reserved.values() and reserved.get(e.id) != e.name:
-            raise self.error(e.line, f"EVENT {e.name} must use its reserved id")
+            raise self.error(e.line, f"EVENT {clip(e.name)} must use its reserved id")
         if e.id in reserved and reserved[e.id] != e.name:
-            raise self.error(e.line, f"EVENT {e.name}: id {e.id:#x} is reserved for {reserved[e.id]}")
+            raise self.error(e.line, f"EVENT {clip(e.name)}: id {e.id:#x} is reserved for {reserved[e.id]}")
         # FreeBSD quirk: every defined keyword whose name is a substring of
         # the token counts, e.g. token "RXT" also selects keyword "RX".
         e.mask = 0
@@ -808,21 +863,21 @@ class _Parser:
             if k.name in e.keywords:
                 e.mask |= k.mask
         if e.mask == 0:
-            self.warning(e.line, f"EVENT {e.name} matches no defined keyword ('{e.keywords}'): "
+            self.warning(e.line, f"EVENT {clip(e.name)} matches no defined keyword ('{clip(e.keywords)}'): "
                                  "mask 0, it can never pass a filter")
         if e.struct_name is not None:
             e.struct = self.structs.get(e.struct_name)
             if e.struct is None:
-                raise self.error(e.line, f"STRUCT {e.struct_name} not found for EVENT {e.name}")
+                raise self.error(e.line, f"STRUCT {clip(e.struct_name)} not found for EVENT {clip(e.name)}")
         style, parts, problems = parse_format(e.format, e.struct)
         if problems:
-            raise self.error(e.line, f"EVENT {e.name}: {problems[0]}")
+            raise self.error(e.line, f"EVENT {clip(e.name)}: {problems[0]}")
         e.format_style, e.format_parts = style, parts
         if style == "printf":
             refs = [p for p in parts if isinstance(p, FieldRef)]
             fixed = e.struct.fixed_fields if e.struct else []
             if any(r.index is None for r in refs):
-                self.warning(e.line, f"EVENT {e.name}: format has {len(refs)} conversion(s) but only "
+                self.warning(e.line, f"EVENT {clip(e.name)}: format has {len(refs)} conversion(s) but only "
                                      f"{len(fixed)} field(s); missing ones print as 0/empty")
 
 

@@ -167,13 +167,23 @@ class _Stop:
 
 
 class Sink(Protocol):
-    """Where drained runs of records go."""
+    """Where drained runs of records go.
+
+    A sink whose output fails raises OSError (``WriteFailed`` for capture
+    files); ``stored_events`` is what its outputs hold by then, so the
+    capture can count exactly what it could not store.
+    """
 
     bytes_written: int
+
+    @property
+    def stored_events(self) -> int: ...
 
     def write_run(self, run: memoryview, count: int) -> int: ...
 
     def tick(self) -> None: ...
+
+    def flush(self) -> None: ...
 
     def close(self, dropped: int) -> None: ...
 
@@ -182,6 +192,7 @@ class FileSink:
     """``-o FILE``: one capture, or a rotating series of them."""
 
     def __init__(self, o: CaptureOptions, providers: list[Provider], dropped: Callable[[], int]):
+        self._dropped = dropped
         with os_errors_as(f"fopen: {o.output}"):
             if o.rotate_size or o.rotate_time:
                 self.writer = RotatingWriter(o.output, providers, max_bytes=o.rotate_size,
@@ -194,16 +205,25 @@ class FileSink:
     def bytes_written(self) -> int:
         return self.writer.bytes_written
 
+    @property
+    def stored_events(self) -> int:
+        return self.writer.stored_events
+
     def write_run(self, run: memoryview, count: int) -> int:
         # The ring counted the records: no per-record Python here.
         return self.writer.write_records(run, count)
 
     def tick(self) -> None:
-        # Records reach the file once per wake-up: a SIGKILL loses at most
-        # the last second, and what is there reads to its last whole record.
-        self.writer.flush()
+        # Records reach the file once per wake-up, and the header's counts
+        # with them: a SIGKILL loses at most the last second, and what is
+        # there reads to its last whole record under a header that was true
+        # a second before.
+        self.writer.flush(self._dropped())
         if isinstance(self.writer, RotatingWriter):
             self.writer.tick()
+
+    def flush(self) -> None:
+        self.writer.flush()
 
     def close(self, dropped: int) -> None:
         self.writer.close(dropped_events=dropped)
@@ -222,6 +242,10 @@ class SessionSink:
     def bytes_written(self) -> int:
         return self.writer.bytes_written
 
+    @property
+    def stored_events(self) -> int:
+        return self.writer.stored_events
+
     def write_run(self, run: memoryview, count: int) -> int:
         n = 0
         for rec in iter_records(run):
@@ -230,6 +254,9 @@ class SessionSink:
         return n
 
     def tick(self) -> None:
+        self.writer.flush()
+
+    def flush(self) -> None:
         self.writer.flush()
 
     def close(self, dropped: int) -> None:
@@ -246,6 +273,7 @@ class LineSink:
         self.providers = providers
         self.json = o.json
         self.bytes_written = 0
+        self.stored_events = 0
         if o.json:
             from pyelog.records.jsonl import JsonEventFormatter
             self.printer = JsonEventFormatter(names, decoder)
@@ -271,10 +299,14 @@ class LineSink:
         self.out.write(text)
         self.out.flush()
         self.bytes_written += len(text)
+        self.stored_events += len(records)
         return len(records)
 
     def tick(self) -> None:
         pass
+
+    def flush(self) -> None:
+        self.out.flush()
 
     def close(self, dropped: int) -> None:
         self.out.flush()
@@ -336,7 +368,19 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
     stop = _Stop()
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     received = 0
+    failure: OSError | None = None      # the output's first failure ends the capture
+
+    def store(run: memoryview, n: int) -> None:
+        nonlocal received, failure
+        received += n
+        if failure is None:
+            try:
+                sink.write_run(run, n)
+            except OSError as e:
+                failure = e
+
     stats = None
+    provider_lost = not_stored = 0
     try:
         try:
             with kernel_load_errors():
@@ -350,7 +394,7 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
                 print(f"[Providers] {len(providers)} registered: "
                       + " ".join(p.name for p in providers), file=err)
             try:
-                while not stop.flag:
+                while not stop.flag and failure is None:
                     wait = 1.0
                     if deadline is not None:
                         wait = deadline - time.monotonic()
@@ -358,29 +402,55 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
                             break
                         wait = min(wait, 1.0)
                     for run, n in sub.drain_counted(timeout=wait):
-                        received += sink.write_run(run, n)
+                        store(run, n)
                     loader.housekeeping()
-                    sink.tick()
+                    if failure is None:
+                        try:
+                            sink.tick()
+                        except OSError as e:
+                            failure = e
                     if status:
                         status.update(received, dropped(), sink.bytes_written)
                 loader.housekeeping(final=True)     # e.g. handshakes still in progress
-                for run, n in sub.drain_counted(timeout=0):   # what is left after the stop
-                    received += sink.write_run(run, n)
+                # What is left after the stop; after a failure, only counted.
+                for run, n in sub.drain_counted(timeout=0):
+                    store(run, n)
                 stats = sub.stats()
                 provider_lost = loader.provider_lost()
             finally:
-                sink.close(stats.dropped + provider_lost if stats else dropped())
+                if failure is None:
+                    try:
+                        sink.flush()
+                    except OSError as e:
+                        failure = e
+                # Whatever was received and is not in the output is lost,
+                # and counted with the ring's drops.
+                not_stored = received - sink.stored_events
+                lost = (stats.dropped + provider_lost if stats else dropped()) + not_stored
+                try:
+                    sink.close(lost)
+                except OSError as e:
+                    failure = failure or e
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
         if status:
             status.clear()
     if o.stats:
+        lost = stats.dropped + provider_lost + not_stored
         print(f"\n[Stats]\n  Providers: {len(providers)}\n  Events received: {received}", file=err)
-        if stats.dropped or provider_lost:
-            print(f"  Dropped events: {stats.dropped + provider_lost}", file=err)
+        if lost:
+            print(f"  Dropped events: {lost}", file=err)
         if provider_lost:
             print(f"    of which lost in providers before the ring: {provider_lost}", file=err)
+        if not_stored:
+            print(f"    of which not stored (the output failed): {not_stored}", file=err)
         if stats.oversized:
             print(f"  Oversized events discarded: {stats.oversized}", file=err)
+    if isinstance(failure, BrokenPipeError):
+        raise failure       # the reader went away: a quiet end (run_reporting)
+    if failure is not None:
+        where = failure.filename or o.output or o.output_dir or "stdout"
+        raise CaptureError(f"{where}: {failure.strerror or failure}: {not_stored} events "
+                           f"received were not stored; the output holds {received - not_stored}")
     return 0

@@ -13,15 +13,17 @@ Filters keep records matching every option given; each option may repeat.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import os
 import struct
 import sys
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pyelog.records.format import ElogWriter, FileHeader, Provider, Record
 from pyelog.records.captures import is_json, open_capture
 from pyelog.records.jsonl import JsonEventFormatter, header_line
+from pyelog.records.output import open_private_text
 from pyelog.schema.consumer import ConsumerSet
 from pyelog.tools.command import ToolError, add_schema_option, run_reporting
 from pyelog.tools.persession import PerSessionWriter
@@ -71,9 +73,35 @@ class RecordFilter:
         return True
 
 
+class _SplitCleanup:
+    """What a failed ``--split`` removes: the session files it wrote that
+    were not there before, and the directory if it made it. (A single
+    output needs none: it is published only when complete.)"""
+
+    def __init__(self, split_dir: str):
+        self.split_dir = split_dir
+        self.new_dir = not os.path.lexists(split_dir)
+        self.old_entries = set(os.listdir(split_dir)) if os.path.isdir(split_dir) else set()
+        self.splitter: PerSessionWriter | None = None
+
+    def remove(self) -> None:
+        files = self.splitter.files_written if self.splitter is not None else []
+        for path in files:
+            if os.path.basename(path) not in self.old_entries:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        if self.new_dir:
+            with contextlib.suppress(OSError):  # not empty: someone else's files are in it
+                os.rmdir(self.split_dir)
+
+
 def convert(inputs: list[str], output: str | None, split_dir: str | None,
             keep: RecordFilter, decoder) -> int:
-    """Do the conversion; returns the number of records written."""
+    """Do the conversion; returns the number of records written.
+
+    The output is published only when complete (:mod:`pyelog.records.output`):
+    a failure -- a malformed input, one that holds fewer records than its
+    header promises, a full disk -- leaves nothing behind."""
     readers = [open_capture(p) for p in inputs]
     try:
         providers = merged_providers(readers)
@@ -85,47 +113,79 @@ def convert(inputs: list[str], output: str | None, split_dir: str | None,
         passthrough = len(readers) == 1 and not keep.active
         first = readers[0].header
         dropped = sum(r.header.dropped_events for r in readers)
-        written = 0
+
+        def complete() -> None:
+            for r in readers:
+                r.check_complete()
         if split_dir:
-            with PerSessionWriter(split_dir, providers) as w:
-                for rec in records:
-                    w.write_record(rec)
-                    written += 1
-            return written
+            return _split(records, split_dir, providers, complete)
         if is_json(output):
-            fmt = JsonEventFormatter(names, decoder)
-            with open(output, "w", encoding="utf-8") as f:
-                if passthrough:
-                    f.write(header_line(first, providers) + "\n")
-                else:
-                    # Counts are known only at the end: reserve the header
-                    # line's room (JSON ignores the trailing blanks), patch later.
-                    placeholder = header_line(FileHeader(first.capture_start, first.start_utc_us, 0, 0), providers)
-                    f.write(placeholder + " " * 48 + "\n")
-                for rec in records:
-                    f.write(fmt.line(rec) + "\n")
-                    written += 1
-                if not passthrough:
-                    final = header_line(FileHeader(first.capture_start, first.start_utc_us, written, dropped), providers)
-                    f.seek(0)
-                    f.write(final.ljust(len(placeholder) + 48))
-            return written
+            return _to_json(records, output, providers, JsonEventFormatter(names, decoder),
+                            first, None if passthrough else dropped, complete)
         w = ElogWriter(output, providers, capture_start=first.capture_start,
-                       start_utc_us=first.start_utc_us)
-        try:
+                       start_utc_us=first.start_utc_us, publish="close")
+        written = 0
+        with w:
             for rec in records:
                 try:
                     w.write_record(rec)
                 except struct.error as e:
                     raise ToolError(f"{output}: event {written + 1} does not fit elog(5): {e}") from None
                 written += 1
-        finally:
+            complete()
             w.close(dropped_events=first.dropped_events if passthrough else dropped,
                     event_count=first.event_count if passthrough else None)
         return written
     finally:
         for r in readers:
             r.close()
+
+
+def _split(records: Iterator[Record], split_dir: str, providers: list[Provider],
+           complete: Callable[[], None]) -> int:
+    cleanup = _SplitCleanup(split_dir)
+    written = 0
+    try:
+        cleanup.splitter = PerSessionWriter(split_dir, providers)
+        with cleanup.splitter as w:
+            for rec in records:
+                w.write_record(rec)
+                written += 1
+            complete()
+    except BaseException:
+        cleanup.remove()
+        raise
+    return written
+
+
+def _to_json(records: Iterator[Record], output: str, providers: list[Provider],
+             fmt: JsonEventFormatter, first: FileHeader, dropped: int | None,
+             complete: Callable[[], None]) -> int:
+    """JSON lines; ``dropped`` None keeps the input's header (one input, no filter)."""
+    f, out = open_private_text(output, publish="close")
+    written = 0
+    try:
+        with f:
+            if dropped is None:
+                f.write(header_line(first, providers) + "\n")
+            else:
+                # Counts are known only at the end: reserve the header
+                # line's room (JSON ignores the trailing blanks), patch later.
+                placeholder = header_line(FileHeader(first.capture_start, first.start_utc_us, 0, 0), providers)
+                f.write(placeholder + " " * 48 + "\n")
+            for rec in records:
+                f.write(fmt.line(rec) + "\n")
+                written += 1
+            complete()
+            if dropped is not None:
+                final = header_line(FileHeader(first.capture_start, first.start_utc_us, written, dropped), providers)
+                f.seek(0)
+                f.write(final.ljust(len(placeholder) + 48))
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+    return written
 
 
 def main(argv: list[str]) -> int:

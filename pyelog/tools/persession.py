@@ -23,6 +23,7 @@ from typing import Protocol
 
 from pyelog.records.eventlog import SESSION_END_ID
 from pyelog.records.format import ElogWriter, Provider, Record
+from pyelog.records.output import make_private_dir
 
 
 class TcpSchema(Protocol):
@@ -32,6 +33,10 @@ class TcpSchema(Protocol):
     def event_name(self, event_id: int) -> str | None: ...
 
     def decode(self, event_id: int, payload: bytes) -> dict | None: ...
+
+
+# Thousands of sessions may be open at once: each file buffers little.
+SESSION_BUFFER = 8 << 10
 
 
 def _safe_name(text: str) -> str:
@@ -60,8 +65,9 @@ class PerSessionWriter:
                  *, tcp_names: TcpSchema | None = None):
         """``tcp_names``: the TCP schema, to name files after connections
         (``-f tcp``); None keeps session-id names."""
-        self.directory = os.fspath(directory)
-        os.makedirs(self.directory, mode=0o755, exist_ok=True)
+        # Private (0700, ours alone): file names follow session ids, which
+        # anyone can guess, and the captures hold addresses and pids.
+        self.directory = make_private_dir(directory)
         self.providers = providers
         self.tcp_provider_ids = {p.provider_id for p in providers if p.name == "tcp"}
         self.tcp_names = tcp_names
@@ -69,6 +75,7 @@ class PerSessionWriter:
         self._conn: dict[int, tuple[int, str, int]] = {}
         self.files_written: list[str] = []
         self._closed_bytes = 0
+        self._closed_stored = 0
         # Every live session holds a file open; let as many as the hard limit allows.
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft < hard:
@@ -79,7 +86,7 @@ class PerSessionWriter:
         entry = self._open.get(sid)
         if entry is None:
             path = os.path.join(self.directory, _safe_name(str(sid)) + ".elog")
-            entry = self._open[sid] = (ElogWriter(path, self.providers), path)
+            entry = self._open[sid] = (ElogWriter(path, self.providers, buffer_size=SESSION_BUFFER), path)
         entry[0].write_record(rec)
         if self.tcp_names and sid not in self._conn and rec.provider_id in self.tcp_provider_ids:
             conn = _connection(self.tcp_names, rec.event_id, rec.payload)
@@ -94,6 +101,11 @@ class PerSessionWriter:
         return self._closed_bytes + sum(w.bytes_written for w, _ in self._open.values())
 
     @property
+    def stored_events(self) -> int:
+        """Records the files have taken."""
+        return self._closed_stored + sum(w.stored_events for w, _ in self._open.values())
+
+    @property
     def open_sessions(self) -> int:
         return len(self._open)
 
@@ -104,8 +116,11 @@ class PerSessionWriter:
 
     def _finish(self, sid: int) -> None:
         writer, path = self._open.pop(sid)
-        writer.close(dropped_events=0)
-        self._closed_bytes += writer.bytes_written
+        try:
+            writer.close(dropped_events=0)
+        finally:
+            self._closed_bytes += writer.bytes_written
+            self._closed_stored += writer.stored_events
         conn = self._conn.pop(sid, None)
         if self.tcp_names and conn:
             lport, raddr, rport = conn
@@ -116,9 +131,16 @@ class PerSessionWriter:
         self.files_written.append(path)
 
     def close(self) -> None:
-        """Finalise every file still open."""
+        """Finalise every file still open (all of them, even when one
+        fails; the first failure is raised after)."""
+        first: OSError | None = None
         for sid in list(self._open):
-            self._finish(sid)
+            try:
+                self._finish(sid)
+            except OSError as e:
+                first = first or e
+        if first is not None:
+            raise first
 
     def __enter__(self) -> "PerSessionWriter":
         return self

@@ -20,9 +20,10 @@ files behind); with ``max_seconds`` an idle file is finalised on time
 anyway (:meth:`RotatingWriter.tick`). ``max_files`` deletes the oldest
 finished files so that at most that many exist, the open one included.
 
-``dropped_events`` in each header is the number of drops the ring counted
-while that file was the current one (``dropped()`` is sampled at each
-rotation).
+``dropped_events`` in each header is the number of drops counted since the
+previous file was finished (``dropped()`` is sampled as each file is
+finished, so drops between two files go to the later one and the headers
+sum to the capture's total), plus, for the last file, the events the capture could not store.
 """
 from __future__ import annotations
 
@@ -91,7 +92,8 @@ class RotatingWriter:
         self._index = 0
         self._current: ElogWriter | None = None
         self._opened_at = 0.0
-        self._drops_at_open = 0
+        self._drops_attributed = 0          # drops already in a finished file's header
+        self._stored_closed = 0
         self.closed = False
         # elog(1) creates the -o file before the first event: so does the first file here.
         self._open()
@@ -111,15 +113,24 @@ class RotatingWriter:
         self._current = ElogWriter(name, self.providers)
         self.files.append(name)
         self._opened_at = self._clock()
-        self._drops_at_open = self._dropped()
 
-    def _finish(self) -> None:
+    @property
+    def stored_events(self) -> int:
+        """Records the files have taken (pruned files included)."""
+        return self._stored_closed + (self._current.stored_events if self._current else 0)
+
+    def _finish(self, dropped_total: int | None = None) -> None:
         w = self._current
         if w is None:
             return
         self._current = None
-        w.close(dropped_events=self._dropped() - self._drops_at_open)
-        self._closed_bytes += w.bytes_written
+        total = self._dropped() if dropped_total is None else dropped_total
+        try:
+            w.close(dropped_events=total - self._drops_attributed)
+        finally:
+            self._drops_attributed = total
+            self._stored_closed += w.stored_events
+            self._closed_bytes += w.bytes_written
         self._prune()
 
     def _prune(self) -> None:
@@ -176,17 +187,21 @@ class RotatingWriter:
         self.event_count += written
         return written
 
-    def flush(self) -> None:
+    def flush(self, dropped_events: int | None = None) -> None:
+        """Write what is buffered and patch the current file's header
+        (``dropped_events``: the capture's total so far; default ``dropped()``)."""
         if self._current:
-            self._current.flush()
+            total = self._dropped() if dropped_events is None else dropped_events
+            self._current.flush(total - self._drops_attributed)
 
     def close(self, dropped_events: int | None = None) -> None:
-        """Finalise the current file. ``dropped_events`` is ignored: drops are
-        sampled per file from ``dropped()``."""
+        """Finalise the current file; ``dropped_events`` is the capture's
+        total (default ``dropped()``): what the earlier files do not hold
+        goes to this one."""
         if self.closed:
             return
         self.closed = True
-        self._finish()
+        self._finish(dropped_events)
 
     def __enter__(self) -> "RotatingWriter":
         return self

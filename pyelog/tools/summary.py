@@ -47,7 +47,8 @@ from pyelog.tools.tcpseq import seq_add, seq_diff, seq_later
 from pyelog.records.eventlog import (DUMP_COMPLETE_ID, SESSION_CREATE_ID, SESSION_END_ID,
                                      SESSION_ID_NONE)
 from pyelog.records.captures import open_capture
-from pyelog.records.format import Record
+from pyelog.records.format import ElogFormatError, Record
+from pyelog.records.untrusted import terminal_safe
 from pyelog.schema.consumer import ConsumerSet
 from pyelog.tools.command import ToolError, add_schema_option, run_reporting
 
@@ -251,7 +252,7 @@ def format_table(rows: list[TcpSession]) -> str:
             if not addr:
                 return "?"
             return f"[{addr}]:{port}" if s.family == 6 else f"{addr}:{port}"
-        lines.append((str(s.session_id), str(s.pid or "-"), s.comm or "-",
+        lines.append((str(s.session_id), str(s.pid or "-"), terminal_safe(s.comm) or "-",
                       ep(s.laddr, s.lport), ep(s.raddr, s.rport),
                       (">" if s.preexisting else "") + f"{s.duration_ms:.3f}",
                       str(s.bytes_sent), str(s.bytes_received), str(s.segs_out), str(s.segs_in),
@@ -283,9 +284,14 @@ def main(argv: list[str]) -> int:
 def _print_summary(a: argparse.Namespace) -> int:
     decoder = ConsumerSet.with_extra(a.schema)
     rows: list[TcpSession] = []
+    short: list[ElogFormatError] = []   # reported after the rows they still give
     for path in a.files:
         with open_capture(path) as r:
             rows += summarize(r, r.provider_names, decoder)
+            try:
+                r.check_complete()
+            except ElogFormatError as e:
+                short.append(e)
     if not a.listeners:
         rows = [s for s in rows if not s.listener]
     if a.json:
@@ -295,4 +301,6 @@ def _print_summary(a: argparse.Namespace) -> int:
         print(format_table(rows))
     else:
         print("no TCP connections in the capture", file=sys.stderr)
+    if short:
+        raise short[0]
     return 0
