@@ -174,3 +174,58 @@ def test_help_mentions_every_option(capsys):
                 "--addr", "--netns", "--cgroup", "--pid", "--comm", "--no-status",
                 "pyelog summary", "pyelog plot", "pyelog convert"]:
         assert opt in usage, opt
+
+
+# --- numbers: ASCII decimal digits in range, for every numeric option (issue 17) ----
+
+_NOT_NUMBERS = ["²", "١٢", "５", "+5", "-5", "5_0", " 5", "5.0", "", "0x10"]
+
+
+@pytest.mark.parametrize("text", _NOT_NUMBERS)
+@pytest.mark.parametrize("argv, message", [
+    (["--duration"], "invalid duration: {}"),
+    (["-o", "c.elog", "--rotate-time"], "invalid rotation time: {}"),
+    (["-o", "c.elog", "--rotate-time", "5", "--max-files"], "invalid number of files: {}"),
+    (["--port"], "--port requires a number: {}"),
+    (["--lport"], "--lport requires a number: {}"),
+    (["--rport"], "--rport requires a number: {}"),
+    (["--pid"], "--pid requires a number: {}"),
+])
+def test_numeric_options_take_ascii_digits_only(argv, message, text):
+    assert err(["-c", "tcp", *argv, text]) == message.format(text)
+
+
+@pytest.mark.parametrize("argv, value, message", [
+    (["--duration"], "4294967296", "invalid duration: 4294967296"),
+    (["--duration"], "9" * 5000, "invalid duration: " + "9" * 5000),
+    (["-o", "c.elog", "--rotate-time"], "0", "invalid rotation time: 0"),
+    (["-o", "c.elog", "--rotate-time"], "4294967296", "invalid rotation time: 4294967296"),
+    (["-o", "c.elog", "--rotate-time", "5", "--max-files"], "0", "invalid number of files: 0"),
+    (["-o", "c.elog", "--rotate-time", "5", "--max-files"], "9" * 5000, "invalid number of files: " + "9" * 5000),
+    (["--port"], "0", "invalid port 0 (1..65535)"),
+    (["--lport"], "65536", "invalid lport 65536 (1..65535)"),
+    (["--rport"], "9" * 5000, f"invalid rport {'9' * 5000} (1..65535)"),
+    (["--pid"], "0", "invalid pid 0 (1..4194304)"),
+    (["--pid"], "4194305", "invalid pid 4194305 (1..4194304)"),
+])
+def test_numeric_options_are_range_checked(argv, value, message):
+    assert err(["-c", "tcp", *argv, value]) == message
+
+
+def test_numeric_option_bounds_and_leading_zeros():
+    o = parse_args(["-c", "tcp", "-o", "c.elog", "--duration", "00004294967295", "--rotate-time", "4294967295",
+                    "--max-files", "1", "--port", "65535", "--lport", "1", "--rport", "0080",
+                    "--pid", "4194304"])
+    assert (o.duration, o.rotate_time, o.max_files) == (4294967295, 4294967295, 1)
+    assert (o.tcp_filters["port"], o.tcp_filters["lport"], o.tcp_filters["rport"], o.tcp_filters["pid"]) == \
+        ([65535], [1], [80], [4194304])
+
+
+@pytest.mark.parametrize("token", ["0x١", "0x_1", "0x1 "])
+def test_hex_keyword_mask_is_ascii_hex_only(token):
+    assert err(["-c", "tcp", "INFO", token]) == f"unknown argument: {token} (use --capture or -c)"
+
+
+def test_unicode_digit_is_a_usage_line_from_main(capsys):
+    assert main(["-c", "tcp", "--duration", "²"]) == 1
+    assert capsys.readouterr().err == "pyelog: invalid duration: ²\n"

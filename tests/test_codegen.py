@@ -593,3 +593,50 @@ def test_gen_help(capsys):
 def test_gen_missing_schema_file(tmp_path, capsys):
     assert gen_main([str(tmp_path / "none_eventlog_schema.src"), "-h"]) == 1
     assert "cannot read schema" in capsys.readouterr().err
+
+
+# ---- hostile schemas (issue 17): one line, exit 1, no output ----------------
+
+_HOSTILE_SCHEMAS = {
+    "huge_keyword": b"PROVIDER bad\nKEYWORD K " + b"9" * 5000 + b"\nEVENT E 1 INFO K NONE \"x\"\n",
+    "huge_event_id": b"PROVIDER bad\nKEYWORD K 1\nEVENT E " + b"9" * 5000 + b" INFO K NONE \"x\"\n",
+    "huge_placeholder": b"PROVIDER bad\nKEYWORD K 1\nSTRUCT S a:uint8_t\n"
+                        b"EVENT E 1 INFO K S \"%" + b"9" * 5000 + b"\"\n",
+    "huge_char_array": b"PROVIDER bad\nKEYWORD K 1\nSTRUCT S s:char[" + b"9" * 5000 + b"]\n"
+                       b"EVENT E 1 INFO K S \"x\"\n",
+    "format_not_utf8": b"PROVIDER bad\nKEYWORD K 1\nEVENT E 1 INFO K NONE \"caf\xe9 \xff\"\n",
+    "long_token": b"PROVIDER bad\nKEYWORD " + b"K" * 1_000_000 + b"! 1\nEVENT E 1 INFO K NONE \"x\"\n",
+}
+
+
+@pytest.mark.parametrize("mode", ["-h", "-c", "-M"])
+@pytest.mark.parametrize("name", sorted(_HOSTILE_SCHEMAS))
+def test_gen_hostile_schema_is_one_short_line(tmp_path, capsys, name, mode):
+    bad = tmp_path / "bad_eventlog_schema.src"
+    bad.write_bytes(_HOSTILE_SCHEMAS[name])
+    out = tmp_path / "out"
+    assert gen_main([str(bad), mode, "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{bad}:") and err.count("\n") == 1 and len(err) < 300
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_gen_format_not_utf8_names_line_and_byte(tmp_path, capsys):
+    bad = tmp_path / "bad_eventlog_schema.src"
+    bad.write_bytes(_HOSTILE_SCHEMAS["format_not_utf8"])
+    assert gen_main([str(bad), "-h", "-o", "-"]) == 1
+    assert capsys.readouterr() == ("", f"{bad}:3: not UTF-8 text (byte 0xe9 at column 27)\n")
+
+
+def test_gen_utf8_format_still_generates(tmp_path, capsys):
+    good = tmp_path / "good_eventlog_schema.src"
+    good.write_text("PROVIDER good\n# caf\udce9 in a comment\nKEYWORD K 1\nEVENT E 1 INFO K NONE \"30 \u00b0C\"\n",
+                    encoding="utf-8", errors="surrogateescape")
+    assert gen_main([str(good), "-h", "-o", str(tmp_path / "good.h")]) == 0
+    assert '"30 \u00b0C"' in (tmp_path / "good.h").read_text(encoding="utf-8")
+
+
+def test_gen_unknown_option_is_clipped(capsys):
+    assert gen_main(["-" + "q" * 100_000]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 200

@@ -171,3 +171,88 @@ def test_corrupt_json_names_the_line(cap, tmp_path, capsys):
     js.write_text("\n".join(lines) + "\n")
     assert convert(js, tmp_path / "x.elog") == 1
     assert "line 4" in capsys.readouterr().err
+
+
+# --- malformed JSON lines: one line naming the line, nothing left behind (issue 17) ---
+
+def _json_lines(cap, tmp_path) -> list[bytes]:
+    js = tmp_path / "good.jsonl"
+    assert convert(cap, js) == 0
+    lines = js.read_bytes().splitlines()
+    js.unlink()
+    return lines
+
+
+def _header_with(lines: list[bytes], **changes) -> bytes:
+    head = json.loads(lines[0])
+    head.update(changes)
+    return json.dumps(head).encode()
+
+
+def _event_with(lines: list[bytes], **changes) -> bytes:
+    ev = json.loads(lines[3])
+    ev.update(changes)
+    return json.dumps(ev).encode()
+
+
+# name -> (line to replace, its new text (from the good lines), line reported, what the message says)
+_BAD_JSON = {
+    "not_utf8": (3, lambda ls: ls[3][:-2] + b"\xff\"}", 4, "not UTF-8 text"),
+    "nested_event": (3, lambda ls: b"[" * 100_000, 4, "nested too deeply"),
+    "nested_header": (0, lambda ls: b"[" * 100_000, 1, "nested too deeply"),
+    "provider_id": (0, lambda ls: _header_with(ls, providers=[[70000, "tcp"]]), 1, "provider id out of range"),
+    "provider_not_pair": (0, lambda ls: _header_with(ls, providers=[[1, "tcp", 3]]), 1, "not an [id, name] pair"),
+    "header_count": (0, lambda ls: _header_with(ls, event_count=-1), 1, "must be integers from 0 to 2**64-1"),
+    "header_missing": (0, lambda ls: b'{"elog": 1}', 1, "no 'capture_start' field"),
+    "cpu": (3, lambda ls: _event_with(ls, cpu=1 << 16), 4, "cpu must be an integer from 0 to 65535"),
+    "thread_id": (3, lambda ls: _event_with(ls, thread_id=-(1 << 31) - 1), 4, "thread_id must be an integer"),
+    "timestamp_text": (3, lambda ls: _event_with(ls, timestamp="soon"), 4, "timestamp must be an integer"),
+    "timestamp_float": (3, lambda ls: _event_with(ls, timestamp=1.5), 4, "timestamp must be an integer"),
+    "payload_too_long": (3, lambda ls: _event_with(ls, payload="00" * 65504), 4, "payload of 65504 bytes"),
+    "payload_missing": (3, lambda ls: b'{"cpu": 1}', 4, "no 'payload' field"),
+    "not_an_object": (3, lambda ls: b"[1, 2]", 4, "not a JSON object"),
+    "bad_json": (3, lambda ls: b'{"cpu": 1', 4, "invalid JSON"),
+}
+
+
+@pytest.mark.parametrize("out", ["o.elog", "o.elog.gz", "o.jsonl", "--split"])
+@pytest.mark.parametrize("name", sorted(_BAD_JSON))
+def test_malformed_json_is_one_line_and_leaves_no_output(cap, tmp_path, capsys, name, out):
+    lines = _json_lines(cap, tmp_path)
+    index, bad, lineno, message = _BAD_JSON[name]
+    lines[index] = bad(lines)
+    js = tmp_path / "bad.jsonl"
+    js.write_bytes(b"\n".join(lines) + b"\n")
+    capsys.readouterr()
+    args = ["--split", tmp_path / "split"] if out == "--split" else [tmp_path / out]
+    assert convert(js, *args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"pyelog convert: {js}: line {lineno}: ") and err.count("\n") == 1, err
+    assert message in err and len(err) < 300, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.elog", "bad.jsonl"]
+
+
+def test_failed_conversion_keeps_files_it_did_not_create(cap, tmp_path, capsys):
+    lines = _json_lines(cap, tmp_path)
+    lines[5] = b"{broken"
+    js = tmp_path / "bad.jsonl"
+    js.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "old.elog"
+    out.write_bytes(b"someone's file")
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "4097.elog").write_bytes(b"old")
+    (split / "notes.txt").write_bytes(b"mine")
+    assert convert(js, out) == 1
+    assert out.exists()
+    assert convert(js, "--split", split) == 1
+    # 4097.elog existed (it was overwritten, not created): kept; 4098.elog was new: removed.
+    assert sorted(p.name for p in split.iterdir()) == ["4097.elog", "notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.elog", "bad.jsonl", "old.elog", "split"]
+
+
+def test_successful_json_conversion_still_byte_identical_after_checks(cap, tmp_path):
+    js = tmp_path / "a.jsonl"
+    assert convert(cap, js) == 0
+    assert convert(js, tmp_path / "b.elog") == 0
+    assert (tmp_path / "b.elog").read_bytes() == cap.read_bytes()

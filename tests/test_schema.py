@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pyelog.records.untrusted import CLIP_LIMIT, clip
 from pyelog.schema.dsl import (
     DUMP_COMPLETE_ID,
     KEYWORD_SESSION,
@@ -410,3 +411,116 @@ def test_unreadable_schema(tmp_path):
 
 def test_dump_complete_id_constant():
     assert DUMP_COMPLETE_ID == 0xFFFFFFFD
+
+
+# ---- hostile input: huge numbers, long tokens, line separators (issue 17) ----
+
+_HUGE = "9" * 5000  # past Python's 4300-digit int() limit
+
+
+@pytest.mark.parametrize("name, text, line, message", [
+    ("keyword", f"PROVIDER foo\nKEYWORD A {_HUGE}\n", 2, "does not fit in 32 bits"),
+    ("event_id", f"PROVIDER foo\nKEYWORD A 1\nEVENT E {_HUGE} INFO A NONE \"x\"\n", 3, "invalid EVENT id"),
+    ("enum_value", f"PROVIDER foo\nENUM e {_HUGE}:A\n", 2, "value must be a 32-bit C integer literal"),
+    ("char_size", f"PROVIDER foo\nSTRUCT S s:char[{_HUGE}]\n", 2, "char[N] needs a positive decimal N"),
+    ("varlen_max", f"PROVIDER foo\nSTRUCT S n:uint8_t v:uint32_t[n:{_HUGE}]\n", 2, "does not fit count field"),
+    ("placeholder", f"PROVIDER foo\nKEYWORD A 1\nSTRUCT S a:uint8_t\nEVENT E 1 INFO A S \"%{_HUGE}\"\n", 4,
+     "invalid placeholder %999"),
+    ("printf_width", f"PROVIDER foo\nKEYWORD A 1\nSTRUCT S a:uint8_t\nEVENT E 1 INFO A S \"%-{_HUGE}d\"\n", 4,
+     "printf width or precision above 1024"),
+    ("printf_precision", "PROVIDER foo\nKEYWORD A 1\nSTRUCT S a:uint8_t\nEVENT E 1 INFO A S \"%.2000d\"\n", 4,
+     "printf width or precision above 1024"),
+])
+def test_huge_numbers_are_schema_errors(name, text, line, message):
+    with pytest.raises(SchemaError) as info:
+        parse(text)
+    assert info.value.line == line and message in info.value.message
+    assert len(str(info.value)) < 200
+
+
+def test_printf_width_up_to_the_limit_is_kept():
+    # (A bare "%1024d" would be placeholder %1024, as in FreeBSD.)
+    e = parse(MINIMAL + "STRUCT S a:uint8_t\nEVENT E 1 INFO A S \"%-1024d|%.1024d\"\n").event("E")
+    assert [p.spec.text for p in e.format_parts if not isinstance(p, str)] == ["%-1024d", "%.1024d"]
+
+
+def test_non_ascii_digits_are_no_number():
+    with pytest.raises(SchemaError, match="invalid KEYWORD value '٣'"):
+        parse("PROVIDER foo\nKEYWORD A ٣\n")
+    with pytest.raises(SchemaError, match="invalid placeholder %٣"):
+        parse(MINIMAL + "STRUCT S a:uint8_t b:uint8_t c:uint8_t\nEVENT E 1 INFO A S \"%٣\"\n")
+
+
+@pytest.mark.parametrize("text", [
+    "PROVIDER foo\nKEYWORD " + "A" * 1_000_000 + "- 1\n",
+    "PROVIDER foo\nSTRUCT S " + "a:" + "x" * 1_000_000 + "\n",
+    "PROVIDER foo\n" + "BOGUS" * 200_000 + "\n",
+    "PROVIDER foo\nKEYWORD A 1\nEVENT E 1 INFO A NONE \"x\"\nEVENT " + "E" * 1_000_000 + " 2 INFO A NONE \"y\"\n"
+    "EVENT " + "E" * 1_000_000 + " 3 INFO A NONE \"y\"\n",
+])
+def test_error_messages_echo_a_clipped_token(text):
+    with pytest.raises(SchemaError) as info:
+        parse(text)
+    assert "..." in info.value.message and len(str(info.value)) < 500
+
+
+def test_clip_bounds_and_escapes():
+    assert clip("short") == "short"
+    assert clip("x" * 100) == "x" * CLIP_LIMIT + "..."
+    assert clip("a\x1b[31mb\udcff") == "a\\x1b[31mb\\udcff"
+
+
+def test_long_warning_tokens_are_clipped():
+    schema = parse("PROVIDER foo\nKEYWORD A 1\nEVENT E 1 " + "L" * 10_000 + " A NONE \"x\"\n")
+    assert len(schema.warnings[0]) < 300 and "L" * CLIP_LIMIT + "..." in schema.warnings[0]
+
+
+def test_invalid_utf8_content_is_an_error_with_its_line(tmp_path):
+    path = tmp_path / "foo_eventlog_schema.src"
+    path.write_bytes(b"PROVIDER foo\n# caf\xe9 in a comment is fine\nKEYWORD A 1\n"
+                     b"EVENT E 1 INFO A NONE \"x\xff y\"\n")
+    with pytest.raises(SchemaError) as info:
+        load_schema(path)
+    assert (info.value.line, info.value.message) == (4, "not UTF-8 text (byte 0xff at column 25)")
+
+
+def test_invalid_utf8_in_indented_block_line_is_content(tmp_path):
+    path = tmp_path / "foo_eventlog_schema.src"
+    path.write_bytes(b"PROVIDER foo\nKEYWORD A 1\nSTRUCT S a:uint8_t\n  # \xff\nEVENT E 1 INFO A S \"x\"\n")
+    with pytest.raises(SchemaError, match="not UTF-8 text") as info:
+        load_schema(path, warn=None)
+    assert info.value.line == 4
+
+
+@pytest.mark.parametrize("sep", ["\f", "\v", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029", "\r"])
+def test_only_newline_ends_a_line(sep):
+    # splitlines() would make two lines of line 3 and blame line 5 for line 4.
+    text = f"PROVIDER foo\nKEYWORD A 1\n// a comment{sep}with a separator\nBOGUS\n"
+    with pytest.raises(SchemaError) as info:
+        parse(text)
+    assert (info.value.line, info.value.message) == (
+        4, "unrecognised line (not a directive, continuation or comment): 'BOGUS'")
+
+
+def test_separator_inside_a_directive_line_is_blank():
+    schema = parse("PROVIDER foo\nKEYWORD A\f1\nEVENT E 1 INFO A NONE \"x\u2028y\"\n")
+    assert schema.keyword_mask("A") == 1
+    assert schema.event("E").format == "x y"
+
+
+def test_crlf_lines_read_as_before():
+    lf = "PROVIDER foo\nKEYWORD A 1\nSTRUCT S a:uint8_t\n  b:uint16_t\nEVENT E 1 INFO A S \"%1 %2\"\n"
+    a, b = parse(lf), parse(lf.replace("\n", "\r\n"))
+    assert [(e.name, e.format, e.line) for e in a.events] == [(e.name, e.format, e.line) for e in b.events]
+    assert [f.name for f in b.structs["S"].fields] == ["a", "b"]
+    with pytest.raises(SchemaError) as info:
+        parse("PROVIDER foo\r\nKEYWORD A 1\r\n\r\nBOGUS\r\n")
+    assert info.value.line == 4
+
+
+def test_end_of_file_line_number_without_and_with_final_newline():
+    for text, line in [("PROVIDER foo\nKEYWORD A 1", 2), ("PROVIDER foo\nKEYWORD A 1\n", 2),
+                       ("PROVIDER foo\nKEYWORD A 1\n\n", 3), ("", 1)]:
+        with pytest.raises(SchemaError) as info:
+            parse(text)
+        assert info.value.line == line, text
