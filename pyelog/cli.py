@@ -24,7 +24,7 @@ from pyelog.records.format import ElogReader, ElogWriter
 from pyelog.records.jsonl import JsonEventFormatter, header_line
 from pyelog.kernel.loader import EventlogError, Subscription
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.tools.command import ToolError, os_errors_as, run_reporting
+from pyelog.tools.command import ToolError, ascii_uint, os_errors_as, run_reporting
 from pyelog.records.eventlog import KEYWORD_SESSION, LEVELS
 from pyelog.records.text import RawPayloads, TextOptions, TextPrinter
 
@@ -144,21 +144,15 @@ def parse_bytes(text: str, what: str = "buffer size") -> int:
 
 
 def parse_uint(text: str, lo: int, hi: int, invalid: str, out_of_range: str | None = None) -> int:
-    """``text`` as an integer from ``lo`` to ``hi``, in ASCII decimal digits.
-
-    Every numeric option goes through here: ``str.isdigit`` also accepts
-    '²' or '٣' (which ``int`` refuses or reads), and ``int`` takes signs,
-    blanks and '_'. Raises :class:`UsageError` with ``invalid`` for text
-    that is no such number, with ``out_of_range`` (default ``invalid``) for
-    a number outside the range.
+    """``text`` as an integer from ``lo`` to ``hi`` (:func:`ascii_uint`:
+    every numeric option goes through it). Raises :class:`UsageError` with
+    ``invalid`` for text that is no such number, with ``out_of_range``
+    (default ``invalid``) for a number outside the range.
     """
-    if not (text.isascii() and text.isdigit()):
-        raise UsageError(invalid)
-    digits = text.lstrip("0") or "0"
-    # Lengths first: int() refuses a string of more than 4300 digits.
-    if len(digits) > len(str(hi)) or not lo <= int(digits) <= hi:
-        raise UsageError(out_of_range or invalid)
-    return int(digits)
+    value = ascii_uint(text, lo, hi)
+    if value is None:
+        raise UsageError(out_of_range or invalid if text.isascii() and text.isdigit() else invalid)
+    return value
 
 
 def parse_size(text: str) -> int:

@@ -19,13 +19,14 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NoReturn
 
 from pyelog.records.format import ElogFormatError
+from pyelog.records.untrusted import clip
 from pyelog.schema.dsl import SchemaError
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "ToolError", "add_schema_option", "describe",
-           "os_errors_as", "report", "run_reporting"]
+__all__ = ["ArgumentParser", "EXIT_FAILURE", "EXIT_INTERRUPTED", "ToolError", "add_schema_option", "ascii_uint", "describe",
+           "os_errors_as", "report", "run_reporting", "uint64_arg"]
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
@@ -101,6 +102,36 @@ def _drop_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for a subcommand, failing as every pyelog command fails:
+    one line (``pyelog convert: argument --session: ...; see --help``),
+    exit status 1, instead of the usage block and status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_FAILURE, f"{self.prog}: {clip(message, 200)}; see --help\n")
+
+
+def ascii_uint(text: str, lo: int, hi: int) -> int | None:
+    """``text`` as an integer from ``lo`` to ``hi`` written in ASCII decimal
+    digits, or None. ``str.isdigit`` also accepts '²' or '٣' (which ``int``
+    refuses or reads), ``int`` takes signs, blanks and '_', and refuses more
+    than 4300 digits: every numeric option is read here instead."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(hi)) or not lo <= int(digits) <= hi:
+        return None
+    return int(digits)
+
+
+def uint64_arg(text: str) -> int:
+    """An argparse ``type``: a 64-bit unsigned integer (session ids, µs)."""
+    value = ascii_uint(text, 0, 2**64 - 1)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"not an integer from 0 to 2^64-1: {clip(text)!r}")
+    return value
 
 
 def add_schema_option(p: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from pyelog.records.captures import is_json, open_capture
 from pyelog.records.jsonl import JsonEventFormatter, header_line
 from pyelog.records.output import open_private_text
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.tools.command import ToolError, add_schema_option, run_reporting
+from pyelog.tools.command import ArgumentParser, ToolError, add_schema_option, run_reporting, uint64_arg
 from pyelog.tools.persession import PerSessionWriter
 
 
@@ -190,15 +190,15 @@ def _to_json(records: Iterator[Record], output: str, providers: list[Provider],
 
 def main(argv: list[str]) -> int:
     """``pyelog convert``: parse ``argv``, convert; the exit status."""
-    p = argparse.ArgumentParser(prog="pyelog convert", description=__doc__,
+    p = ArgumentParser(prog="pyelog convert", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="inputs, then the output (unless --split)")
     p.add_argument("--split", metavar="DIR", help="write one .elog per session into DIR")
-    p.add_argument("--session", action="append", default=[], type=int, metavar="ID")
+    p.add_argument("--session", action="append", default=[], type=uint64_arg, metavar="ID")
     p.add_argument("--event", action="append", default=[], metavar="NAME|ID")
     p.add_argument("--provider", action="append", default=[], metavar="NAME")
-    p.add_argument("--since", type=int, metavar="US", help="keep events at or after this timestamp (µs since boot)")
-    p.add_argument("--until", type=int, metavar="US", help="keep events at or before this timestamp")
+    p.add_argument("--since", type=uint64_arg, metavar="US", help="keep events at or after this timestamp (µs since boot)")
+    p.add_argument("--until", type=uint64_arg, metavar="US", help="keep events at or before this timestamp")
     add_schema_option(p)
     a = p.parse_args(argv)
     if a.split:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pyelog.records.captures import open_capture
 from pyelog.records.format import Record
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.tools.command import ToolError, add_schema_option, run_reporting
+from pyelog.tools.command import ArgumentParser, ToolError, add_schema_option, run_reporting, uint64_arg
 from pyelog.tools.summary import summarize
 from pyelog.tools.tcpseq import seq_add, seq_diff, seq_later
 
@@ -159,10 +159,10 @@ def render(t: Timeline, path: str) -> None:
 
 def main(argv: list[str]) -> int:
     """``pyelog plot``: parse ``argv``, draw; the exit status."""
-    p = argparse.ArgumentParser(prog="pyelog plot", description=__doc__.split("\n\n", 1)[1],
+    p = ArgumentParser(prog="pyelog plot", description=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE", help="a capture (.elog, .elog.gz, .jsonl)")
-    p.add_argument("--session", type=int, metavar="ID", help="session id (default: the busiest)")
+    p.add_argument("--session", type=uint64_arg, metavar="ID", help="session id (default: the busiest)")
     p.add_argument("-o", "--output", required=True, metavar="PNG", help="picture to write")
     add_schema_option(p)
     a = p.parse_args(argv)

@@ -50,7 +50,7 @@ from pyelog.records.captures import open_capture
 from pyelog.records.format import ElogFormatError, Record
 from pyelog.records.untrusted import terminal_safe
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.tools.command import ToolError, add_schema_option, run_reporting
+from pyelog.tools.command import ArgumentParser, ToolError, add_schema_option, run_reporting
 
 FIN, SYN, ACK = 0x01, 0x02, 0x10
 # States in which the peer's FIN has been received.
@@ -269,7 +269,7 @@ def format_table(rows: list[TcpSession]) -> str:
 
 def main(argv: list[str]) -> int:
     """``pyelog summary``: parse ``argv``, print the rows; the exit status."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="pyelog summary", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__.split("\n\n", 1)[1] + "\nA '*' after the state: the session had "
                                                   "not ended when the capture stopped.")
