@@ -2,7 +2,7 @@
 # pyelog: every target works on a fresh Debian machine of this kind, as root.
 PY := .venv/bin/python
 
-.PHONY: setup test demo bench soak clean wheel-check
+.PHONY: setup test demo bench soak clean wheel-check fuzz
 
 setup:
 	./setup.sh
@@ -26,6 +26,12 @@ bench: setup
 
 soak: setup
 	PY=$(PY) bench/run.sh soak
+
+# Hostile input for longer than `make test` tries it (tests/test_fuzz.py):
+# every property with 20 times its examples, from a random start; failures
+# are kept in .hypothesis/ and replayed first next time. FUZZ=N: N times.
+fuzz: setup
+	PYELOG_FUZZ=$(or $(FUZZ),20) $(PY) -m pytest -ra tests/test_fuzz.py
 
 # Kernel tests inside a Debian 12 VM (Vagrant + libvirt, vagrant/README.md):
 # pyelog selftest, tests/test_tcp_capture.py and a capture decoded here;
