@@ -24,6 +24,7 @@ from pyelog.records.format import ElogReader, ElogWriter
 from pyelog.records.jsonl import JsonEventFormatter, header_line
 from pyelog.kernel.loader import EventlogError, Subscription
 from pyelog.schema.consumer import ConsumerSet
+from pyelog.records.untrusted import terminal_safe
 from pyelog.tools.command import ToolError, ascii_uint, os_errors_as, run_reporting
 from pyelog.records.eventlog import KEYWORD_SESSION, LEVELS
 from pyelog.records.text import RawPayloads, TextOptions, TextPrinter
@@ -309,7 +310,7 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
         reader = ElogReader(o.read_binary)
     with reader:
         if o.providers:
-            names = " ".join(p.name for p in reader.providers)
+            names = " ".join(terminal_safe(p.name) for p in reader.providers)
             print(f"[Providers] {len(reader.providers)} registered: {names}", file=err)
         if o.output:
             # elog's quirk, kept: -r with -o rewrites instead of printing.

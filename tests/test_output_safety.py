@@ -196,6 +196,16 @@ class _Decoder:
         return f"owner pid 1 comm {payload.decode('latin-1')}"
 
 
+def test_provider_table_line_escapes_names(tmp_path):
+    src = tmp_path / "p.elog"
+    data = bytearray(capture(src))
+    data[46:78] = b"t\x1b[2Jcp".ljust(32, b"\0")
+    src.write_bytes(bytes(data))
+    p = run("-r", src, "-p")
+    assert p.returncode == 0 and "[Providers] 1 registered: t\\x1b[2Jcp\n" in p.stderr
+    assert "\x1b" not in p.stdout + p.stderr
+
+
 def test_text_lines_escape_what_a_process_named_itself():
     printer = TextPrinter({1: "t\x1bcp"}, _Decoder())
     (r,) = iter_records(pack_event(provider_id=1, timestamp=5, session_id=1, event_id=100,

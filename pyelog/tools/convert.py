@@ -24,6 +24,7 @@ from pyelog.records.format import ElogWriter, FileHeader, Provider, Record
 from pyelog.records.captures import is_json, open_capture
 from pyelog.records.jsonl import JsonEventFormatter, header_line
 from pyelog.records.output import open_private_text
+from pyelog.records.untrusted import clip
 from pyelog.schema.consumer import ConsumerSet
 from pyelog.tools.command import ArgumentParser, ToolError, add_schema_option, run_reporting, uint64_arg
 from pyelog.tools.persession import PerSessionWriter
@@ -36,8 +37,8 @@ def merged_providers(readers) -> list[Provider]:
         for p in r.providers:
             other, where = seen.setdefault(p.provider_id, (p, r.name))
             if other.name != p.name:
-                raise ToolError(f"provider id {p.provider_id} is '{other.name}' in {where} "
-                                f"and '{p.name}' in {r.name}")
+                raise ToolError(f"provider id {p.provider_id} is '{clip(other.name)}' in {where} "
+                                f"and '{clip(p.name)}' in {r.name}")
     return [p for p, _ in seen.values()]
 
 
