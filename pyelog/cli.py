@@ -24,7 +24,7 @@ from pyelog.records.format import ElogReader, ElogWriter
 from pyelog.records.jsonl import JsonEventFormatter, header_line
 from pyelog.kernel.loader import EventlogError, Subscription
 from pyelog.schema.consumer import ConsumerSet
-from pyelog.records.untrusted import terminal_safe
+from pyelog.records.untrusted import clip, terminal_safe
 from pyelog.tools.command import ToolError, ascii_uint, os_errors_as, run_reporting
 from pyelog.records.eventlog import KEYWORD_SESSION, LEVELS
 from pyelog.records.text import RawPayloads, TextOptions, TextPrinter
@@ -138,8 +138,10 @@ def parse_bytes(text: str, what: str = "buffer size") -> int:
     """A number (C base-0 rules) with an optional K/M/G (x1024^n), blanks allowed around the unit."""
     m = re.fullmatch(r"\s*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*([kKmMgG]?)\s*", text)
     if not m:
-        raise UsageError(f"invalid {what}: {text}")
+        raise UsageError(f"invalid {what}: {clip(text)}")
     number, unit = m.groups()
+    if len(number) > 24:         # past any range, and past int()'s 4300-digit limit
+        return 1 << 80
     value = int(number, 0) if not re.fullmatch(r"0[0-7]+", number) else int(number, 8)
     return value << {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
 
@@ -221,7 +223,7 @@ def parse_args(argv: list[str]) -> Options:
             o.buffer_size = parse_size(value(a, "a size"))
         elif a == "--duration":
             v = value(a, "a number of seconds")
-            o.duration = parse_uint(v, 0, _U32, f"invalid duration: {v}")
+            o.duration = parse_uint(v, 0, _U32, f"invalid duration: {clip(v)}")
         elif a in ("-d", "--date"):
             o.text.date = True
         elif a in ("-D", "--dump-state"):
@@ -265,10 +267,10 @@ def parse_args(argv: list[str]) -> Options:
                 raise UsageError("rotation size too small (minimum 4K)")
         elif a == "--rotate-time":
             v = value(a, "a number of seconds")
-            o.rotate_time = parse_uint(v, 1, _U32, f"invalid rotation time: {v}")
+            o.rotate_time = parse_uint(v, 1, _U32, f"invalid rotation time: {clip(v)}")
         elif a == "--max-files":
             v = value(a, "a number")
-            o.max_files = parse_uint(v, 1, _U32, f"invalid number of files: {v}")
+            o.max_files = parse_uint(v, 1, _U32, f"invalid number of files: {clip(v)}")
         elif a == "--no-status":
             o.no_status = True
         elif a == "--tcp-default":
@@ -284,9 +286,9 @@ def parse_args(argv: list[str]) -> Options:
                 v = value(a, "a number")
                 o.tcp_filters[a[2:]].append(parse_uint(
                     v, kind.start, kind.stop - 1, f"{a} requires a number: {v}",
-                    f"invalid {a[2:]} {v} ({kind.start}..{kind.stop - 1})"))
+                    f"invalid {a[2:]} {clip(v)} ({kind.start}..{kind.stop - 1})"))
         else:
-            raise UsageError(f"unknown argument: {a} (use --capture or -c)")
+            raise UsageError(f"unknown argument: {clip(a)} (use --capture or -c)")
         i += 1
 
     if o.read_binary is not None:
@@ -320,6 +322,8 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
             with writer as w:
                 for buf, n, _pos in reader.runs():
                     w.write_records(buf, n)
+                if not w.started:
+                    reader.check_complete()     # nothing to salvage: no copy at all
             # After the copy is kept: it salvages every whole record, under
             # a header that counts them; the shortfall still fails the run.
             reader.check_complete()

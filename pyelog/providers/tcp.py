@@ -62,6 +62,7 @@ from pyelog.kernel.bpf import (BPF_CGROUP_INET_EGRESS, BPF_CGROUP_INET_INGRESS,
                                BPF_CGROUP_SETSOCKOPT, BPF_CGROUP_SOCK_OPS, BPF_PROG_TYPE_CGROUP_SKB,
                                BPF_PROG_TYPE_CGROUP_SOCKOPT, attach_cgroup_link, prog_test_run)
 from pyelog.kernel.loader import EventlogError, Loader, ProviderInstance, ProviderSpec
+from pyelog.records.untrusted import clip
 from pyelog.records.eventlog import KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID
 from pyelog.resources import bpf_source, schema_dir
 from pyelog.schema.dsl import Schema, load_schema
@@ -122,11 +123,11 @@ class TcpFilter:
         for c in self.cidrs:
             try:
                 ipaddress.ip_network(c, strict=False)
-            except ValueError as e:
-                raise EventlogError(f"invalid address or CIDR {c!r}: {e}") from None
+            except ValueError:
+                raise EventlogError(f"invalid address or CIDR {clip(c)!r}") from None
         for c in self.comms:
             if not c or len(c.encode()) > 15:
-                raise EventlogError(f"invalid command name {c!r} (1..15 bytes, as /proc/PID/comm)")
+                raise EventlogError(f"invalid command name {clip(c)!r} (1..15 bytes, as /proc/PID/comm)")
 
     @classmethod
     def from_flags(cls, flags: dict[str, list]) -> "TcpFilter":
@@ -202,10 +203,10 @@ def cgroup_dirs(paths: list[str]) -> list[str]:
         if not inside(real):      # relative, or absolute within the mount
             real = os.path.realpath(os.path.join(root, p.lstrip("/")))
         if not inside(real):
-            raise EventlogError(f"--cgroup {p!r} leads to {real}, outside the cgroup-v2 "
+            raise EventlogError(f"--cgroup {clip(p)!r} leads to {clip(real)}, outside the cgroup-v2 "
                                 f"hierarchy at {root}")
         if not os.path.isdir(real):
-            raise EventlogError(f"no cgroup-v2 directory {p!r} (under {root})")
+            raise EventlogError(f"no cgroup-v2 directory {clip(p)!r} (under {root})")
         dirs.append(real)
     dirs = sorted(set(dirs))
     return [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]

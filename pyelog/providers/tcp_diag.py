@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, TypeVar
 
 from pyelog.kernel.loader import EventlogError
+from pyelog.records.untrusted import clip
 
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
@@ -44,7 +45,7 @@ def netns_inode(spec: str | int) -> int:
     for path in (s, *(os.path.join(d, s) for d in NETNS_DIRS)):
         if os.path.exists(path):
             return os.stat(path).st_ino
-    raise EventlogError(f"no network namespace {spec!r} (give an inode number, a path or an `ip netns` name)")
+    raise EventlogError(f"no network namespace {clip(spec)!r} (give an inode number, a path or an `ip netns` name)")
 
 
 def namespaces() -> dict[int, str]:

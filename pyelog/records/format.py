@@ -144,7 +144,10 @@ def utc_us_at(boot_us: int) -> int:
     b0 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     wall = time.time_ns()
     b1 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-    return (wall - (b0 + b1) // 2) // 1000 + boot_us
+    utc = (wall - (b0 + b1) // 2) // 1000 + boot_us
+    # A timestamp no clock can have (a corrupt capture being split) has no
+    # wall-clock time: 0, which readers take as "no anchor".
+    return utc if 0 <= utc < 1 << 64 else 0
 
 
 def pack_provider_table(providers: Iterable[tuple[int, str]]) -> bytes:

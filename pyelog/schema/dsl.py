@@ -463,7 +463,9 @@ def load_schema(path: str | Path, warn: WarningSink | None = _stderr_warning) ->
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        # Bytes, then decoded: read_text() would take a lone '\r' for a
+        # line end (universal newlines), and awk does not.
+        text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     except OSError as e:
         raise SchemaError(path, 0, f"cannot read schema: {e.strerror or e}") from None
     return parse_schema(text, path, warn)

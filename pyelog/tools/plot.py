@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pyelog.records.captures import open_capture
 from pyelog.records.format import Record
 from pyelog.schema.consumer import ConsumerSet
+from pyelog.records.untrusted import terminal_safe
 from pyelog.tools.command import ArgumentParser, ToolError, add_schema_option, run_reporting, uint64_arg
 from pyelog.tools.summary import summarize
 from pyelog.tools.tcpseq import seq_add, seq_diff, seq_later
@@ -141,7 +142,7 @@ def render(t: Timeline, path: str) -> None:
             ax.legend(loc="upper right", fontsize="small")
     top = axes[0]
     for x, state in t.states:
-        top.annotate(state, (x, 1.0), xycoords=("data", "axes fraction"), rotation=45,
+        top.annotate(terminal_safe(state), (x, 1.0), xycoords=("data", "axes fraction"), rotation=45,
                      fontsize="x-small", color="dimgrey", ha="left", va="bottom")
     marks = []
     if t.retransmits:
@@ -186,6 +187,6 @@ def _plot(a: argparse.Namespace) -> int:
     s = rows.get(sid)
     if s and s.laddr:
         t.title = (f"TCP session {sid}: {s.laddr}:{s.lport} → {s.raddr}:{s.rport}"
-                   f" ({s.comm or '?'}, {s.bytes_sent} B sent, {s.bytes_received} B received)")
+                   f" ({terminal_safe(s.comm) or '?'}, {s.bytes_sent} B sent, {s.bytes_received} B received)")
     render(t, a.output)
     return 0

@@ -299,7 +299,7 @@ def _print_summary(a: argparse.Namespace) -> int:
             print(json.dumps(s.report()))
     elif rows:
         print(format_table(rows))
-    else:
+    elif not short:
         print("no TCP connections in the capture", file=sys.stderr)
     if short:
         raise short[0]
