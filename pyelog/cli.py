@@ -61,6 +61,10 @@ Live capture (root):
                           the extension, e.g. cap.elog cap.1.elog ...;
                           each is a complete capture with its own header)
   --max-files N           with rotation: keep only the newest N files
+  --max-sessions N        sessions the kernel can track at once (default
+                          1048576, about 216 bytes of kernel memory each);
+                          those that do not fit are counted in -s and the
+                          status line
   --no-status             no status line (shown on stderr when it is a
                           terminal and the events go elsewhere)
 TCP provider (which connections the default enables; kinds are ANDed,
@@ -100,6 +104,13 @@ class UsageError(ToolError):
     """A command-line mistake: reported as one line, exit status 1."""
 
 
+# A busy server has hundreds of thousands of sockets; each slot is
+# preallocated (about 216 bytes of kernel memory over the session and
+# socket maps), so the limit keeps a typo from locking gigabytes.
+MAX_SESSIONS_DEFAULT = 1 << 20
+MAX_SESSIONS_LIMIT = 1 << 24
+
+
 @dataclass
 class Options:
     subscriptions: list[Subscription] = field(default_factory=list)
@@ -118,6 +129,7 @@ class Options:
     rotate_size: int | None = None
     rotate_time: int | None = None
     max_files: int | None = None
+    max_sessions: int = MAX_SESSIONS_DEFAULT
     no_status: bool = False
     tcp_default_enabled: bool = True
     tcp_filters: dict[str, list] = field(default_factory=lambda: {k: [] for k in _TCP_FILTERS})
@@ -271,6 +283,10 @@ def parse_args(argv: list[str]) -> Options:
         elif a == "--max-files":
             v = value(a, "a number")
             o.max_files = parse_uint(v, 1, _U32, f"invalid number of files: {clip(v)}")
+        elif a == "--max-sessions":
+            v = value(a, "a number")
+            o.max_sessions = parse_uint(v, 1, MAX_SESSIONS_LIMIT, f"invalid number of sessions: {clip(v)} "
+                                        f"(1..{MAX_SESSIONS_LIMIT})")
         elif a == "--no-status":
             o.no_status = True
         elif a == "--tcp-default":

@@ -133,3 +133,15 @@ def test_summary_matches_the_traffic(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_session_table_full_is_reported(tmp_path):
+    # Two slots; one exchange holds three sockets (listener, client, server)
+    # at once: at least one is refused, and -s says how many.
+    rec = Recorder(["-s", "-c", "tcp", "--max-sessions", "2", "-o", str(tmp_path / "s.elog")])
+    try:
+        exchange(5150)
+    finally:
+        assert rec.stop() == 0
+    m = re.search(r"Sessions not tracked \(table full, see --max-sessions\): (\d+)", rec.stderr)
+    assert m and int(m.group(1)) >= 1, rec.stderr

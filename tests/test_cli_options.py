@@ -207,6 +207,8 @@ def test_numeric_options_take_ascii_digits_only(argv, message, text):
     (["--rport"], "9" * 5000, f"invalid rport {'9' * 48}... (1..65535)"),
     (["--pid"], "0", "invalid pid 0 (1..4194304)"),
     (["--pid"], "4194305", "invalid pid 4194305 (1..4194304)"),
+    (["--max-sessions"], "0", "invalid number of sessions: 0 (1..16777216)"),
+    (["--max-sessions"], "16777217", "invalid number of sessions: 16777217 (1..16777216)"),
 ])
 def test_numeric_options_are_range_checked(argv, value, message):
     assert err(["-c", "tcp", *argv, value]) == message

@@ -162,3 +162,29 @@ def test_provider_lost_counts_each_counter_once():
     L = Loader([ProviderSpec("a", "", lost=lost), ProviderSpec("a", "", lost=lost),
                 ProviderSpec("b", "")])
     assert L.provider_lost() == 7 and calls == [L]
+
+
+@pytest.mark.kernel
+def test_session_table_full_counts_each_session_not_tracked():
+    """``max_sessions`` slots: the next sessions are refused and each is
+    counted once (sessions_failed, what -s and the status line show)."""
+    from pyelog.providers import test as tp
+    L = Loader([tp.provider()], max_sessions=8)
+    sub = L.add_ring_subscriber(65536, [Subscription("test", LEVEL_TRACE, 0xFFFFFFFF)])
+    with L:
+        (p,) = L.providers
+        d = tp.TestDriver(L, p)
+        refused = []
+        for sid in range(1, 13):
+            try:
+                d.create_session(sid)
+            except RuntimeError:
+                refused.append(sid)
+        assert refused == [9, 10, 11, 12]
+        assert L.sessions_failed() == 4 and L.provider_stats(p)["sessions_created"] == 8
+        d.create_session(3)                     # an existing session is no new slot
+        d.end_session(1)
+        d.create_session(9)                     # a freed slot is used again
+        assert L.sessions_failed() == 4 and len(L.sessions(p)) == 8
+        assert [h[5] for run in sub.drain(0) for h, _ in iter_records(run)
+                if h[6] == SESSION_CREATE_ID] == list(range(1, 9)) + [9]

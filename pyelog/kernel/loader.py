@@ -504,6 +504,14 @@ class Loader:
         counters = {p.spec.lost for p in self.providers if p.spec.lost is not None}
         return sum(lost(self) for lost in counters)
 
+    def sessions_failed(self) -> int:
+        """Sessions the session table had no room for (``max_sessions``),
+        over all providers: their events are not recorded."""
+        if self.bpf is None:
+            return 0
+        t = self.bpf["eventlog_provider_stats"]
+        return sum(t[t.Key(p.id)].sessions_failed for p in self.providers)
+
     def provider_filter(self, p: ProviderInstance) -> tuple[int, int]:
         """The provider instance's aggregate (level, keywords)."""
         leaf = self.bpf["eventlog_providers"][self.bpf["eventlog_providers"].Key(p.id)]

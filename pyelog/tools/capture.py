@@ -53,6 +53,7 @@ class CaptureOptions(Protocol):
     rotate_size: int | None
     rotate_time: int | None
     max_files: int | None
+    max_sessions: int
     json: bool
     stats: bool
     providers: bool                     # -p
@@ -337,7 +338,8 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
             raise CaptureError(f"provider {s.provider!r} not found (available: {known})")
     with kernel_load_errors():
         loader = Loader(providers=[factories[name]() for name in
-                                   dict.fromkeys(s.provider for s in o.subscriptions)])
+                                   dict.fromkeys(s.provider for s in o.subscriptions)],
+                        max_sessions=o.max_sessions)
         flags = SUBSCRIPTION_DUMP_STATE if o.dump_state else 0
         sub = loader.add_ring_subscriber(o.buffer_size, [
             Subscription(s.provider, s.level, s.keywords, flags) for s in o.subscriptions])
@@ -363,7 +365,7 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
     # while the events go to a file (or stdout is not that terminal).
     status = None
     if wanted(err) and not o.no_status and (o.output or o.output_dir or not wanted(out)):
-        status = StatusLine(err, lambda: _open_sessions(loader))
+        status = StatusLine(err, lambda: _open_sessions(loader), untracked=loader.sessions_failed)
 
     stop = _Stop()
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -380,7 +382,7 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
                 failure = e
 
     stats = None
-    provider_lost = not_stored = 0
+    provider_lost = not_stored = untracked = 0
     try:
         try:
             with kernel_load_errors():
@@ -417,6 +419,7 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
                     store(run, n)
                 stats = sub.stats()
                 provider_lost = loader.provider_lost()
+                untracked = loader.sessions_failed()
             finally:
                 if failure is None:
                     try:
@@ -447,6 +450,8 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
             print(f"    of which not stored (the output failed): {not_stored}", file=err)
         if stats.oversized:
             print(f"  Oversized events discarded: {stats.oversized}", file=err)
+        if untracked:
+            print(f"  Sessions not tracked (table full, see --max-sessions): {untracked}", file=err)
     if isinstance(failure, BrokenPipeError):
         raise failure       # the reader went away: a quiet end (run_reporting)
     if failure is not None:

@@ -38,13 +38,17 @@ class StatusLine:
 
     ``update`` is cheap to call on every loop iteration: it redraws only
     when ``interval`` seconds have passed. ``sessions`` is called then (it
-    may cost a map lookup) and may return None when unknown.
+    may cost a map lookup) and may return None when unknown; so is
+    ``untracked`` (sessions the kernel's table had no room for), shown only
+    when not 0.
     """
 
     def __init__(self, stream: IO[str], sessions: Callable[[], int | None] = lambda: None,
-                 interval: float = 1.0, clock: Callable[[], float] = time.monotonic):
+                 interval: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 untracked: Callable[[], int | None] = lambda: None):
         self.stream = stream
         self.sessions = sessions
+        self.untracked = untracked
         self.interval = interval
         self.clock = clock
         self._last_time = clock()
@@ -62,6 +66,9 @@ class StatusLine:
         open_sessions = self.sessions()
         if open_sessions is not None:
             parts.append(f"{open_sessions} sessions open")
+        untracked = self.untracked()
+        if untracked:
+            parts.append(f"{untracked} untracked (table full)")
         parts.append(f"{human_bytes(bytes_written)} written")
         text = "pyelog: " + "  ".join(parts)
         try:
