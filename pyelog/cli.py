@@ -216,7 +216,7 @@ def parse_args(argv: list[str]) -> Options:
             raise UsageError("")
         elif a in ("-c", "--capture"):
             name = value(a, "a provider name")
-            if len(name.encode()) >= 32:
+            if len(name.encode("utf-8", "surrogateescape")) >= 32:
                 raise UsageError("provider name too long")
             sub = Subscription(name)
             if i + 1 < len(argv):

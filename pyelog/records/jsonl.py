@@ -111,6 +111,8 @@ class JsonReader(CaptureSource):
                                      head["event_count"], head["dropped_events"])
             try:
                 self.header.pack()
+                if bool in map(type, self.header):
+                    raise struct.error("a boolean")
             except struct.error:
                 raise ValueError("capture_start, start_utc_us, event_count and dropped_events "
                                  "must be integers from 0 to 2**64-1") from None
@@ -191,14 +193,18 @@ def _provider(entry, index: int) -> Provider:
 
 def _check_header_fields(rec: Record) -> None:
     """Raise a ValueError naming the first header field of ``rec`` that
-    elog(5)'s event header cannot hold."""
+    elog(5)'s event header cannot hold (true and false are not numbers
+    here, though struct would pack them)."""
     try:
         EVENT_HEADER.pack(*rec[:8])
-        return
+        if bool not in map(type, rec[:8]):
+            return
     except struct.error:
         pass
     for name, code, value in zip(Record._fields, EVENT_HEADER.format[1:], rec):
         try:
+            if type(value) is bool:
+                raise struct.error("a boolean")
             struct.pack("<" + code, value)
         except struct.error:
             bits = 8 * struct.calcsize(code)

@@ -31,7 +31,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pyelog.records.untrusted import clip
+from pyelog.records.untrusted import clip, terminal_safe
 from pyelog.schema.dsl import (
     SESSION_CREATE_ID,
     Event,
@@ -692,7 +692,7 @@ def gen_main(argv: list[str]) -> int:
                 target = out or str(Path(outdir) / default if outdir else default)
                 outputs.append((target, text))
     except SchemaError as e:
-        print(str(e), file=sys.stderr)
+        print(terminal_safe(str(e)), file=sys.stderr)
         return 1
     for target, text in outputs:
         if target == "-":
@@ -701,7 +701,7 @@ def gen_main(argv: list[str]) -> int:
         try:
             _write_atomically(Path(target), text)
         except OSError as e:
-            print(f"pyelog gen: cannot write {target}: {e.strerror or e}", file=sys.stderr)
+            print(terminal_safe(f"pyelog gen: cannot write {target}: {e.strerror or e}"), file=sys.stderr)
             return 1
     return 0
 

@@ -50,7 +50,7 @@ from typing import Callable
 # may name (LEVELS here: ERROR..TRACE, without NONE).
 from pyelog.records.eventlog import DUMP_COMPLETE_ID, KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID, SESSION_END_ID
 from pyelog.records.eventlog import EVENT_LEVELS as LEVELS
-from pyelog.records.untrusted import clip
+from pyelog.records.untrusted import clip, terminal_safe
 
 SCHEMA_SUFFIX = "_eventlog_schema.src"
 
@@ -451,7 +451,7 @@ WarningSink = Callable[[str], None]
 
 
 def _stderr_warning(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(terminal_safe(message), file=sys.stderr)
 
 
 def load_schema(path: str | Path, warn: WarningSink | None = _stderr_warning) -> Schema:

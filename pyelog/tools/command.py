@@ -22,7 +22,7 @@ import sys
 from typing import Callable, Iterator, NoReturn
 
 from pyelog.records.format import ElogFormatError
-from pyelog.records.untrusted import clip
+from pyelog.records.untrusted import clip, terminal_safe
 from pyelog.schema.dsl import SchemaError
 
 __all__ = ["ArgumentParser", "EXIT_FAILURE", "EXIT_INTERRUPTED", "ToolError", "add_schema_option", "ascii_uint", "describe",
@@ -64,7 +64,9 @@ def report(tool: str, line: str) -> None:
         sys.stdout.flush()
     except OSError:  # stdout itself is what failed
         pass
-    print(f"{tool}: {line}", file=sys.stderr)
+    # The line may quote file names and tokens from the command line or a
+    # capture: shown escaped, it stays one line and drives no terminal.
+    print(f"{tool}: {terminal_safe(line)}", file=sys.stderr)
 
 
 def run_reporting(tool: str, body: Callable[[], int],

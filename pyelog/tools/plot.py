@@ -18,12 +18,14 @@ is printed on stderr).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass, field
 
 from pyelog.records.captures import open_capture
 from pyelog.records.format import Record
 from pyelog.schema.consumer import ConsumerSet
+from pyelog.records.output import PrivateFile
 from pyelog.records.untrusted import terminal_safe
 from pyelog.tools.command import ArgumentParser, ToolError, add_schema_option, run_reporting, uint64_arg
 from pyelog.tools.summary import summarize
@@ -154,8 +156,21 @@ def render(t: Timeline, path: str) -> None:
                        + (" — " + ", ".join(marks) if marks else ""))
     fig.suptitle(t.title or f"TCP session {t.session_id}", y=0.995)
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    # A private file like every output (records/output.py), published whole.
+    out = PrivateFile(path, publish="close")
+    try:
+        with os.fdopen(out.fd, "wb") as f:
+            out.fd = -1                 # the stream closes it
+            fig.savefig(f, dpi=100, format=os.path.splitext(path)[1][1:].lower() or "png")
+        out.commit()
+    except ValueError as e:             # e.g. "Format 'txt' is not supported"
+        out.discard()
+        raise ToolError(f"{path}: {e}") from None
+    except BaseException:
+        out.discard()
+        raise
+    finally:
+        plt.close(fig)
 
 
 def main(argv: list[str]) -> int:
