@@ -101,7 +101,11 @@ Display (live capture and -r):
 
 
 class UsageError(ToolError):
-    """A command-line mistake: reported as one line, exit status 1."""
+    """A command-line mistake: reported as one line, exit status 1 (the
+    message escaped at once: it may quote any argument)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(terminal_safe(message))
 
 
 # A busy server has hundreds of thousands of sockets; each slot is
@@ -301,7 +305,7 @@ def parse_args(argv: list[str]) -> Options:
             else:
                 v = value(a, "a number")
                 o.tcp_filters[a[2:]].append(parse_uint(
-                    v, kind.start, kind.stop - 1, f"{a} requires a number: {v}",
+                    v, kind.start, kind.stop - 1, f"{a} requires a number: {clip(v)}",
                     f"invalid {a[2:]} {clip(v)} ({kind.start}..{kind.stop - 1})"))
         else:
             raise UsageError(f"unknown argument: {clip(a)} (use --capture or -c)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 
@@ -174,6 +175,10 @@ def test_plot_png(capture, tmp_path, capsys):
     assert cli.main(["plot", str(capture), "-o", str(png)]) == 0
     assert "session 10" in capsys.readouterr().err            # the busiest, said so
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.stat(png).st_mode & 0o777 == 0o600              # a private output, as every one
+    assert cli.main(["plot", str(capture), "-o", str(tmp_path / "t.txt")]) == 1
+    assert "Format 'txt' is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "t.txt").exists()
     assert cli.main(["plot", str(capture), "--session", "12345", "-o", str(png)]) == 1
     assert "no TCP events for session 12345" in capsys.readouterr().err
 

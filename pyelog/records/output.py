@@ -64,6 +64,8 @@ class PrivateFile:
             raise ValueError("publish is 'open' or 'close'")
         self.path = os.fspath(path)
         self._tmp: str | None = None
+        if not self.path:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", self.path)
         st = _check_link(self.path)
         if st is not None and stat.S_ISLNK(st.st_mode):
             # A trusted link: what it points to decides (a device in place,

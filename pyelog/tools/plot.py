@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 from pyelog.records.captures import open_capture
@@ -111,6 +112,14 @@ def render(t: Timeline, path: str) -> None:
     matplotlib.use("Agg")          # files only: no display needed
     import matplotlib.pyplot as plt
 
+    with warnings.catch_warnings():
+        # A name in the capture may use letters the font lacks: a detail of
+        # the drawing, not something to print among the tool's lines.
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from font")
+        _draw(t, path, plt)
+
+
+def _draw(t: Timeline, path: str, plt) -> None:
     fig, axes = plt.subplots(3, 1, sharex=True, figsize=(11, 8))
     panels = [
         (axes[0], "cwnd (segments)", [(t.cwnd, "cwnd", "tab:blue", "steps-post")]),
