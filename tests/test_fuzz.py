@@ -203,11 +203,8 @@ def _write(d: Path, m: Mutant) -> Path:
 @given(data=st.data())
 def test_reader_on_mutated_elog(reader: str, seeds: Seeds, scratch: Scratch, data: st.DataObject) -> None:
     """Every reader command on a mutated .elog or .elog.gz keeps the contract."""
-    m = data.draw(mutated_elog(seeds.elog), label="capture")
-    d = scratch()
-    r = ELOG_READERS[reader]
-    o, out = r.run(_write(d, m), d, seeds.paths["multi"])
-    check_read(o, out, r.info, (d, seeds.paths["multi"]))
+    _read_mutant(ELOG_READERS[reader], data.draw(mutated_elog(seeds.elog), label="capture"),
+                 seeds, scratch)
 
 
 @budget(250)
@@ -217,9 +214,13 @@ def test_reader_on_mutated_jsonl(reader: str, seeds: Seeds, scratch: Scratch, da
     """The commands that read JSON captures (convert, summary) on mutated
     JSON lines: bad UTF-8, deep nesting, wrong types, missing keys, ids
     out of range."""
-    m = data.draw(mutated_jsonl(seeds.jsonl), label="capture")
+    _read_mutant(JSON_READERS[reader], data.draw(mutated_jsonl(seeds.jsonl), label="capture"),
+                 seeds, scratch)
+
+
+def _read_mutant(r, m, seeds: Seeds, scratch: Scratch) -> None:
+    """Run reader ``r`` on mutant ``m`` in a fresh directory and check the contract."""
     d = scratch()
-    r = JSON_READERS[reader]
     o, out = r.run(_write(d, m), d, seeds.paths["multi"])
     check_read(o, out, r.info, (d, seeds.paths["multi"]))
 

@@ -56,6 +56,11 @@ TCP = CONSUMERS.get("tcp")
 # an event's (CLOCK_BOOTTIME at the hook, put on the wall clock through the
 # capture header): the hook runs just before (sent) or after (received) the tap.
 SKEW_US = int(2000 * TIME_SCALE)
+# Times are judged as a whole: a late anchor (the header's clock taken at
+# the first drain) shifts every event by milliseconds and moves the median;
+# on a shared machine one segment in many may wait a few ms in softirq or
+# behind a preempted capture thread, which says nothing about the record.
+MEDIAN_SKEW_US = int(200 * TIME_SCALE)
 
 
 def readme_departures() -> dict[str, str]:
@@ -344,10 +349,12 @@ def test_tcp_record_matches_the_wire(tmp_path):
     # runs just before the tap when sending, just after it when receiving).
     skews.sort()
     worst = max(abs(skews[0]), abs(skews[-1]))
-    print(f"\nevent time - wire time: median {skews[len(skews) // 2]} us, worst {worst} us")
-    if worst > SKEW_US:
+    median = skews[len(skews) // 2]
+    p99 = sorted(map(abs, skews))[len(skews) * 99 // 100]
+    print(f"\nevent time - wire time: median {median} us, 99th percentile {p99} us, worst {worst} us")
+    if abs(median) > MEDIAN_SKEW_US or p99 > SKEW_US:
         mismatches["time"] += 1
-        examples["time"] = f"worst {worst} us"
+        examples["time"] = f"median {median} us, 99th percentile {p99} us, worst {worst} us"
     # What the record lacks, it counts: dropped events are exactly the
     # SYN-ACKs an older kernel's egress hook did not show.
     if header.dropped_events != mismatches["ipv6 syn-ack"]:

@@ -189,7 +189,25 @@ class Sink(Protocol):
     def close(self, dropped: int) -> None: ...
 
 
-class FileSink:
+class _WriterSink:
+    """What the two file sinks share: a writer that counts its bytes and
+    the records its outputs took."""
+
+    writer: ElogWriter | RotatingWriter | PerSessionWriter
+
+    @property
+    def bytes_written(self) -> int:
+        return self.writer.bytes_written
+
+    @property
+    def stored_events(self) -> int:
+        return self.writer.stored_events
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+
+class FileSink(_WriterSink):
     """``-o FILE``: one capture, or a rotating series of them."""
 
     def __init__(self, o: CaptureOptions, providers: list[Provider], dropped: Callable[[], int]):
@@ -201,14 +219,6 @@ class FileSink:
                                              dropped=dropped)
             else:
                 self.writer = ElogWriter(o.output, providers)
-
-    @property
-    def bytes_written(self) -> int:
-        return self.writer.bytes_written
-
-    @property
-    def stored_events(self) -> int:
-        return self.writer.stored_events
 
     def write_run(self, run: memoryview, count: int) -> int:
         # The ring counted the records: no per-record Python here.
@@ -223,14 +233,11 @@ class FileSink:
         if isinstance(self.writer, RotatingWriter):
             self.writer.tick()
 
-    def flush(self) -> None:
-        self.writer.flush()
-
     def close(self, dropped: int) -> None:
         self.writer.close(dropped_events=dropped)
 
 
-class SessionSink:
+class SessionSink(_WriterSink):
     """``-o dir=PATH``: one capture per session."""
 
     def __init__(self, o: CaptureOptions, providers: list[Provider]):
@@ -238,14 +245,6 @@ class SessionSink:
         tcp = ConsumerSet.with_extra(o.schemas).get("tcp") if o.format_tcp else None
         with os_errors_as(f"mkdir: {o.output_dir}"):
             self.writer = PerSessionWriter(o.output_dir, providers, tcp_names=tcp)
-
-    @property
-    def bytes_written(self) -> int:
-        return self.writer.bytes_written
-
-    @property
-    def stored_events(self) -> int:
-        return self.writer.stored_events
 
     def write_run(self, run: memoryview, count: int) -> int:
         n = 0
@@ -255,9 +254,6 @@ class SessionSink:
         return n
 
     def tick(self) -> None:
-        self.writer.flush()
-
-    def flush(self) -> None:
         self.writer.flush()
 
     def close(self, dropped: int) -> None:
