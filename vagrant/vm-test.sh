@@ -162,7 +162,8 @@ mark "tests in guest" "$t"
 # --- 6. a capture made in the guest, decoded here ------------------------------
 t=$SECONDS
 begin "capture in guest + decode"
-guest 'sudo /vagrant/vagrant/guest-capture.sh /tmp/vm.elog'
+# Captures are private (0600, root's): hand this one to the ssh user for scp.
+guest 'sudo /vagrant/vagrant/guest-capture.sh /tmp/vm.elog && sudo chown "$(id -u)" /tmp/vm.elog'
 rm -f "$dot/vm.elog"
 scp -q -F "$dot/ssh-config" default:/tmp/vm.elog "$dot/vm.elog"
 text=$("$repo/.venv/bin/python" -m pyelog.cli -r "$dot/vm.elog" -e)
