@@ -30,6 +30,7 @@ from typing import BinaryIO, Iterable, Iterator, NamedTuple
 import construct as cs
 
 from pyelog.records.eventlog import EVENT_HEADER_SIZE, MAX_EVENT_LENGTH, PROVIDER_NAME_MAX
+from pyelog.records.output import PrivateFile
 from pyelog.records.untrusted import clip
 
 MAGIC = b"ELOG"
@@ -203,6 +204,19 @@ def count_records(buf: bytes | memoryview) -> int:
     if off != end:
         raise ValueError("buffer ends inside a record")
     return n
+
+
+def split_point(buf: bytes | memoryview, room: int) -> tuple[int, int]:
+    """(bytes, records) of the longest prefix of whole records that fits in ``room``."""
+    off = n = 0
+    end = len(buf)
+    while off < end:
+        (length,) = _LENGTH.unpack_from(buf, off)
+        if length < EVENT_HEADER_SIZE or off + length > room:
+            break
+        off += length
+        n += 1
+    return off, n
 
 
 def iter_records(buf: bytes | memoryview) -> Iterator[Record]:
@@ -501,7 +515,6 @@ class ElogWriter:
     def __init__(self, target: str | os.PathLike | BinaryIO, providers: Iterable[tuple[int, str]],
                  *, capture_start: int | None = None, start_utc_us: int | None = None,
                  publish: str = "open", buffer_size: int = 256 << 10):
-        from pyelog.records.output import PrivateFile
         self._publish = publish
         self._buffer_size = buffer_size
         self.providers = [Provider(*p) for p in providers]
@@ -532,7 +545,6 @@ class ElogWriter:
         self._pending_count = 0
         self._stored = 0            # records in the file
         self._stored_bytes = 0
-        self.event_count = 0        # records accepted (stored or buffered)
         self.bytes_written = 0
         self.lost_events = 0
         self.failure: OSError | None = None
@@ -554,6 +566,11 @@ class ElogWriter:
         if not self.started:
             return None
         return FileHeader(self._capture_start, self._start_utc_us, self.event_count, 0)
+
+    @property
+    def event_count(self) -> int:
+        """Records accepted and not lost: stored, or buffered to be."""
+        return self._stored + self._pending_count
 
     @property
     def stored_events(self) -> int:
@@ -579,7 +596,6 @@ class ElogWriter:
             self._start(ts)
         self._pending += buf
         self._pending_count += count
-        self.event_count += count
         self.bytes_written += len(buf)
         if len(self._pending) >= self._buffer_size:
             self._write_pending()
@@ -617,7 +633,6 @@ class ElogWriter:
             self._stored_bytes += kept_bytes
             lost = self._pending_count - kept
             self.lost_events += lost
-            self.event_count -= lost
             self.failure = e
             data.release()
             self._pending = bytearray()
@@ -632,17 +647,11 @@ class ElogWriter:
     def _whole_prefix(self, data: memoryview, done: int) -> tuple[int, int]:
         """(bytes, records) of the buffered data that reached the output
         whole, when a write stopped after ``done`` bytes."""
-        off = 0 if self._stored_bytes else FILE_HEADER.size + len(self._table)
-        if done < off:
+        start = 0 if self._stored_bytes else FILE_HEADER.size + len(self._table)
+        if done < start:
             return 0, 0
-        n = 0
-        while off + EVENT_HEADER_SIZE <= done:
-            (length,) = _LENGTH.unpack_from(data, off)
-            if off + length > done:
-                break
-            off += length
-            n += 1
-        return off, n
+        nbytes, n = split_point(data[start:], done - start)
+        return start + nbytes, n
 
     def _patch_header(self, dropped_events: int, event_count: int | None = None) -> None:
         if not (self.started and self._stored_bytes):
@@ -711,7 +720,6 @@ class ElogWriter:
             else:
                 out.discard()
             return
-        from pyelog.records.output import PrivateFile
         try:
             if not ok:
                 out.discard()      # a live capture's .partial stays: it reads

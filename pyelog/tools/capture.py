@@ -378,7 +378,7 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
                 failure = e
 
     stats = None
-    provider_lost = not_stored = untracked = 0
+    provider_lost = not_stored = untracked = lost = 0
     try:
         try:
             with kernel_load_errors():
@@ -436,7 +436,6 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
         if status:
             status.clear()
     if o.stats:
-        lost = stats.dropped + provider_lost + not_stored
         print(f"\n[Stats]\n  Providers: {len(providers)}\n  Events received: {received}", file=err)
         if lost:
             print(f"  Dropped events: {lost}", file=err)

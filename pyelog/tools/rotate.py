@@ -32,7 +32,7 @@ import struct
 import time
 from typing import Callable
 
-from pyelog.records.format import EVENT_HEADER_SIZE, ElogWriter, Provider
+from pyelog.records.format import ElogWriter, Provider, split_point
 
 _LENGTH = struct.Struct("<H")
 
@@ -49,19 +49,6 @@ def rotated_name(path: str, index: int) -> str:
         stem2, ext2 = os.path.splitext(stem)
         return f"{stem2}.{index}{ext2}{ext}"
     return f"{stem}.{index}{ext}"
-
-
-def split_point(buf: bytes | memoryview, room: int) -> tuple[int, int]:
-    """(bytes, records) of the longest prefix of whole records that fits in ``room``."""
-    off = n = 0
-    end = len(buf)
-    while off < end:
-        (length,) = _LENGTH.unpack_from(buf, off)
-        if length < EVENT_HEADER_SIZE or off + length > room:
-            break
-        off += length
-        n += 1
-    return off, n
 
 
 class RotatingWriter:
