@@ -19,7 +19,7 @@ wheel-check: setup
 demo: setup
 	$(PY) -m pyelog.tools.demo demo.elog
 
-# Benchmarks (bench/README.md): recorder, producer, workload, decoder in
+# Benchmarks (bench/README.md): recorder, producer, workload, decoder, scale in
 # under 10 minutes; soak records for 10 minutes. DECODER_SIZE=64M for a quick run.
 bench: setup
 	PY=$(PY) bench/run.sh bench

@@ -7,7 +7,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 venv=${PYELOG_VENV:-$here/.venv}
-packages=(python3-bpfcc python3-venv bpftool iproute2 linux-headers-amd64 iperf3 libatomic1)
+# gcc and python3-dev build pyelog's one C extension (the ring reader's hot path).
+packages=(python3-bpfcc python3-venv python3-dev gcc bpftool iproute2 linux-headers-amd64 iperf3 libatomic1)
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -65,9 +66,11 @@ if [ ! -x "$venv/bin/python" ]; then
     log "creating $venv"
     /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi
-# Reinstall only when pyproject.toml changed since the last install.
+# Reinstall only when the package's build inputs changed since the last
+# install (the install also compiles pyelog/kernel/_ring.c in place).
 stamp=$venv/.pyelog-installed
-if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
+newer=$(find "$here/pyproject.toml" "$here/setup.py" "$here/pyelog/kernel/_ring.c" -newer "$stamp" 2>/dev/null || true)
+if [ ! -f "$stamp" ] || [ -n "$newer" ]; then
     log "installing pyelog (editable) with test extras"
     "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[test]"
     touch "$stamp"

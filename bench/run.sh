@@ -3,7 +3,7 @@
 # make bench / make soak: run the benchmarks in order, each printing its
 # detail lines and one result line "<name>: <figures> ... ratio=<x>".
 #
-#   bench/run.sh bench   recorder, producer, workload, decoder (< 10 min)
+#   bench/run.sh bench   recorder, producer, workload, decoder, scale (< 10 min)
 #   bench/run.sh soak    soak (10 min by default)
 #
 # Parameters (environment): DECODER_SIZE (default 1G), SOAK_SECONDS (600),
@@ -25,6 +25,7 @@ bench)
     run producer
     run workload
     run decoder --size "${DECODER_SIZE:-1G}"
+    run scale
     ;;
 soak)
     run soak --seconds "${SOAK_SECONDS:-600}" --rate "${SOAK_RATE:-1000000}"

@@ -612,8 +612,8 @@ def test_overlapping_buffers_of_two_cpus_are_merged_by_timestamp(mem_ring):
     stamps[0][0] = 1                                  # 0 would mean "no timestamp" to min_ts
     _emit_all(r.writer, stamps)
     runs = r.drain()
-    # The bisect merge hands out each burst as one run, counted.
-    assert [n for _, n in runs] == [5] * 120
+    # The merge hands out its output as one run, counted.
+    assert [n for _, n in runs] == [600]
     got = decode(runs)
     assert [ts for _, ts, _ in got] == sorted(stamps[0] + stamps[1])
     for cpu in (0, 1):
@@ -633,6 +633,58 @@ def test_overlapping_buffers_of_two_cpus_are_merged_by_timestamp(mem_ring):
     # ordered=False: whole buffers, however they overlap.
     recs = _emit_all(r.writer, {0: [2000, 2002, 2004], 1: [2001, 2003]})
     assert sorted(r.drain(ordered=False)) == sorted([(b"".join(recs[0]), 3), (b"".join(recs[1]), 2)])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_merge_is_a_stable_sort_for_any_sequences_lengths_and_ties(seed):
+    """pyelog/kernel/_merge.c on its own, against its definition: the
+    records of all sequences ordered by (timestamp, sequence), each
+    sequence's order kept. Up to 130 sequences of 0-60 records of 32-300
+    bytes, few distinct timestamps (many ties), merged through an output
+    buffer that holds only a few records at a time (so that it stops
+    between runs and inside them, and resumes)."""
+    rng = random.Random(seed)
+    k = rng.choice([1, 2, 3, 8, 64, 130])
+    blob, regions, expected = bytearray(), [], []
+    for i in range(k):
+        start = len(blob)
+        for j, t in enumerate(sorted(rng.randrange(1, 40) for _ in range(rng.randrange(0, 60)))):
+            blob += rec(t, i << 20 | j, length=rng.randrange(32 + 4, 300))
+            expected.append((t, i, j))
+        regions.append([start, len(blob)])
+    expected.sort()
+    dst = bytearray(rng.choice([300, 1000, 1 << 16]))
+    merged, records = [], 0
+    while True:
+        nbytes, n = ringmod._ring.merge(bytes(blob), regions, dst)
+        if not nbytes:
+            break
+        merged += [(ts, seq >> 20, seq & 0xFFFFF) for _, ts, seq in decode([(bytes(dst[:nbytes]), n)])]
+        records += n
+    assert all(start == end for start, end in regions), "every sequence consumed"
+    assert records == len(merged)
+    assert merged == expected
+
+
+def test_a_bad_record_length_in_a_merge_names_its_offset(mem_ring):
+    r = mem_ring(ncpu=2, buffer_size=65536)
+    _emit_all(r.writer, {0: [1, 3, 5], 1: [2, 4, 6]})
+    elem = r.writer.elem
+    r.bufs[2 * elem + 36:2 * elem + 38] = struct.pack("<H", 31)   # CPU 1's second record
+    with pytest.raises(ringmod.RingCorrupt, match=f"bad record length 31 at mapping offset {2 * elem + 36}"):
+        r.drain()
+
+
+def test_a_merge_larger_than_its_buffer_comes_in_pieces(mem_ring, monkeypatch):
+    monkeypatch.setattr(ringmod, "MERGE_OUT", 65536)
+    r = mem_ring(ncpu=2, buffer_size=B128K)
+    n = 3000                                          # 2 x 108 000 bytes: four pieces
+    stamps = {cpu: [1 + 2 * i + cpu for i in range(n)] for cpu in (0, 1)}
+    _emit_all(r.writer, stamps)
+    runs = r.drain()
+    assert [len(run) for run, _ in runs] == [65520, 65520, 65520, 19440]
+    got = decode(runs)
+    assert [ts for _, ts, _ in got] == list(range(1, 2 * n + 1))
 
 
 def test_disjoint_buffers_are_handed_out_whole_in_timestamp_order(mem_ring):

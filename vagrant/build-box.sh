@@ -87,7 +87,7 @@ done
 packages=(
     systemd-sysv udev kmod dbus linux-image-amd64 linux-headers-amd64 initramfs-tools
     openssh-server sudo qemu-guest-agent rsync iproute2 iputils-ping procps netbase less make
-    python3 python3-venv python3-bpfcc bpftool iperf3 libatomic1
+    python3 python3-venv python3-dev gcc python3-bpfcc bpftool iperf3 libatomic1
 )
 t1=$SECONDS
 log "installing ${packages[*]}"

@@ -24,11 +24,15 @@ The reader:
   so each run is handed out with its record count and nobody walks it to
   count; the per-chunk byte counts also say where each chunk's records
   begin and end;
-* hands out contiguous runs of whole records as memoryviews straight into
-  the mapped buffer (no per-event copy), merged across CPUs in timestamp
-  order within one drain epoch; when the buffers' timestamp ranges do not
-  overlap (the common case at low rates), whole buffers are handed out
-  without looking at single records;
+* hands out contiguous runs of whole records, merged across CPUs in
+  timestamp order within one drain epoch: when the buffers' timestamp
+  ranges do not overlap (the common case at low rates), whole buffers as
+  memoryviews straight into the mapped buffer, without looking at single
+  records; when they overlap, the output of a k-way merge in C
+  (``_ring.c``: a tournament tree of sequences, one memcpy per run) in
+  pieces of :data:`MERGE_OUT` bytes. Python never touches single records
+  on this path, so its cost per event does not grow with the CPUs
+  producing (``make bench``'s ``scale:`` line);
 * then resets ``written[b]`` and, in one CAS, clears ``reader_len`` and sets
   ``swap_allowed``.
 
@@ -49,7 +53,6 @@ more than one buffer of slack.
 """
 from __future__ import annotations
 
-import bisect
 import ctypes
 import mmap
 import select
@@ -57,12 +60,14 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
+from pyelog.kernel import _ring
 from pyelog.records.format import EVENT_HEADER
 
-# (event_length, timestamp) of a record header: the merge reads only these.
-_LEN_TS = struct.Struct("<H6xQ")
+# The merge (C) reads event_length at offset 0 and the timestamp at 8 of
+# each 32-byte header: the same fields as EVENT_HEADER's first and fifth.
 _probe = bytes(range(EVENT_HEADER.size))
-assert _LEN_TS.unpack_from(_probe) == EVENT_HEADER.unpack(_probe)[0:5:4]
+assert EVENT_HEADER.size == 32
+assert EVENT_HEADER.unpack(_probe)[0:5:4] == struct.unpack_from("<H6xQ", _probe)
 del _probe
 
 # The layout the C shares with this reader (bpf/eventlog.h). The loader
@@ -80,6 +85,9 @@ CHUNK_MAX = 1 << 28         # EVENTLOG_CHUNK_MAX
 MAX_CHUNKS = 4              # EVENTLOG_MAX_CHUNKS
 # Longest doorbell wait after a drain of >= buffer_size // 8 bytes.
 BUSY_WAIT = 0.001
+# Bytes of merged records handed out at a time (the merge's one buffer;
+# at least the longest record, 65535 bytes).
+MERGE_OUT = 1 << 20
 
 # Offsets inside struct eventlog_cpu_state.
 _OFF_STATE = 0
@@ -293,6 +301,7 @@ class RingReader:
         self.records = 0        # records handed out by this reader
         self._busy = False      # the last drain was large: wait briefly
         self._in_flight = False  # a held buffer still had a copy in flight
+        self._merged: bytearray | None = None   # the merge's output, made on first use
 
     # -- protocol primitives ------------------------------------------------
     def _addr(self, cpu: int, off: int) -> int:
@@ -325,19 +334,7 @@ class RingReader:
         buffer is ready to be consumed (all its reserved bytes written),
         else None.
         """
-        addr = self._addr(cpu, _OFF_STATE)
-        word = self._a.load(addr, _SEQ_CST)
-        while True:
-            active, swap_ok, pos, rlen = unpack_state(word)
-            if not swap_ok:
-                break                       # reader buffer already holds rlen bytes
-            if pos == 0:
-                return None                 # nothing anywhere on this CPU
-            new = (pos << 32) | (active ^ 1)  # swap: reader gets the active buffer
-            won, word = self._a.cas(addr, word, new)
-            if won:
-                word = new
-                break
+        word = _ring.take(self._state, cpu * STATE_SIZE + _OFF_STATE)
         active, _, _, rlen = unpack_state(word)
         rb = active ^ 1
         if rlen == 0:
@@ -359,13 +356,7 @@ class RingReader:
         self._a.store(self._addr(cpu, _OFF_MAX_TS + 8 * rb), 0, _SEQ_CST)
         for k in range(self.chunks):
             self._a.store(self._addr(cpu, self._written(rb, k)), 0, _SEQ_CST)
-        addr = self._addr(cpu, _OFF_STATE)
-        word = self._a.load(addr, _SEQ_CST)
-        while True:
-            new = (word & 0xFFFFFFFF) | 2   # reader_len := 0, swap_allowed := 1
-            won, word = self._a.cas(addr, word, new)
-            if won:
-                return
+        _ring.release(self._state, cpu * STATE_SIZE + _OFF_STATE)
 
     # -- draining ------------------------------------------------------------
     def wait(self, timeout: float) -> bool:
@@ -454,50 +445,28 @@ class RingReader:
             return
         # Chunks of one buffer are merged as separate sequences: each is in
         # order, and together they are the buffer's.
-        yield from self._merge([(start, end) for *_, regions in spans
+        yield from self._merge([[start, end] for *_, regions in spans
                                 for start, end, _ in regions])
 
-    def _index(self, start: int, end: int) -> tuple[list[int], list[int]]:
-        offs: list[int] = []
-        tss: list[int] = []
-        unpack = _LEN_TS.unpack_from
-        buf = self._bufs
-        off = start
-        while off < end:
-            ln, ts = unpack(buf, off)
-            if ln < EVENT_HEADER.size or off + ln > end:
-                raise RingCorrupt(f"bad record length {ln} at mapping offset {off}")
-            offs.append(off)
-            tss.append(ts)
-            off += ln
-        offs.append(end)
-        return offs, tss
+    def _merge(self, seqs: list[list[int]]) -> Iterator[tuple[memoryview, int]]:
+        """Merge ordered sequences ([start, end) in the mapping) by timestamp.
 
-    def _merge(self, bufs: list[tuple[int, int]]) -> Iterator[tuple[memoryview, int]]:
-        """k-way merge by timestamp, emitting (run, records) (bisect finds run ends).
-
-        ``bufs``: (start, end) of each ordered sequence in the mapping.
+        The merge itself is C (pyelog/kernel/_ring.c): it looks at every
+        record, which Python could do only a few million times a second.
+        It fills :data:`MERGE_OUT` bytes at a time, so memory stays flat
+        whatever the number of CPUs and buffer size.
         """
-        view = self._view
-        idx = [self._index(start, end) for start, end in bufs]
-        heads = [0] * len(idx)
-        live = [i for i in range(len(idx)) if idx[i][1]]
-        while live:
-            if len(live) == 1:
-                i = live[0]
-                offs, tss = idx[i]
-                yield view[offs[heads[i]]:offs[-1]], len(tss) - heads[i]
+        if self._merged is None:
+            self._merged = bytearray(MERGE_OUT)
+        out = memoryview(self._merged)
+        while True:
+            try:
+                nbytes, n = _ring.merge(self._bufs, seqs, self._merged)
+            except ValueError as e:
+                raise RingCorrupt(str(e)) from None
+            if not nbytes:
                 return
-            i = min(live, key=lambda b: idx[b][1][heads[b]])
-            bound = min(idx[b][1][heads[b]] for b in live if b != i)
-            offs, tss = idx[i]
-            j = bisect.bisect_right(tss, bound, heads[i])
-            if j <= heads[i]:
-                j = heads[i] + 1
-            yield view[offs[heads[i]]:offs[j]], j - heads[i]
-            heads[i] = j
-            if j >= len(tss):
-                live.remove(i)
+            yield out[:nbytes], n
 
     def stats(self) -> RingStats:
         """Drop/oversize/swap counters summed over CPUs, plus reader totals."""
