@@ -61,6 +61,25 @@ def machine() -> str:
             f"{os.cpu_count()}x {cpu} {mem} GiB python {platform.python_version()}")
 
 
+class Steal:
+    """CPU time the hypervisor took from this VM ("steal" in /proc/stat)
+    while a benchmark ran, as a share of all CPU time: on a shared machine
+    it is what makes a reader miss its wake-up, so recorder lines show it."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        return ticks[7] if len(ticks) > 7 else 0, sum(ticks)
+
+    def pct(self) -> float:
+        steal, total = self._read()
+        return 100 * (steal - self.start[0]) / max(total - self.start[1], 1)
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 

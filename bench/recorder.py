@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from common import (BccRecorder, Getppid, Recorder, cleanup, note, result, scratch_dir,
+from common import (BccRecorder, Getppid, Recorder, Steal, cleanup, note, result, scratch_dir,
                     testrun)
 
 MODES = ("pyelog", "ringbuf", "perf")
@@ -45,6 +45,7 @@ def one_run(mode: str, producer: str, threads: int, seconds: float,
     """One recorder, one producer run; the recorder's figures plus rates."""
     out = os.path.join(scratch_dir(), f"{mode}.out")
     cls = Recorder if mode == "pyelog" else BccRecorder
+    steal = Steal()
     args = ["-o", out] if mode == "pyelog" else ["--mode", mode, "-o", out]
     if producer == "getppid":
         g = Getppid(seconds, threads=threads, first_cpu=0)
@@ -65,7 +66,8 @@ def one_run(mode: str, producer: str, threads: int, seconds: float,
          f"dropped {figs['dropped']:.0f} of {figs['emitted']:.0f} "
          f"({100 * figs['dropped'] / max(figs['emitted'], 1):.1f} %), "
          f"producer {drv['rate'] / 1e6:.2f} M/s, "
-         f"accounting {'exact' if figs['exact'] else 'MISMATCH'}")
+         f"accounting {'exact' if figs['exact'] else 'MISMATCH'}, "
+         f"steal {steal.pct():.0f} %")
     if not figs["exact"]:
         raise SystemExit(f"recorder: {mode} emitted != written + dropped: {figs}")
     return figs

@@ -13,7 +13,18 @@ drains the control blocks are set back to "full, ready" (not timed).
 Per CPU count: events/s and ns/event of the drains, and ns/event divided
 by log2(CPUs), which stays flat if the cost grows as log(CPUs).
 
-Result line: ``scale: cpus1=<events/s> ... ns1=<ns/event> ... ratio=<slowest
+Sessions (root, BPF): a recorder (Loader, test provider, one ring
+subscriber) with ``--max-sessions`` N for N = 10 k, 100 k and 1 M, the
+table filled with N sessions, then events emitted one per
+BPF_PROG_TEST_RUN of test_ctl, each on a session drawn at random from the
+N (the session lookup misses the CPU caches as a busy server's would),
+drained as they come. Per N: the producer's ns per event (BPF run time,
+BPF_ENABLE_STATS, over the same with 1 session), the kernel memory of the
+recorder's maps (memlock in fdinfo) and its own RSS; exact accounting
+(emitted = received + dropped) is checked.
+
+Result line: ``scale: cpus1=<events/s> ... ns1=<ns/event> ...
+sess_ns_1=.. sess_ns_10k=.. ... map_mib_1m=.. rss_mib_1m=.. ratio=<slowest
 events/s / 20 M>`` (>= 1: every CPU count meets the 20 M events/s target).
 """
 from __future__ import annotations
@@ -21,11 +32,13 @@ from __future__ import annotations
 import argparse
 import math
 import mmap
+import os
+import random
 import statistics
 import struct
 import time
 
-from common import note, result
+from common import enable_bpf_stats, note, prog_runtime, result, rss_kib
 from pyelog.kernel import ring
 from pyelog.kernel.ring import RingReader
 
@@ -101,11 +114,64 @@ def measure(ncpu: int, buffer_size: int, min_seconds: float) -> float:
         rings.close()
 
 
+def map_memory(pid: int | str = "self") -> int:
+    """Bytes of kernel memory (memlock) of every BPF map the process holds."""
+    total = 0
+    fds = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(fds):
+        try:
+            with open(os.path.join(fds, fd)) as f:
+                info = dict(line.split(":", 1) for line in f if ":" in line)
+        except OSError:
+            continue
+        if "map_type" in info:
+            total += int(info.get("memlock", "0").strip())
+    return total
+
+
+def sessions_cost(n: int, events: int) -> dict[str, float]:
+    """A recorder sized for and holding ``n`` sessions: ns per event (BPF
+    run time of test_ctl, one event per run, on random sessions), its map
+    memory and RSS."""
+    from pyelog.kernel.loader import LEVEL_TRACE, Loader, Subscription
+    from pyelog.providers import test as tp
+
+    L = Loader([tp.provider()], max_sessions=n)
+    sub = L.add_ring_subscriber(ring.BUFFER_SIZE_DEFAULT,
+                                [Subscription("test", LEVEL_TRACE, 0xFFFFFFFF)])
+    received = 0
+    with L:
+        d = tp.TestDriver(L, L.providers[0])
+        for sid in range(1, n + 1):
+            d.create_session(sid)
+            if sid % 8192 == 0:
+                received += sum(k for _, k in sub.drain_counted(0))
+        rng = random.Random(n)
+        sids = [rng.randrange(1, n + 1) for _ in range(events)]
+        ns0, runs0 = prog_runtime(d.fd)
+        for i, sid in enumerate(sids):
+            d.emit(sid)
+            if i % 8192 == 8191:
+                received += sum(k for _, k in sub.drain_counted(0))
+        ns1, runs1 = prog_runtime(d.fd)
+        received += sum(k for _, k in sub.drain_counted(0))
+        dropped = sub.stats().dropped + L.provider_lost()
+        if n + events != received + dropped or L.sessions_failed():
+            raise SystemExit(f"scale: {n} sessions: emitted {n + events} != received {received} "
+                             f"+ dropped {dropped} (sessions refused: {L.sessions_failed()})")
+        mem = map_memory()
+        rss = rss_kib(os.getpid()) * 1024
+    return {"ns": (ns1 - ns0) / max(runs1 - runs0, 1), "map": mem, "rss": rss}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cpus", default="1,2,8,32,64,128")
     ap.add_argument("-b", "--buffer-size", type=int, default=ring.BUFFER_SIZE_DEFAULT)
     ap.add_argument("--seconds", type=float, default=1.0, help="drain time per CPU count")
+    ap.add_argument("--sessions", default="10000,100000,1000000",
+                    help="session counts (needs root and BPF; empty: skip)")
+    ap.add_argument("--events", type=int, default=200_000, help="events per session count")
     a = ap.parse_args()
     figures: dict[str, float] = {}
     rates = []
@@ -118,6 +184,23 @@ def main() -> int:
         figures[f"cpus{ncpu}"] = rate
         figures[f"ns{ncpu}"] = ns
         rates.append(rate)
+    if a.sessions:
+        stats_fd = enable_bpf_stats()
+        if stats_fd is None:
+            raise SystemExit("scale: BPF_ENABLE_STATS refused (root needed)")
+        base = sessions_cost(1, a.events)
+        figures["sess_ns_1"] = base["ns"]
+        note(f"producer, 1 session: {base['ns']:.0f} ns/event (BPF run time per test_ctl run)")
+        for n in (int(x) for x in a.sessions.split(",")):
+            c = sessions_cost(n, a.events)
+            tag = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}m"
+            note(f"producer, {n:>9,} sessions: {c['ns']:.0f} ns/event ({c['ns'] / base['ns']:.2f}x 1 session), "
+                 f"recorder maps {c['map'] / 2**20:.0f} MiB ({(c['map'] - base['map']) / n:.0f} B per session), "
+                 f"RSS {c['rss'] / 2**20:.0f} MiB")
+            figures[f"sess_ns_{tag}"] = c["ns"]
+            figures[f"map_mib_{tag}"] = c["map"] / 2**20
+            figures[f"rss_mib_{tag}"] = c["rss"] / 2**20
+        os.close(stats_fd)
     result("scale", **figures, ratio=min(rates) / TARGET)
     return 0
 

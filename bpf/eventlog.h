@@ -146,7 +146,7 @@ struct eventlog_provider_stats {
 	__u64 sessions_created;
 	__u64 sessions_ended;
 	__u64 sessions_failed;  /* session map full */
-	__u64 _pad;
+	__u64 creates_lost;     /* SESSION_CREATEs of refused sessions (see below) */
 };
 
 /* Per subscriber, per CPU control block (mmapped by the reader). */
@@ -457,6 +457,27 @@ eventlog_session_insert(__u32 provider_id, __u64 session_id, int enabled, int *c
 }
 
 /*
+ * A session the table refused (eventlog_session_insert returned NULL) would
+ * have begun with a SESSION_CREATE if enabled (enabled < 0: the provider's
+ * default) and subscribed to: count that event as lost. User space adds
+ * creates_lost to every subscriber's dropped events, so a capture's header
+ * says that something is missing; the refused session's later events are
+ * never produced (no session), its sessions_failed entry says which.
+ */
+static __always_inline void eventlog_session_refused(__u32 provider_id, int enabled)
+{
+	struct eventlog_provider *p = eventlog_providers.lookup(&provider_id);
+	struct eventlog_provider_stats *ps = eventlog_provider_stats.lookup(&provider_id);
+
+	if (!p || !ps)
+		return;
+	if (enabled < 0)
+		enabled = p->default_enabled;
+	if (enabled && p->level >= EVENTLOG_LEVEL_INFO && (p->keywords & EVENTLOG_KEYWORD_SESSION))
+		__sync_fetch_and_add(&ps->creates_lost, 1);
+}
+
+/*
  * Create (or return the existing) session.  Emits SESSION_CREATE with the
  * given payload only when the session is enabled and someone subscribes to
  * the provider, as FreeBSD does.  NULL when the session map is full.
@@ -468,6 +489,8 @@ eventlog_session_create(__u32 provider_id, __u64 session_id, const void *payload
 	struct eventlog_session *s = eventlog_session_insert(provider_id, session_id, -1, &created);
 	struct eventlog_provider *p;
 
+	if (!s)
+		eventlog_session_refused(provider_id, -1);
 	if (!s || !created || !s->enabled)
 		return s;
 	p = eventlog_providers.lookup(&provider_id);

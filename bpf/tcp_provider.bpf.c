@@ -603,6 +603,7 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 
 	s = tcp_session_new(cookie);
 	if (!s) {
+		eventlog_session_refused(EL_PROVIDER_ID, enabled);
 		if (emb) {
 			tcp_embryo.delete(&ek);
 		}

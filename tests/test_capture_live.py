@@ -137,7 +137,7 @@ def test_summary_matches_the_traffic(tmp_path):
 
 def test_session_table_full_is_reported(tmp_path):
     # Two slots; one exchange holds three sockets (listener, client, server)
-    # at once: at least one is refused, and -s says how many.
+    # at once: at least one is refused, and -s and the header say how many.
     rec = Recorder(["-s", "-c", "tcp", "--max-sessions", "2", "-o", str(tmp_path / "s.elog")])
     try:
         exchange(5150)
@@ -145,3 +145,9 @@ def test_session_table_full_is_reported(tmp_path):
         assert rec.stop() == 0
     m = re.search(r"Sessions not tracked \(table full, see --max-sessions\): (\d+)", rec.stderr)
     assert m and int(m.group(1)) >= 1, rec.stderr
+    # Every TCP session is enabled here (-c tcp): each refused one is one
+    # SESSION_CREATE lost, in -s and in the capture's header, nothing else.
+    refused = int(m.group(1))
+    assert re.search(rf"Dropped events: {refused}\n", rec.stderr), rec.stderr
+    with ElogReader(tmp_path / "s.elog") as r:
+        assert r.header.dropped_events == refused

@@ -167,7 +167,8 @@ def test_provider_lost_counts_each_counter_once():
 @pytest.mark.kernel
 def test_session_table_full_counts_each_session_not_tracked():
     """``max_sessions`` slots: the next sessions are refused and each is
-    counted once (sessions_failed, what -s and the status line show)."""
+    counted once (sessions_failed, what -s and the status line show), its
+    SESSION_CREATE once among the lost events (the capture's dropped)."""
     from pyelog.providers import test as tp
     L = Loader([tp.provider()], max_sessions=8)
     sub = L.add_ring_subscriber(65536, [Subscription("test", LEVEL_TRACE, 0xFFFFFFFF)])
@@ -182,6 +183,9 @@ def test_session_table_full_counts_each_session_not_tracked():
                 refused.append(sid)
         assert refused == [9, 10, 11, 12]
         assert L.sessions_failed() == 4 and L.provider_stats(p)["sessions_created"] == 8
+        # Each refused session was enabled and subscribed to: its
+        # SESSION_CREATE is a lost event, in every subscriber's drops.
+        assert L.provider_lost() == 4 and sub.stats().dropped == 0
         d.create_session(3)                     # an existing session is no new slot
         d.end_session(1)
         d.create_session(9)                     # a freed slot is used again

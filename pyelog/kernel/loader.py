@@ -312,6 +312,11 @@ class Loader:
         self.providers: list[ProviderInstance] = []
         self.subscribers: list[Subscriber] = []
         self.max_sessions = max_sessions
+        # Sessions user space could not insert (a provider's dump-state
+        # replay), and how many of them would have logged SESSION_CREATE:
+        # counted beside BPF's own (session_refused()).
+        self._refused = 0
+        self._refused_creates = 0
         self.cflags = list(cflags)
         self.bpf = None
         self._links: list[int] = []
@@ -500,9 +505,22 @@ class Loader:
 
     def provider_lost(self) -> int:
         """Events the providers lost before the core saw them (see
-        ProviderSpec.lost); each distinct counter is read once."""
+        ProviderSpec.lost; each distinct counter is read once), and the
+        SESSION_CREATEs of enabled sessions the session table refused
+        (``creates_lost``, see eventlog_session_refused in bpf/eventlog.h)."""
         counters = {p.spec.lost for p in self.providers if p.spec.lost is not None}
-        return sum(lost(self) for lost in counters)
+        n = sum(lost(self) for lost in counters) + self._refused_creates
+        if self.bpf is not None:
+            t = self.bpf["eventlog_provider_stats"]
+            n += sum(t[t.Key(p.id)].creates_lost for p in self.providers)
+        return n
+
+    def session_refused(self, enabled: bool) -> None:
+        """A session user space tried to add to the kernel's table (a
+        dump-state replay) found it full: counted as BPF counts the ones it
+        refuses (sessions_failed, and its SESSION_CREATE as lost if enabled)."""
+        self._refused += 1
+        self._refused_creates += bool(enabled)
 
     def sessions_failed(self) -> int:
         """Sessions the session table had no room for (``max_sessions``),
@@ -510,7 +528,7 @@ class Loader:
         if self.bpf is None:
             return 0
         t = self.bpf["eventlog_provider_stats"]
-        return sum(t[t.Key(p.id)].sessions_failed for p in self.providers)
+        return self._refused + sum(t[t.Key(p.id)].sessions_failed for p in self.providers)
 
     def provider_filter(self, p: ProviderInstance) -> tuple[int, int]:
         """The provider instance's aggregate (level, keywords)."""

@@ -608,8 +608,9 @@ def _dump_state(loader: Loader, inst: ProviderInstance, sub_index: int) -> None:
             leaf.created_at = _boot_us()
             try:
                 table[key] = leaf
-            except Exception:
-                continue                  # session map full: as sessions_failed in BPF
+            except Exception:               # session map full
+                loader.session_refused(enabled)
+                continue
             created.append(key)
         if not enabled:
             continue
