@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """bcc's usual path, as its own process: the baseline the recorder is compared with.
 
-    bcc_record.py --mode ringbuf|perf|empty --tgid PID [-o FILE]
+    bcc_record.py --mode ringbuf|libbpf|perf|empty --tgid PID [-o FILE]
 
 One BPF program on syscalls:sys_enter_getppid, for one thread group (plus
 ``emit_batch``, the same events in batches for bench/drivers/testrun_loop.c,
@@ -11,6 +11,10 @@ sequence number) sent with
 * ringbuf: ``BPF_RINGBUF_OUTPUT`` (16 MiB) + ``ringbuf_output(.., 0)``
   (flags 0: the kernel wakes the consumer whenever it is waiting, i.e. up to
   once per event) and ``ring_buffer_poll()`` with a Python callback;
+* libbpf: the same ring buffer program, consumed by a C program instead
+  (bench/drivers/libbpf_ringbuf.c: libbpf's ring_buffer__poll, fwrite of
+  each event), the map handed over by a bpffs pin: what a libbpf-tools-style
+  C recorder achieves;
 * perf: ``BPF_PERF_OUTPUT`` (16 MiB per CPU) + ``perf_submit`` and
   ``perf_buffer_poll()`` with a Python callback;
 * empty: the same hook and sequence counter, no output (the hook's floor).
@@ -37,7 +41,7 @@ import warnings
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)   # bcc str->bytes noise
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import busiest_prog_ns, enable_bpf_stats, prog_id  # noqa: E402
+from common import busiest_prog_ns, driver, enable_bpf_stats, parse_kv, prog_id  # noqa: E402
 
 PROG = r"""
 struct event { u64 ts; u64 seq; u32 pid; u32 tid; u32 cpu; u32 pad; u64 arg; };  // 40 bytes
@@ -107,7 +111,7 @@ int emit_batch(struct bpf_raw_tracepoint_args *ctx)
     return n;
 }
 """
-MODES = {"empty": 0, "ringbuf": 1, "perf": 2}
+MODES = {"empty": 0, "ringbuf": 1, "libbpf": 1, "perf": 2}
 
 
 def main() -> int:
@@ -136,9 +140,24 @@ def main() -> int:
     def on_lost(n):
         pass
 
+    consumer = None
     if a.mode == "ringbuf":
         b["events"].open_ring_buffer(lambda ctx, data, size: on_event(0, data, size))
         poll = lambda t: b.ring_buffer_poll(t)      # noqa: E731
+    elif a.mode == "libbpf":
+        import subprocess
+        import time
+        from bcc import libbcc
+        pin = f"/sys/fs/bpf/pyelog-bench-{os.getpid()}-events"
+        if libbcc.lib.bpf_obj_pin(b["events"].map_fd, pin.encode()) != 0:
+            raise SystemExit(f"bcc_record: cannot pin the ring buffer at {pin}")
+        out.close()
+        consumer = subprocess.Popen([driver("libbpf_ringbuf"), pin, a.output],
+                                    stdout=subprocess.PIPE, text=True)
+        if consumer.stdout.readline().strip() != "ready":
+            raise SystemExit("bcc_record: libbpf_ringbuf did not start")
+        os.unlink(pin)                              # the consumer holds its own fd
+        poll = lambda t: time.sleep(t / 1000)       # noqa: E731
     elif a.mode == "perf":
         b["events"].open_perf_buffer(on_event, page_cnt=4096, lost_cb=on_lost)
         poll = lambda t: b.perf_buffer_poll(t)      # noqa: E731
@@ -156,8 +175,14 @@ def main() -> int:
         b.ring_buffer_consume()
     elif a.mode == "perf":
         poll(0)
+    elif consumer is not None:
+        consumer.send_signal(signal.SIGTERM)
+        written = int(parse_kv(consumer.stdout.read()).get("written", -1))
+        if consumer.wait() != 0:
+            raise SystemExit("bcc_record: libbpf_ringbuf failed")
     c = b["cfg"][ctypes.c_int(0)]
-    out.close()
+    if not out.closed:
+        out.close()
     prog_ns = busiest_prog_ns(b.funcs.values()) if stats_fd is not None else 0.0
     print(f"written={written} dropped={c.lost} emitted={c.seq} prog_ns={prog_ns:.1f} "
           f"maxrss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)

@@ -99,12 +99,16 @@ def scratch_dir() -> str:
     return _tmp
 
 
+# Libraries a driver links with (Debian's -dev packages, installed by setup.sh).
+_LIBS = {"libbpf_ringbuf": ["-lbpf"]}
+
+
 def driver(name: str) -> str:
     """Compile bench/drivers/<name>.c with gcc into the temp dir (once); its path."""
     if name not in _built:
         exe = os.path.join(scratch_dir(), name)
-        subprocess.run(["gcc", "-O2", "-pthread", "-o", exe, str(BENCH / "drivers" / f"{name}.c")],
-                       check=True)
+        subprocess.run(["gcc", "-O2", "-pthread", "-o", exe, str(BENCH / "drivers" / f"{name}.c"),
+                        *_LIBS.get(name, [])], check=True)
         _built[name] = exe
     return _built[name]
 

@@ -8,6 +8,9 @@ writing everything it receives to a file in the scratch dir):
            buffer size (512 KiB per buffer, two per CPU), 36-byte SIMPLE_EVENTs
   ringbuf  bench/bcc_record.py: BPF_RINGBUF_OUTPUT 16 MiB, ring_buffer_poll,
            a Python callback appends each raw 40-byte event to the file
+  libbpf   the same ring buffer read by a C program with libbpf
+           (bench/drivers/libbpf_ringbuf.c: ring_buffer__poll, fwrite of each
+           event): a libbpf-tools-style C recorder, the strongest peer
   perf     bench/bcc_record.py: BPF_PERF_OUTPUT 16 MiB per CPU, perf_buffer_poll
 
 Producers, one pinned thread per CPU, on one CPU then on both:
@@ -26,7 +29,8 @@ still buffered at the end are drained and count; lost ones do not). Every
 run checks exact accounting: emitted == written + dropped.
 
 Result line: ``recorder: pyelog_1cpu=.. drops_1cpu=.. pyelog_2cpu=..
-drops_2cpu=.. paced=.. paced_drops=.. ringbuf_1cpu=.. ... ratio=<best
+drops_2cpu=.. paced=.. paced_drops=.. ringbuf_1cpu=.. ... libbpf_1cpu=..
+... vs_libbpf_1cpu=<pyelog / libbpf, one CPU> vs_libbpf_2cpu=.. ratio=<best
 pyelog / best ringbuf events/s written, batch producer>``.
 """
 from __future__ import annotations
@@ -37,7 +41,7 @@ import os
 from common import (BccRecorder, Getppid, Recorder, Steal, cleanup, note, result, scratch_dir,
                     testrun)
 
-MODES = ("pyelog", "ringbuf", "perf")
+MODES = ("pyelog", "ringbuf", "libbpf", "perf")
 
 
 def one_run(mode: str, producer: str, threads: int, seconds: float,
@@ -103,6 +107,10 @@ def main() -> int:
                paced=paced["written_per_s"], paced_drops=int(paced["dropped"]),
                ringbuf_1cpu=w("ringbuf", 1), ringbuf_lost_1cpu=d("ringbuf", 1),
                ringbuf_2cpu=w("ringbuf", 2), ringbuf_lost_2cpu=d("ringbuf", 2),
+               libbpf_1cpu=w("libbpf", 1), libbpf_lost_1cpu=d("libbpf", 1),
+               libbpf_2cpu=w("libbpf", 2), libbpf_lost_2cpu=d("libbpf", 2),
+               vs_libbpf_1cpu=w("pyelog", 1) / w("libbpf", 1),
+               vs_libbpf_2cpu=w("pyelog", 2) / w("libbpf", 2),
                perf_1cpu=w("perf", 1), perf_2cpu=w("perf", 2),
                getppid_pyelog=gp["pyelog"]["written_per_s"],
                getppid_pyelog_drops=int(gp["pyelog"]["dropped"]),

@@ -13,6 +13,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 py=${PY:-$here/../.venv/bin/python}
 cd "$here/.."
 
+# What only the benchmarks need: libbpf for the C ring-buffer peer (recorder).
+./setup.sh --packages libbpf-dev || exit 1
 "$py" -c 'import sys; sys.path.insert(0, "bench"); import common; print("machine:", common.machine())'
 status=0
 run() {
