@@ -18,8 +18,10 @@ cd "$here/.."
 "$py" -c 'import sys; sys.path.insert(0, "bench"); import common; print("machine:", common.machine())'
 status=0
 run() {
+    local t=$SECONDS
     echo "== $1"
     "$py" "bench/$1.py" "${@:2}" || { echo "$1: FAILED (exit $?)"; status=1; }
+    echo "== $1: $((SECONDS - t)) s"
 }
 case "${1:-bench}" in
 bench)
@@ -37,4 +39,5 @@ soak)
     exit 2
     ;;
 esac
+echo "== all: $SECONDS s"
 exit $status

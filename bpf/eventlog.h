@@ -229,6 +229,15 @@ eventlog_reserve(struct eventlog_cpu_state *st, __u64 size, __u64 total,
 
 /* Writer step 2: copy the record into the bytes reserved (pos within
  * chunk `chunk` of buffer `active`, whose data is `buf`), then publish. */
+/* Payloads copied with plain loads and stores: one part, its size a
+ * compile-time constant (__builtin_constant_p is decided after inlining)
+ * and small. Anything else (variable sizes: the TCP outbox, varlen tails)
+ * goes through bpf_probe_read_kernel. */
+#define EVENTLOG_PLAIN_COPY_MAX 128
+#define EVENTLOG_PLAIN_COPY(hl, tl) \
+	(__builtin_constant_p(hl) && __builtin_constant_p(tl) && (tl) == 0 && \
+	 (hl) > 0 && (hl) <= EVENTLOG_PLAIN_COPY_MAX)
+
 static __always_inline void
 eventlog_copy(struct eventlog_cpu_state *st, char *buf, __u64 chunk_size, __u64 active,
 	      __u64 chunk, __u64 pos, const struct eventlog_header *hdr, const void *head,
@@ -259,10 +268,17 @@ eventlog_copy(struct eventlog_cpu_state *st, char *buf, __u64 chunk_size, __u64 
 		*(__u64 *)(dst + 8) = hdr->timestamp;
 		*(__u64 *)(dst + 16) = hdr->session_id;
 		*(__u64 *)(dst + 24) = *((const __u64 *)hdr + 3);
-		if (h)
-			bpf_probe_read_kernel(dst + EVENTLOG_HEADER_SIZE, h, head);
-		if (t)
-			bpf_probe_read_kernel(dst + EVENTLOG_HEADER_SIZE + h, t, tail);
+		if (EVENTLOG_PLAIN_COPY(hl, tl)) {
+			/* A payload of a size known when compiling (a generated
+			 * _LOG macro's sizeof): plain loads and stores, no helper
+			 * call. hl, not h: clang must see the constant. */
+			__builtin_memcpy(dst + EVENTLOG_HEADER_SIZE, head, hl);
+		} else {
+			if (h)
+				bpf_probe_read_kernel(dst + EVENTLOG_HEADER_SIZE, h, head);
+			if (t)
+				bpf_probe_read_kernel(dst + EVENTLOG_HEADER_SIZE + h, t, tail);
+		}
 	}
 	active &= 1;
 	if (hdr->timestamp > st->max_ts[active])
