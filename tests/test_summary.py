@@ -57,8 +57,11 @@ class Session:
     def rtt_sample(self, us):
         return self.ev(301, struct.pack("<II", us, us))
 
-    def rtt(self, rtt, min_rtt):
-        return self.ev(300, struct.pack("<6I", rtt, rtt, 0, 0, min_rtt, 1))
+    def rtt(self, rtt, min_rtt, srtt=None):
+        return self.ev(300, struct.pack("<6I", rtt, rtt if srtt is None else srtt, 0, 0, min_rtt, 1))
+
+    def rto(self, srtt):
+        return self.ev(400, struct.pack("<iIIII", 1, srtt, 10, 10, 1))
 
     def retransmit(self, seq, segs=1):
         return self.ev(1001, struct.pack("<IIiB3x", seq % 2**32, segs, 0, EST))
@@ -117,12 +120,32 @@ def test_summarize_numbers(capture):
     # segs_in counts IN (one per packet received); IN_PROBE only without IN
     assert c.segs_out == 6 and c.segs_in == 1
     assert c.retransmits == 1
-    assert (c.rtt_min_us, c.rtt_max_us) == (45, 80)
+    # IN_PROBE's srtt (40) is below every sample: the min is an estimate.
+    assert (c.rtt_min_us, c.rtt_max_us) == (40, 80)
+    assert (c.rtt_min_src, c.rtt_max_src, c.rtt_src) == ("smoothed", "sample", "smoothed/sample")
     assert c.state == "CLOSE_WAIT" and c.ended
     assert c.start_us == 2_000_100 and c.duration_ms == pytest.approx(1.8)   # 19 events, 100 µs apart
     u = rows[11]
     assert u.bytes_sent == 100 and not u.ended and u.state == ""
     assert rows[9].listener and not c.listener
+
+
+def test_rtt_range_of_a_default_level_capture_includes_the_rto_srtt(tmp_path):
+    """At INFO a lossy transfer has RTT only at its start and end and, in
+    between, RTO events carrying srtt: the range must show how high the
+    RTT went (the issue: 115 µs reported, 7.9 ms seen by ss), and say that
+    the max is a smoothed estimate."""
+    path = tmp_path / "info.elog"
+    w = ElogWriter(path, [(1, "tcp")], start_utc_us=1_700_000_000_000_000)
+    c = Session(w, 12, 1_000_000)
+    c.create().conn("10.0.0.1", 40002, "10.0.0.2", 80).state(SYN_SENT, EST).rtt(85, 45)
+    c.rto(2100).rto(7900).rto(5200).rtt(110, 45, srtt=900).end()
+    w.close()
+    with ElogReader(path) as r:
+        (row,) = summarize(r, r.provider_names, ConsumerSet.default())
+    assert (row.rtt_min_us, row.rtt_max_us, row.rtt_src) == (45, 7900, "sample/smoothed")
+    assert row.report()["rtt_max_src"] == "smoothed"
+    assert cli.main(["summary", str(path)]) == 0
 
 
 def test_summary_cli(capture, capsys):
@@ -133,6 +156,9 @@ def test_summary_cli(capture, capsys):
     assert out[1].split()[:8] == ["10", "321", "curl", "10.0.0.1:40000", "10.0.0.2:80", "1.800",
                                   "2500", "300"]
     assert out[2].split()[-1] == "?*"                          # never ended, no state seen
+    assert out[0].split()[11:14] == ["RTT_MIN_US", "RTT_MAX_US", "RTT_SRC"]
+    assert out[1].split()[11:14] == ["40", "80", "smoothed/sample"]
+    assert out[2].split()[11:14] == ["-", "-", "-"]
     assert cli.main(["summary", str(capture), "--json", "--listeners"]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["session_id"] for r in rows] == [9, 10, 11]

@@ -29,7 +29,14 @@ by name:
   TSO/GSO or GRO packet of several segments counts once); IN_PROBE when a
   capture has no IN;
 * retransmissions: RETRANSMIT's segment counts (those sent: err 0);
-* RTT: min/max over RTT_SAMPLE (TRACE level) and RTT (INFO) measurements, µs;
+* RTT: min/max in µs over every RTT figure the capture holds: measured
+  samples (RTT_SAMPLE's rtt_us, RTT's rtt and min_rtt) and smoothed
+  estimates (srtt of RTT_SAMPLE, RTT, RTO and IN_PROBE; RCV_SPACE's
+  receiver-side estimate), so that a default-level (INFO) capture, which
+  has RTT only at the connection's start and end and at each RTO, still
+  shows how high the RTT went; RTT_SRC says whether the min and the max
+  are a measured ``sample`` or a ``smoothed`` estimate (``sample/smoothed``:
+  the min was measured, the max smoothed);
 * state: the last STATE_CHANGE (SESSION_END alone reads CLOSED).
 
 Listening sockets are left out unless ``--listeners`` is given; so is the
@@ -79,6 +86,8 @@ class TcpSession:
     retransmits: int = 0
     rtt_min_us: int | None = None
     rtt_max_us: int | None = None
+    rtt_min_src: str = ""              # "sample" (measured) or "smoothed" (an estimate)
+    rtt_max_src: str = ""
     state: str = ""
     # Working state, not reported.
     _iss: int | None = field(default=None, repr=False)
@@ -108,11 +117,24 @@ class TcpSession:
         d["duration_ms"] = round(self.duration_ms, 3)
         return d
 
-    def _rtt(self, us: int) -> None:
+    def _rtt(self, us: int, src: str = "sample") -> None:
+        """One RTT figure (0: the event had none); a measured sample wins a
+        tie with a smoothed estimate."""
         if us <= 0:
             return
-        self.rtt_min_us = us if self.rtt_min_us is None else min(self.rtt_min_us, us)
-        self.rtt_max_us = us if self.rtt_max_us is None else max(self.rtt_max_us, us)
+        if (self.rtt_min_us is None or us < self.rtt_min_us
+                or (us == self.rtt_min_us and src == "sample")):
+            self.rtt_min_us, self.rtt_min_src = us, src
+        if (self.rtt_max_us is None or us > self.rtt_max_us
+                or (us == self.rtt_max_us and src == "sample")):
+            self.rtt_max_us, self.rtt_max_src = us, src
+
+    @property
+    def rtt_src(self) -> str:
+        """Where the RTT range came from: one kind, or "min/max" kinds."""
+        if self.rtt_min_src == self.rtt_max_src:
+            return self.rtt_min_src or "-"
+        return f"{self.rtt_min_src}/{self.rtt_max_src}"
 
     def _out(self, f: dict, full: bool) -> None:
         self.segs_out += 1
@@ -174,14 +196,21 @@ class TcpSession:
         elif name == "IN_PROBE":
             self._probes += 1
             self._probe_len_sum += f["len"]
+            self._rtt(f["srtt_us"], "smoothed")
         elif name == "RETRANSMIT":
             if not f.get("err", 0):
                 self.retransmits += max(1, f.get("segs", 1))
         elif name == "RTT_SAMPLE":
             self._rtt(f["rtt_us"])
+            self._rtt(f["srtt_us"], "smoothed")
         elif name == "RTT":
             self._rtt(f["rtt"])
             self._rtt(f["min_rtt"])
+            self._rtt(f["srtt"], "smoothed")
+        elif name == "RTO":
+            self._rtt(f["srtt_us"], "smoothed")
+        elif name == "RCV_SPACE":
+            self._rtt(f["rtt_us"], "smoothed")
         elif name == "STATE_CHANGE":
             self.state = states.get(f["new_state"], str(f["new_state"]))
             if self.state in _PEER_FIN_STATES:
@@ -245,7 +274,7 @@ def _us(v: int | None) -> str:
 def format_table(rows: list[TcpSession]) -> str:
     """A tcplife-like table."""
     head = ("SESSION", "PID", "COMM", "LOCAL", "REMOTE", "MS", "TX_BYTES", "RX_BYTES",
-            "SEGS_OUT", "SEGS_IN", "RETRANS", "RTT_MIN_US", "RTT_MAX_US", "STATE")
+            "SEGS_OUT", "SEGS_IN", "RETRANS", "RTT_MIN_US", "RTT_MAX_US", "RTT_SRC", "STATE")
     lines = [head]
     for s in rows:
         def ep(addr: str, port: int) -> str:
@@ -256,7 +285,7 @@ def format_table(rows: list[TcpSession]) -> str:
                       ep(s.laddr, s.lport), ep(s.raddr, s.rport),
                       (">" if s.preexisting else "") + f"{s.duration_ms:.3f}",
                       str(s.bytes_sent), str(s.bytes_received), str(s.segs_out), str(s.segs_in),
-                      str(s.retransmits), _us(s.rtt_min_us), _us(s.rtt_max_us),
+                      str(s.retransmits), _us(s.rtt_min_us), _us(s.rtt_max_us), s.rtt_src,
                       (s.state or "?") + ("" if s.ended else "*")))
     widths = [max(len(r[i]) for r in lines) for i in range(len(head))]
     right = {1, 5, 6, 7, 8, 9, 10, 11, 12}
