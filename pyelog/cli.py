@@ -334,6 +334,14 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
         if o.providers:
             names = " ".join(terminal_safe(p.name) for p in reader.providers)
             print(f"[Providers] {len(reader.providers)} registered: {names}", file=err)
+        if o.output_dir is not None:
+            # As elog: one capture per session in the directory, named as a
+            # live -o dir= capture names them (-f tcp included).
+            from pyelog.tools.convert import split
+            tcp = ConsumerSet.with_extra(o.schemas).get("tcp") if o.format_tcp else None
+            split(iter(reader), o.output_dir, reader.providers, reader.check_complete,
+                  reader.header, tcp)
+            return 0
         if o.output:
             # elog's quirk, kept: -r with -o rewrites instead of printing.
             # Published at close: a failure leaves no half-written copy.

@@ -150,6 +150,25 @@ def test_split_one_file_per_session(cap, tmp_path):
         assert recs[0].event_id == SESSION_CREATE_ID and recs[-1].event_id == SESSION_END_ID
         assert head.event_count == len(recs) == 5 and head.dropped_events == 0
         assert providers == walk(cap)[1]
+        # Times stay those of the source: its UTC anchor, not this host's clock.
+        src = walk(cap)[0]
+        assert head.capture_start == recs[0].timestamp
+        assert head.start_utc_us == src.start_utc_us + head.capture_start - src.capture_start
+
+
+def test_read_to_a_directory_writes_one_capture_per_session(cap, tmp_path, capsys):
+    """``pyelog -r FILE -o dir=PATH`` does what elog does: one capture per
+    session in PATH (the same names and bytes as ``convert --split``),
+    nothing printed, exit 0; with ``-f tcp`` the files carry the ports."""
+    assert convert(cap, "--split", tmp_path / "split") == 0
+    assert cli.main(["-r", str(cap), "-o", f"dir={tmp_path / 'd'}"]) == 0
+    assert capsys.readouterr().out == ""
+    split = sorted((p.name, p.read_bytes()) for p in (tmp_path / "split").iterdir())
+    assert sorted((p.name, p.read_bytes()) for p in (tmp_path / "d").iterdir()) == split
+    assert [name for name, _ in split] == ["4097.elog", "4098.elog"]
+    assert cli.main(["-r", str(cap), "-o", f"dir={tmp_path / 't'}", "-f", "tcp"]) == 0
+    names = sorted(p.name for p in (tmp_path / "t").iterdir())
+    assert len(names) == 2 and "_80" in names[0] + names[1] and "_443" in names[0] + names[1], names
 
 
 def test_output_is_also_input(cap):

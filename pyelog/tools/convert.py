@@ -119,7 +119,7 @@ def convert(inputs: list[str], output: str | None, split_dir: str | None,
             for r in readers:
                 r.check_complete()
         if split_dir:
-            return _split(records, split_dir, providers, complete)
+            return split(records, split_dir, providers, complete, first)
         if is_json(output):
             return _to_json(records, output, providers, JsonEventFormatter(names, decoder),
                             first, None if passthrough else dropped, complete)
@@ -142,12 +142,21 @@ def convert(inputs: list[str], output: str | None, split_dir: str | None,
             r.close()
 
 
-def _split(records: Iterator[Record], split_dir: str, providers: list[Provider],
-           complete: Callable[[], None]) -> int:
+def split(records: Iterator[Record], split_dir: str, providers: list[Provider],
+          complete: Callable[[], None], source: FileHeader, tcp_names=None) -> int:
+    """One capture per session of ``records`` in ``split_dir`` (``convert
+    --split``, ``pyelog -r FILE -o dir=PATH``); ``complete()`` raises if the
+    input fell short. Each file's header anchors its times to UTC as
+    ``source`` (the input's header) does. On failure the files written are
+    removed (and the directory, if this made it). ``tcp_names``: the TCP
+    schema, for ``-f tcp`` file names. Returns the records written."""
+    def clock(boot_us: int) -> int:
+        return source.start_utc_us + boot_us - source.capture_start
+
     cleanup = _SplitCleanup(split_dir)
     written = 0
     try:
-        cleanup.splitter = PerSessionWriter(split_dir, providers)
+        cleanup.splitter = PerSessionWriter(split_dir, providers, tcp_names=tcp_names, clock=clock)
         with cleanup.splitter as w:
             for rec in records:
                 w.write_record(rec)

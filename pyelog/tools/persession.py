@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import resource
-from typing import Protocol
+from typing import Callable, Protocol
 
 from pyelog.records.eventlog import SESSION_END_ID
 from pyelog.records.format import ElogWriter, Provider, Record
@@ -62,9 +62,13 @@ class PerSessionWriter:
     """Route records to per-session captures under ``directory``."""
 
     def __init__(self, directory: str | os.PathLike, providers: list[Provider],
-                 *, tcp_names: TcpSchema | None = None):
+                 *, tcp_names: TcpSchema | None = None,
+                 clock: Callable[[int], int] | None = None):
         """``tcp_names``: the TCP schema, to name files after connections
-        (``-f tcp``); None keeps session-id names."""
+        (``-f tcp``); None keeps session-id names. ``clock``: boot µs ->
+        UTC µs for each file's header anchor (a split keeps its source's;
+        None: this host's clocks, for a live capture)."""
+        self.clock = clock
         # Private (0700, ours alone): file names follow session ids, which
         # anyone can guess, and the captures hold addresses and pids.
         self.directory = make_private_dir(directory)
@@ -86,7 +90,8 @@ class PerSessionWriter:
         entry = self._open.get(sid)
         if entry is None:
             path = os.path.join(self.directory, _safe_name(str(sid)) + ".elog")
-            entry = self._open[sid] = (ElogWriter(path, self.providers, buffer_size=SESSION_BUFFER), path)
+            entry = self._open[sid] = (ElogWriter(path, self.providers, buffer_size=SESSION_BUFFER,
+                                                  clock=self.clock), path)
         entry[0].write_record(rec)
         if self.tcp_names and sid not in self._conn and rec.provider_id in self.tcp_provider_ids:
             conn = _connection(self.tcp_names, rec.event_id, rec.payload)
