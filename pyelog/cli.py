@@ -64,7 +64,8 @@ Live capture (root):
   --max-sessions N        sessions the kernel can track at once (default
                           1048576, about 216 bytes of kernel memory each);
                           those that do not fit are counted in -s and the
-                          status line
+                          status line, their SESSION_CREATE as a dropped
+                          event
   --no-status             no status line (shown on stderr when it is a
                           terminal and the events go elsewhere)
 TCP provider (which connections the default enables; kinds are ANDed,
@@ -387,16 +388,33 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "plot":
         from pyelog.tools.plot import main as plot_main
         return plot_main(argv[1:])
-    return run_reporting("pyelog", lambda: _elog(argv), expected=(EventlogError,))
+    return run_reporting("pyelog", lambda: _elog(argv, USAGE), expected=(EventlogError,))
 
 
-def _elog(argv: list[str]) -> int:
+def elog_usage() -> str:
+    """The usage text as the ``elog`` command prints it: elog(1)'s name and
+    only elog(1)'s forms (``pyelog``'s subcommands are not ``elog``'s)."""
+    lines = USAGE.splitlines(keepends=True)
+    forms = [line.replace("pyelog", "elog", 1) for line in lines[:2]]
+    rest = lines[next(i for i, line in enumerate(lines) if not line.strip()):]
+    return "".join(forms + rest)
+
+
+def elog_main(argv: list[str] | None = None) -> int:
+    """The ``elog`` command: pyelog's elog(1) personality, so that scripts
+    written for FreeBSD's elog run unchanged on Linux: the same options and
+    exit statuses, ``usage: elog`` for help, messages prefixed ``elog:``."""
+    argv = sys.argv[1:] if argv is None else argv
+    return run_reporting("elog", lambda: _elog(argv, elog_usage()), expected=(EventlogError,))
+
+
+def _elog(argv: list[str], usage: str) -> int:
     """elog(1) proper: print a capture (-r) or run a live one."""
     try:
         o = parse_args(argv)
     except UsageError as e:
         if not str(e):
-            sys.stderr.write(USAGE)
+            sys.stderr.write(usage)
             return 1
         raise
     if o.read_binary is not None:

@@ -14,6 +14,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PYELOG = ROOT / ".venv" / "bin" / "pyelog"
 CMD = [str(PYELOG)] if PYELOG.exists() else [sys.executable, "-m", "pyelog.cli"]
+# The elog command (elog(1)'s personality): the installed script when there is one.
+ELOG = ROOT / ".venv" / "bin" / "elog"
+ELOG_CMD = ([str(ELOG)] if ELOG.exists() else
+            [sys.executable, "-c", "import sys; from pyelog.cli import elog_main; sys.exit(elog_main())"])
 
 UTC0 = 1_700_000_000_000_000          # 2023-11-14 22:13:20 UTC
 CS = 5_000_000
@@ -117,6 +121,29 @@ def test_read_64_zero_bytes(tmp_path):
     p = run("-r", f)
     assert p.returncode == 1
     assert "bad magic number" in p.stderr
+
+
+def test_elog_personality_passes_freebsds_cli_checks(tmp_path):
+    """FreeBSD's own CLI smoke tests (tests/sys/kern/elog_test.py), in our
+    words, against the elog command: help, no arguments, an unknown
+    argument, a missing file, bad magic; every message prefixed elog:."""
+    def elog(*args):
+        p = subprocess.run(ELOG_CMD + [str(a) for a in args], capture_output=True, text=True,
+                           timeout=60)
+        assert "Traceback" not in p.stderr and p.stdout == "", p.stderr
+        return p.returncode, p.stderr
+    code, err = elog("--help")
+    assert code == 1 and err.startswith("usage: elog -c ") and "pyelog" not in err.splitlines()[1]
+    assert "convert" not in err.split("\n\n")[0]          # pyelog's subcommands are not elog's
+    code, err = elog()
+    assert code == 1 and err.startswith("elog: ") and "no subscriptions specified" in err
+    code, err = elog("--bogus")
+    assert code == 1 and err.startswith("elog: ") and "unknown argument" in err
+    code, err = elog("-r", tmp_path / "nope.elog")
+    assert code == 1 and err.startswith("elog: ") and "fopen" in err
+    (tmp_path / "zero.elog").write_bytes(bytes(64))
+    code, err = elog("-r", tmp_path / "zero.elog")
+    assert code == 1 and err.startswith("elog: ") and "bad magic number" in err
 
 
 # --- more errors ---------------------------------------------------------------------
