@@ -25,7 +25,7 @@ import os
 import struct
 import time
 import zlib
-from typing import BinaryIO, Callable, Iterable, Iterator, NamedTuple
+from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 import construct as cs
 
@@ -494,9 +494,9 @@ class ElogWriter:
 
     The header and provider table are written lazily, with the first event
     (as elog(1) does): ``capture_start`` is that event's timestamp and
-    ``start_utc_us`` the wall clock at that timestamp (``clock``, by default
-    :func:`utc_us_at`), unless given explicitly (when a capture is rewritten
-    and its anchor must be kept). If no event arrives
+    ``start_utc_us`` the wall clock at that timestamp (:func:`utc_us_at`),
+    unless given explicitly (when a
+    capture is rewritten and its anchor must be kept). If no event arrives
     the output stays 0 bytes.
 
     A path is created private (:mod:`pyelog.records.output`: 0600, never
@@ -514,13 +514,8 @@ class ElogWriter:
 
     def __init__(self, target: str | os.PathLike | BinaryIO, providers: Iterable[tuple[int, str]],
                  *, capture_start: int | None = None, start_utc_us: int | None = None,
-                 publish: str = "open", buffer_size: int = 256 << 10,
-                 clock: Callable[[int], int] | None = None):
+                 publish: str = "open", buffer_size: int = 256 << 10):
         self._publish = publish
-        # boot µs -> UTC µs, for the header's anchor when not given: this
-        # host's clocks for a live capture, the source's anchor for a
-        # capture cut out of another one (a split).
-        self._clock = clock or utc_us_at
         self._buffer_size = buffer_size
         self.providers = [Provider(*p) for p in providers]
         try:
@@ -559,7 +554,7 @@ class ElogWriter:
         if self._capture_start is None:
             self._capture_start = first_timestamp
         if self._start_utc_us is None:
-            self._start_utc_us = self._clock(self._capture_start)
+            self._start_utc_us = utc_us_at(self._capture_start)
         head = FileHeader(self._capture_start, self._start_utc_us, 0, 0).pack() + self._table
         self._pending += head
         self.bytes_written += len(head)

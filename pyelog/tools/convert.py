@@ -146,17 +146,17 @@ def split(records: Iterator[Record], split_dir: str, providers: list[Provider],
           complete: Callable[[], None], source: FileHeader, tcp_names=None) -> int:
     """One capture per session of ``records`` in ``split_dir`` (``convert
     --split``, ``pyelog -r FILE -o dir=PATH``); ``complete()`` raises if the
-    input fell short. Each file's header anchors its times to UTC as
-    ``source`` (the input's header) does. On failure the files written are
-    removed (and the directory, if this made it). ``tcp_names``: the TCP
-    schema, for ``-f tcp`` file names. Returns the records written."""
-    def clock(boot_us: int) -> int:
-        return source.start_utc_us + boot_us - source.capture_start
+    input fell short. Each file's header carries ``source``'s (the input
+    header's) anchor, capture_start and start_utc_us, so every event keeps
+    its wall-clock time. On failure the files written are removed (and the
+    directory, if this made it). ``tcp_names``: the TCP schema, for ``-f
+    tcp`` file names. Returns the records written."""
 
     cleanup = _SplitCleanup(split_dir)
     written = 0
     try:
-        cleanup.splitter = PerSessionWriter(split_dir, providers, tcp_names=tcp_names, clock=clock)
+        cleanup.splitter = PerSessionWriter(split_dir, providers, tcp_names=tcp_names,
+                                            anchor=(source.capture_start, source.start_utc_us))
         with cleanup.splitter as w:
             for rec in records:
                 w.write_record(rec)

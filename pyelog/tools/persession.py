@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 import resource
-from typing import Callable, Protocol
+from typing import Protocol
 
 from pyelog.records.eventlog import SESSION_END_ID
 from pyelog.records.format import ElogWriter, Provider, Record
@@ -63,12 +63,14 @@ class PerSessionWriter:
 
     def __init__(self, directory: str | os.PathLike, providers: list[Provider],
                  *, tcp_names: TcpSchema | None = None,
-                 clock: Callable[[int], int] | None = None):
+                 anchor: tuple[int, int] | None = None):
         """``tcp_names``: the TCP schema, to name files after connections
-        (``-f tcp``); None keeps session-id names. ``clock``: boot µs ->
-        UTC µs for each file's header anchor (a split keeps its source's;
-        None: this host's clocks, for a live capture)."""
-        self.clock = clock
+        (``-f tcp``); None keeps session-id names. ``anchor``: the
+        (capture_start, start_utc_us) pair every file's header carries (a
+        split keeps its source's, so each event keeps its wall-clock time;
+        None: each file's first event and this host's clocks, as a live
+        capture)."""
+        self.anchor = anchor
         # Private (0700, ours alone): file names follow session ids, which
         # anyone can guess, and the captures hold addresses and pids.
         self.directory = make_private_dir(directory)
@@ -90,8 +92,9 @@ class PerSessionWriter:
         entry = self._open.get(sid)
         if entry is None:
             path = os.path.join(self.directory, _safe_name(str(sid)) + ".elog")
+            cs, utc = self.anchor or (None, None)
             entry = self._open[sid] = (ElogWriter(path, self.providers, buffer_size=SESSION_BUFFER,
-                                                  clock=self.clock), path)
+                                                  capture_start=cs, start_utc_us=utc), path)
         entry[0].write_record(rec)
         if self.tcp_names and sid not in self._conn and rec.provider_id in self.tcp_provider_ids:
             conn = _connection(self.tcp_names, rec.event_id, rec.payload)
