@@ -7,7 +7,7 @@ The first argument picks a tool::
     pyelog gen ...             schema compiler (eventlog_gen.awk's options)
     pyelog convert ...         rewrite, merge, filter, split captures
     pyelog summary FILE        one row per TCP connection of a capture
-    pyelog plot FILE -o PNG    one TCP connection's timeline as a picture
+    pyelog plot FILE -o OUT    one TCP connection: time-sequence graph, cwnd, RTT
     pyelog selftest            check that this kernel can host pyelog
 
 elog's parser is mirrored: arguments are read left to right, long and short
@@ -34,7 +34,7 @@ usage: pyelog -c PROVIDER [LEVEL [KEYWORDS]] [-c ...] [options]
        pyelog -r FILE [-e] [-n] [-t] [--delta-time] [-d] [-p] [-o FILE] [--json]
        pyelog convert IN... OUT | --split DIR [filters]   (pyelog convert -h)
        pyelog summary FILE... [--json] [--listeners]      (pyelog summary -h)
-       pyelog plot FILE [--session ID] -o PNG             (pyelog plot -h)
+       pyelog plot FILE [--session ID] -o PNG|HTML        (pyelog plot -h)
        pyelog gen SCHEMA... (-h | -c | -M) [-o OUT]
        pyelog selftest
 

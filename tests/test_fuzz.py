@@ -450,7 +450,7 @@ def test_elog_parser_on_generated_argv(seeds: Seeds, scratch: Scratch, argv: lis
 SUBCOMMANDS: dict[str, list[str]] = {
     "convert": ["--split", "--session", "--event", "--provider", "--since", "--until", "--schema", "-h"],
     "summary": ["--json", "--listeners", "--schema", "-h"],
-    "plot": ["--session", "-o", "--output", "--schema", "-h"],
+    "plot": ["--session", "--from", "--to", "-o", "--output", "--schema", "-h"],
     "gen": ["-h", "-c", "-M", "-o", "-v", "outdir=dir", "outdir=", "--help", "-x"],
 }
 #: How each subcommand's parser reports a usage error: argparse exits 2

@@ -13,7 +13,8 @@ from pyelog import cli
 from pyelog.schema.consumer import ConsumerSet
 from pyelog.records.eventlog import SESSION_CREATE_ID, SESSION_END_ID
 from pyelog.records.format import ElogReader, ElogWriter
-from pyelog.tools.plot import timeline
+from pyelog.tools.plot import connection_plot
+from pyelog.tools.plotdraw import thin_marks, thin_spans, thin_steps
 from pyelog.tools.summary import summarize
 
 ACK, SYN, FIN, PSH = 0x10, 0x02, 0x01, 0x08
@@ -183,17 +184,83 @@ def test_summary_errors(tmp_path, capsys):
     assert "File is empty" in capsys.readouterr().err
 
 
-def test_timeline_series(capture):
-    with ElogReader(capture) as r:
+def plot_of(path, session_id=None, **window):
+    with ElogReader(path) as r:
         recs, names = list(r), r.provider_names
-    t = timeline(recs, names, ConsumerSet.default(), 10)
-    assert [c for _, c in t.cwnd] == [10, 10, 12, 5, 6, 10]
-    assert [x for _, x in t.rtt] == [50, 80]
-    assert len(t.retransmits) == 1
-    assert [s for _, s in t.states] == ["ESTABLISHED", "CLOSE_WAIT"]
-    # Two segments out and nothing acked, then acked, then 500 more out.
-    flights = [f for _, f in t.inflight]
+    return connection_plot(recs, names, ConsumerSet.default(), session_id, **window)
+
+
+def test_plot_series(capture):
+    """Session 10 of the hand-made capture, point by point (sequence numbers
+    relative to the ISS, across the 32-bit wrap)."""
+    plot = plot_of(capture, 10)
+    (d,) = plot.directions                          # the peer (10.0.0.2:80) is not in the capture
+    assert d.label == "10.0.0.1:40000 → 10.0.0.2:80 (session 10)"
+    assert [(lo, hi) for _, lo, hi in d.segments] == [(1, 1001), (1001, 2001), (2001, 2501)]
+    assert [(lo, hi) for _, lo, hi in d.resent] == [(1, 1001)]
+    assert [seq for _, seq in d.retransmits] == [1]
+    # One ACK received: 2501, and its window 500 scaled by CONN_PARAMS' snd_wscale 7.
+    assert [a for _, a in d.acks] == [2501] and [w for _, w in d.window] == [2501 + (500 << 7)]
+    assert [c for _, c in d.cwnd] == [10, 10, 12, 5, 6, 10]
+    assert [x for _, x in d.rtt] == [50, 80, 80, 45]               # samples, RTT's rtt and min_rtt
+    assert [x for _, x in d.srtt] == [50, 40, 80, 80, 40]          # incl. IN_PROBE's srtt
+    assert [s for _, s in d.states] == ["ESTABLISHED", "CLOSE_WAIT"]
+    flights = [f for _, f in d.inflight]
     assert max(flights) == 2000 and flights[-1] == 0
+    assert plot.start_ms == 0 and plot.end_ms == pytest.approx(1.8)
+    # A window: only what lies in it; a step line keeps its value at the start.
+    # (Events are 100 µs apart: the first data at 0.6 ms, the resend at 0.9.)
+    w = plot_of(capture, 10, from_ms=0.55, to_ms=1.05).directions[0]
+    assert [(lo, hi) for _, lo, hi in w.segments] == [(1, 1001), (1001, 2001)]
+    assert [(round(t, 3), lo, hi) for t, lo, hi in w.resent] == [(0.9, 1, 1001)]
+    assert [(round(t, 3), c) for t, c in w.cwnd] == [(0.55, 10), (0.6, 10), (0.7, 12), (0.9, 5)]
+
+
+def test_plot_draws_both_directions(tmp_path):
+    """Both sockets of one connection in the capture: two time-sequence
+    panels, each from its own sender, whichever session is asked for."""
+    path = tmp_path / "two.elog"
+    w = ElogWriter(path, [(1, "tcp")], start_utc_us=1_700_000_000_000_000)
+    c = Session(w, 20, 1_000_000)
+    s = Session(w, 21, 1_000_050)
+    c.create().conn("10.0.0.1", 40000, "10.0.0.2", 80).out(ISS, 0, flags=SYN)
+    s.create().conn("10.0.0.2", 80, "10.0.0.1", 40000).out(IRS, 0, flags=SYN | ACK, ack=ISS + 1)
+    c.out(ISS + 1, 1000, ack=IRS + 1)
+    s.inn(ISS + 1, 1000, IRS + 1).out(IRS + 1, 300, ack=ISS + 1001)
+    c.inn(IRS + 1, 300, ISS + 1001)
+    w.close()
+    for asked, other in ((20, 21), (21, 20)):
+        plot = plot_of(path, asked)
+        assert [d.session_id for d in plot.directions] == [asked, other]
+        by = {d.session_id: d for d in plot.directions}
+        assert [(lo, hi) for _, lo, hi in by[20].segments] == [(1, 1001)]
+        assert [(lo, hi) for _, lo, hi in by[21].segments] == [(1, 301)]
+        assert [a for _, a in by[20].acks] == [1001] and [a for _, a in by[21].acks] == [1]
+        assert "both sockets" in plot.title
+    png, html = tmp_path / "two.png", tmp_path / "two.html"
+    assert cli.main(["plot", str(path), "--session", "20", "-o", str(png)]) == 0
+    assert cli.main(["plot", str(path), "--session", "20", "-o", str(html)]) == 0
+    page = html.read_text()
+    # plotly writes the titles as JSON (\u2192 for the arrow); the page is
+    # self-contained: plotly.js inside, nothing fetched.
+    assert "10.0.0.2:80 \\u2192 10.0.0.1:40000 (session 21)" in page and "time-sequence" in page
+    assert "Plotly.newPlot" in page and "<script src=" not in page
+    assert os.stat(html).st_mode & 0o777 == 0o600
+
+
+def test_thinning_keeps_the_shape():
+    steps = [(i / 100, (i * 7919) % 1000) for i in range(100_000)]     # 1 s, 100 k points
+    thin = thin_steps(steps, 0, 1000, 100)
+    assert len(thin) <= 400 and thin[0] == steps[0] and thin[-1] == steps[-1]
+    assert min(v for _, v in thin) == 0 and max(v for _, v in thin) == 999
+    assert thin == sorted(thin)
+    spans = [(i / 100, i * 10, i * 10 + 10) for i in range(100_000)]
+    merged = thin_spans(spans, 0, 1000, 100)
+    assert len(merged) == 100 and merged[0][1] == 0 and merged[-1][2] == 1_000_000
+    marks = [(i / 100, 5) for i in range(100_000)]
+    assert len(thin_marks(marks, 0, 1000, 100)) == 100
+    few = steps[:50]
+    assert thin_steps(few, 0, 1000, 100) is few and thin_spans(spans[:50], 0, 1000, 100) == spans[:50]
 
 
 def test_plot_png(capture, tmp_path, capsys):

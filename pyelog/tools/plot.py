@@ -1,197 +1,117 @@
 # SPDX-License-Identifier: BSD-2-Clause
-"""``pyelog plot``: one TCP connection's timeline as a picture (matplotlib).
+"""``pyelog plot``: one TCP connection as TCP engineers draw it.
 
-    pyelog plot FILE [--session ID] -o PNG
+    pyelog plot FILE [--session ID] [--from MS] [--to MS] -o OUT.png|.svg|.pdf|.html
 
-Three panels over time since the session's first event, in milliseconds:
+Panels over time since the connection's first event (ms), top to bottom:
 
-* congestion window (segments): OUT's ``cwnd`` and CWND events;
-* RTT (µs): RTT_SAMPLE measurements and smoothed RTT (RTT_SAMPLE, RTT);
-* bytes in flight: the highest sequence sent (OUT ``seq + len``, IN_PROBE
-  ``snd_nxt``) minus the highest acknowledged (IN_PROBE ``snd_una``, IN ``ack``).
+* the time-sequence graph of each direction (as tcptrace and Wireshark
+  draw it): segments sent as bars from their first to their last byte,
+  resent data in red on the segment itself, RETRANSMIT (x) and RTO
+  (triangle) marks, the ACK line and the receive-window line (ACK + the
+  window the peer advertised, scaled), SACK blocks received;
+* cwnd and ssthresh (segments);
+* RTT: measured samples (dots) and the smoothed RTT, from every event that
+  carries one (RTT_SAMPLE, RTT, RTO, IN_PROBE, RCV_SPACE);
+* bytes in flight.
 
-Retransmissions are red vertical lines (RETRANSMIT, and RTO in orange),
-state changes grey dashed lines labelled with the new state. Without
-``--session`` the connection that moved the most bytes is plotted (its id
-is printed on stderr).
+When the capture holds both sockets of the connection (the four-tuple
+reversed), both directions are drawn, each from its sender's session.
+Segments, ACKs and SACK blocks come from IN/OUT, VERBOSE events (recorded
+by default); a capture made at INFO or WARN still has the RETRANSMIT and
+RTO marks, cwnd at each RTO and the RTT figures.
+
+An ``.html`` output is an interactive page (plotly: zoom, pan, hover),
+self-contained; other suffixes are pictures (matplotlib). Series with more
+points than the picture has room for are thinned per time column; the
+counts in the legends are the events'. Without ``--session`` the
+connection that moved the most bytes is plotted (its id is printed on
+stderr).
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import warnings
-from dataclasses import dataclass, field
 
 from pyelog.records.captures import open_capture
-from pyelog.records.format import Record
-from pyelog.schema.consumer import ConsumerSet
-from pyelog.records.output import PrivateFile
 from pyelog.records.untrusted import terminal_safe
+from pyelog.schema.consumer import ConsumerSet
 from pyelog.tools.command import ArgumentParser, ToolError, add_schema_option, run_reporting, uint64_arg
-from pyelog.tools.summary import summarize
-from pyelog.tools.tcpseq import seq_add, seq_diff, seq_later
+from pyelog.tools.plotdata import ConnectionPlot, build
+from pyelog.tools.plotdraw import draw_html, draw_picture
+from pyelog.tools.summary import TcpSession, summarize
 
 
-@dataclass
-class Timeline:
-    """The series one plot draws, times in ms since the session's first event."""
-    session_id: int
-    title: str = ""
-    cwnd: list[tuple[float, int]] = field(default_factory=list)
-    rtt: list[tuple[float, int]] = field(default_factory=list)
-    srtt: list[tuple[float, int]] = field(default_factory=list)
-    inflight: list[tuple[float, int]] = field(default_factory=list)
-    retransmits: list[float] = field(default_factory=list)
-    rtos: list[float] = field(default_factory=list)
-    states: list[tuple[float, str]] = field(default_factory=list)
-
-
-def timeline(records: list[Record], provider_names: dict[int, str], decoder,
-             session_id: int) -> Timeline:
-    """Collect one session's series from a capture's records."""
-    consumer = decoder.get("tcp")
-    states = consumer.enums.get("tcp_state", {})
-    t = Timeline(session_id)
-    t0 = None
-    snd_nxt = snd_una = None
-
-    for rec in records:
-        if rec.session_id != session_id or provider_names.get(rec.provider_id) != "tcp":
-            continue
-        if t0 is None:
-            t0 = rec.timestamp
-        ms = (rec.timestamp - t0) / 1000
-        f = consumer.decode(rec.event_id, rec.payload)
-        eid = consumer.event_name(rec.event_id)
-        if f is None:
-            continue
-        if eid == "OUT":
-            t.cwnd.append((ms, f["cwnd"]))
-            if snd_una is None and f["flags"] & 0x02:
-                snd_una = f["seq"]                   # our SYN: the first unacknowledged byte
-            snd_nxt = seq_later(seq_add(f["seq"], f["len"]), snd_nxt)
-        elif eid == "CONN_PARAMS" and f["iss"]:
-            # Established: our SYN (ISS) has been acknowledged.
-            snd_una = seq_later(seq_add(f["iss"], 1), snd_una)
-        elif eid == "CWND":
-            t.cwnd.append((ms, f["cwnd"]))
-        elif eid == "IN_PROBE":
-            snd_una = seq_later(f["snd_una"], snd_una)
-            snd_nxt = seq_later(f["snd_nxt"], snd_nxt)
-        elif eid == "IN" and f["flags"] & 0x10:
-            snd_una = seq_later(f["ack"], snd_una)
-        elif eid == "RTT_SAMPLE":
-            if f["rtt_us"]:
-                t.rtt.append((ms, f["rtt_us"]))
-            if f["srtt_us"]:
-                t.srtt.append((ms, f["srtt_us"]))
-        elif eid == "RTT":
-            if f["srtt"]:
-                t.srtt.append((ms, f["srtt"]))
-        elif eid == "RETRANSMIT":
-            t.retransmits.append(ms)
-        elif eid == "RTO":
-            t.rtos.append(ms)
-        elif eid == "STATE_CHANGE":
-            t.states.append((ms, states.get(f["new_state"], str(f["new_state"]))))
-        if eid in ("OUT", "IN_PROBE", "IN") and snd_nxt is not None and snd_una is not None:
-            t.inflight.append((ms, max(0, seq_diff(snd_nxt, snd_una))))
-    if t0 is None:
-        raise ToolError(f"no TCP events for session {session_id} in the capture")
-    return t
-
-
-def render(t: Timeline, path: str) -> None:
-    """Draw the timeline into ``path`` (PNG, or whatever the suffix says)."""
+def _ms(text: str) -> float:
     try:
-        import matplotlib
-    except ImportError as e:
-        raise ToolError(f"matplotlib is needed ({e}): install pyelog's plot extra "
-                        "(pip install 'pyelog[plot]'), or apt-get install python3-matplotlib") from None
-    matplotlib.use("Agg")          # files only: no display needed
-    import matplotlib.pyplot as plt
-
-    with warnings.catch_warnings():
-        # A name in the capture may use letters the font lacks: a detail of
-        # the drawing, not something to print among the tool's lines.
-        warnings.filterwarnings("ignore", message=r"Glyph .* missing from font")
-        _draw(t, path, plt)
-
-
-def _draw(t: Timeline, path: str, plt) -> None:
-    fig, axes = plt.subplots(3, 1, sharex=True, figsize=(11, 8))
-    panels = [
-        (axes[0], "cwnd (segments)", [(t.cwnd, "cwnd", "tab:blue", "steps-post")]),
-        (axes[1], "RTT (µs)", [(t.rtt, "sample", "tab:green", None),
-                               (t.srtt, "smoothed", "tab:olive", "steps-post")]),
-        (axes[2], "bytes in flight", [(t.inflight, "in flight", "tab:purple", "steps-post")]),
-    ]
-    for ax, label, series in panels:
-        drawn = False
-        for points, name, color, style in series:
-            if not points:
-                continue
-            xs, ys = zip(*points)
-            if style:
-                ax.plot(xs, ys, drawstyle=style, color=color, label=name, linewidth=1.2)
-            else:
-                ax.plot(xs, ys, ".", color=color, label=name, markersize=4)
-            drawn = True
-        if not drawn:
-            ax.text(0.5, 0.5, "no events for this panel in the capture", transform=ax.transAxes,
-                    ha="center", va="center", color="grey")
-        ax.set_ylabel(label)
-        ax.grid(True, alpha=0.3)
-        for x in t.retransmits:
-            ax.axvline(x, color="red", linewidth=0.8, alpha=0.7)
-        for x in t.rtos:
-            ax.axvline(x, color="orange", linewidth=1.2, alpha=0.8)
-        for x, _state in t.states:
-            ax.axvline(x, color="grey", linestyle="--", linewidth=0.8, alpha=0.6)
-        if drawn and len(series) > 1:
-            ax.legend(loc="upper right", fontsize="small")
-    top = axes[0]
-    for x, state in t.states:
-        top.annotate(terminal_safe(state), (x, 1.0), xycoords=("data", "axes fraction"), rotation=45,
-                     fontsize="x-small", color="dimgrey", ha="left", va="bottom")
-    marks = []
-    if t.retransmits:
-        n = len(t.retransmits)
-        marks.append(f"{n} retransmission{'s' if n > 1 else ''} (red)")
-    if t.rtos:
-        marks.append(f"{len(t.rtos)} RTO{'s' if len(t.rtos) > 1 else ''} (orange)")
-    axes[2].set_xlabel("ms since the session's first event"
-                       + (" — " + ", ".join(marks) if marks else ""))
-    fig.suptitle(t.title or f"TCP session {t.session_id}", y=0.995)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
-    # A private file like every output (records/output.py), published whole.
-    out = PrivateFile(path, publish="close")
-    try:
-        with os.fdopen(out.fd, "wb") as f:
-            out.fd = -1                 # the stream closes it
-            fig.savefig(f, dpi=100, format=os.path.splitext(path)[1][1:].lower() or "png")
-        out.commit()
-    except ValueError as e:             # e.g. "Format 'txt' is not supported"
-        out.discard()
-        raise ToolError(f"{path}: {e}") from None
-    except BaseException:
-        out.discard()
-        raise
-    finally:
-        plt.close(fig)
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {text!r}") from None
+    if not v >= 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"milliseconds must be a finite number >= 0: {text!r}")
+    return v
 
 
 def main(argv: list[str]) -> int:
     """``pyelog plot``: parse ``argv``, draw; the exit status."""
     p = ArgumentParser(prog="pyelog plot", description=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE", help="a capture (.elog, .elog.gz, .jsonl)")
     p.add_argument("--session", type=uint64_arg, metavar="ID", help="session id (default: the busiest)")
-    p.add_argument("-o", "--output", required=True, metavar="PNG", help="picture to write")
+    p.add_argument("--from", dest="from_ms", type=_ms, metavar="MS",
+                   help="start of the window shown, ms since the connection's first event")
+    p.add_argument("--to", dest="to_ms", type=_ms, metavar="MS", help="end of the window shown (ms)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="picture to write (.png, .svg, .pdf) or interactive page (.html)")
     add_schema_option(p)
     a = p.parse_args(argv)
+    if a.from_ms is not None and a.to_ms is not None and a.to_ms <= a.from_ms:
+        p.error(f"--to {a.to_ms:g} is not after --from {a.from_ms:g}")
     return run_reporting("pyelog plot", lambda: _plot(a))
+
+
+def _endpoint(s: TcpSession, local: bool) -> str:
+    addr, port = (s.laddr, s.lport) if local else (s.raddr, s.rport)
+    return f"[{addr}]:{port}" if s.family == 6 else f"{addr}:{port}"
+
+
+def peer_of(s: TcpSession, rows: list[TcpSession]) -> TcpSession | None:
+    """The other socket of ``s``'s connection in the capture (the four-tuple
+    reversed, overlapping in time), or None."""
+    if not s.laddr:
+        return None
+    for o in rows:
+        if (o.session_id != s.session_id and (o.laddr, o.lport, o.raddr, o.rport)
+                == (s.raddr, s.rport, s.laddr, s.lport)
+                and o.start_us <= s.end_us and s.start_us <= o.end_us):
+            return o
+    return None
+
+
+def connection_plot(records: list, names: dict[int, str], decoder, session_id: int | None,
+                    from_ms: float | None = None, to_ms: float | None = None) -> ConnectionPlot:
+    """The :class:`ConnectionPlot` of ``session_id``'s connection (None: the
+    busiest), with its peer's direction when the capture holds the peer."""
+    rows = [s for s in summarize(records, names, decoder) if not s.listener]
+    by_id = {s.session_id: s for s in rows}
+    if session_id is None:
+        if not rows:
+            raise ToolError("no TCP connection in the capture")
+        session_id = max(rows, key=lambda s: (s.bytes_sent + s.bytes_received, s.segs_out)).session_id
+        print(f"pyelog plot: session {session_id}", file=sys.stderr)
+    s = by_id.get(session_id)
+    sessions = [(session_id, "")]
+    title = ""
+    if s is not None and s.laddr:
+        sessions = [(session_id, f"{_endpoint(s, True)} → {_endpoint(s, False)} (session {session_id})")]
+        peer = peer_of(s, rows)
+        if peer is not None:
+            sessions.append((peer.session_id, f"{_endpoint(peer, True)} → {_endpoint(peer, False)} "
+                                              f"(session {peer.session_id})"))
+        title = (f"TCP {_endpoint(s, True)} ↔ {_endpoint(s, False)}: {terminal_safe(s.comm) or '?'}, "
+                 f"{s.bytes_sent} B sent, {s.bytes_received} B received, {s.retransmits} retransmitted"
+                 + (f"; both sockets (sessions {session_id}, {peer.session_id})" if peer else ""))
+    return build(records, names, decoder, sessions, title, from_ms, to_ms)
 
 
 def _plot(a: argparse.Namespace) -> int:
@@ -199,18 +119,11 @@ def _plot(a: argparse.Namespace) -> int:
     with open_capture(a.file) as r:
         records = list(r)
         names = r.provider_names
-    rows = {s.session_id: s for s in summarize(records, names, decoder)}
-    sid = a.session
-    if sid is None:
-        busy = [s for s in rows.values() if not s.listener]
-        if not busy:
-            raise ToolError(f"{a.file}: no TCP connection in the capture")
-        sid = max(busy, key=lambda s: (s.bytes_sent + s.bytes_received, s.segs_out)).session_id
-        print(f"pyelog plot: session {sid}", file=sys.stderr)
-    t = timeline(records, names, decoder, sid)
-    s = rows.get(sid)
-    if s and s.laddr:
-        t.title = (f"TCP session {sid}: {s.laddr}:{s.lport} → {s.raddr}:{s.rport}"
-                   f" ({terminal_safe(s.comm) or '?'}, {s.bytes_sent} B sent, {s.bytes_received} B received)")
-    render(t, a.output)
+    if not records:
+        raise ToolError(f"{a.file}: no TCP connection in the capture")
+    plot = connection_plot(records, names, decoder, a.session, a.from_ms, a.to_ms)
+    if a.output.lower().endswith((".html", ".htm")):
+        draw_html(plot, a.output)
+    else:
+        draw_picture(plot, a.output)
     return 0

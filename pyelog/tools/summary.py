@@ -32,9 +32,10 @@ by name:
 * RTT: min/max in µs over every RTT figure the capture holds: measured
   samples (RTT_SAMPLE's rtt_us, RTT's rtt and min_rtt) and smoothed
   estimates (srtt of RTT_SAMPLE, RTT, RTO and IN_PROBE; RCV_SPACE's
-  receiver-side estimate), so that a default-level (INFO) capture, which
-  has RTT only at the connection's start and end and at each RTO, still
-  shows how high the RTT went; RTT_SRC says whether the min and the max
+  receiver-side estimate; see pyelog.tools.tcprtt), so that a capture
+  without the TRACE-level samples, e.g. one at INFO, which has RTT only at
+  the connection's start and end and at each RTO, still shows how high
+  the RTT went; RTT_SRC says whether the min and the max
   are a measured ``sample`` or a ``smoothed`` estimate (``sample/smoothed``:
   the min was measured, the max smoothed);
 * state: the last STATE_CHANGE (SESSION_END alone reads CLOSED).
@@ -58,6 +59,7 @@ from pyelog.records.format import ElogFormatError, Record
 from pyelog.records.untrusted import terminal_safe
 from pyelog.schema.consumer import ConsumerSet
 from pyelog.tools.command import ArgumentParser, ToolError, add_schema_option, run_reporting
+from pyelog.tools.tcprtt import SAMPLE, rtt_figures
 
 FIN, SYN, ACK = 0x01, 0x02, 0x10
 # States in which the peer's FIN has been received.
@@ -117,16 +119,13 @@ class TcpSession:
         d["duration_ms"] = round(self.duration_ms, 3)
         return d
 
-    def _rtt(self, us: int, src: str = "sample") -> None:
-        """One RTT figure (0: the event had none); a measured sample wins a
-        tie with a smoothed estimate."""
-        if us <= 0:
-            return
+    def _rtt(self, us: int, src: str) -> None:
+        """One RTT figure; a measured sample wins a tie with a smoothed estimate."""
         if (self.rtt_min_us is None or us < self.rtt_min_us
-                or (us == self.rtt_min_us and src == "sample")):
+                or (us == self.rtt_min_us and src == SAMPLE)):
             self.rtt_min_us, self.rtt_min_src = us, src
         if (self.rtt_max_us is None or us > self.rtt_max_us
-                or (us == self.rtt_max_us and src == "sample")):
+                or (us == self.rtt_max_us and src == SAMPLE)):
             self.rtt_max_us, self.rtt_max_src = us, src
 
     @property
@@ -170,6 +169,8 @@ class TcpSession:
             return
         if f is None:
             return
+        for us, kind in rtt_figures(name, f):
+            self._rtt(us, kind)
         if rec.event_id == SESSION_CREATE_ID or name == "CONN_OWNER":
             self.pid = f.get("pid", 0) or self.pid
             self.comm = f.get("comm", "") or self.comm
@@ -196,21 +197,9 @@ class TcpSession:
         elif name == "IN_PROBE":
             self._probes += 1
             self._probe_len_sum += f["len"]
-            self._rtt(f["srtt_us"], "smoothed")
         elif name == "RETRANSMIT":
             if not f.get("err", 0):
                 self.retransmits += max(1, f.get("segs", 1))
-        elif name == "RTT_SAMPLE":
-            self._rtt(f["rtt_us"])
-            self._rtt(f["srtt_us"], "smoothed")
-        elif name == "RTT":
-            self._rtt(f["rtt"])
-            self._rtt(f["min_rtt"])
-            self._rtt(f["srtt"], "smoothed")
-        elif name == "RTO":
-            self._rtt(f["srtt_us"], "smoothed")
-        elif name == "RCV_SPACE":
-            self._rtt(f["rtt_us"], "smoothed")
         elif name == "STATE_CHANGE":
             self.state = states.get(f["new_state"], str(f["new_state"]))
             if self.state in _PEER_FIN_STATES:
