@@ -83,7 +83,8 @@ Reading a capture (.elog, or .elog.gz):
   -o, --output FILE       with -r: rewrite the records into a new capture instead
   --schema FILE           decode payloads with this schema file as well (repeatable)
   --schema-dir DIR        ... or with every *_eventlog_schema.src in DIR (repeatable),
-                          e.g. schemas/freebsd for captures taken on FreeBSD
+                          e.g. a copy of FreeBSD's include/eventlog/ for
+                          captures taken on FreeBSD
   --raw                   print payloads as hex instead of decoding them
   --json                  print one JSON object per event (after a line
                           describing the capture), instead of text
@@ -95,7 +96,8 @@ Display (live capture and -r):
   --delta-time            prefix dS.UUUUUU since the previous event
   -d, --date              show the date with the time (-r only: live captures
                           have no wall-clock anchor and show time since boot)
-  -p, --providers         print the provider table to stderr first
+  -p, --providers         print the provider table to stderr first; with -r,
+                          also the schema file that decodes each provider
   -h, --help              this text (exit status 1, as elog(1))
 """
 
@@ -329,12 +331,25 @@ def parse_args(argv: list[str]) -> Options:
 
 def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
     """``-r``: print a capture as text, or rewrite it with ``-o``."""
-    with os_errors_as(f"fopen: {o.read_binary}"):
+    # elog's err(3) lines: "fopen(FILE): strerror", gzopen for a .gz name.
+    opener = "gzopen" if o.read_binary.endswith(".gz") else "fopen"
+    with os_errors_as(f"{opener}({o.read_binary})"):
         reader = ElogReader(o.read_binary)
     with reader:
         if o.providers:
             names = " ".join(terminal_safe(p.name) for p in reader.providers)
             print(f"[Providers] {len(reader.providers)} registered: {names}", file=err)
+        decodes = not (o.output_dir is not None or o.output or o.raw)
+        if o.providers and decodes:
+            # pyelog's own: which schema file decodes each provider, as a
+            # provider's name does not say whose schema its events follow
+            # (FreeBSD's tcp is not pyelog's Linux tcp).
+            schemas = ConsumerSet.with_extra(o.schemas)
+            for p in reader.providers:
+                path = schemas.source(p.name)
+                where = (terminal_safe(str(path)) if path is not None else
+                         f"none (payloads print as [UNKNOWN_PROVIDER:{terminal_safe(p.name)}]; see --schema-dir)")
+                print(f"[Schema] {terminal_safe(p.name)}: {where}", file=err)
         if o.output_dir is not None:
             # As elog: one capture per session in the directory, named as a
             # live -o dir= capture names them (-f tcp included).
@@ -346,7 +361,7 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
         if o.output:
             # elog's quirk, kept: -r with -o rewrites instead of printing.
             # Published at close: a failure leaves no half-written copy.
-            with os_errors_as(f"fopen: {o.output}"):
+            with os_errors_as(f"fopen({o.output})"):
                 writer = ElogWriter(o.output, reader.providers, publish="close")
             with writer as w:
                 for buf, n, _pos in reader.runs():

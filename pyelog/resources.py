@@ -29,8 +29,8 @@ def bpf_source(filename: str) -> str:
     return _data("bpf").joinpath(filename).read_text()
 
 
-def schema_dir(subdir: str | None = None) -> Path:
-    """The directory of the shipped schemas (``subdir``: e.g. ``"freebsd"``).
+def schema_dir() -> Path:
+    """The directory of the shipped schemas.
 
     A real directory: schema files are read, listed and named in messages
     by path. (A wheel installs package data as files, so this holds for
@@ -41,4 +41,4 @@ def schema_dir(subdir: str | None = None) -> Path:
         # A package without __init__.py (data only) comes back as a
         # MultiplexedPath; its entries are real paths in that directory.
         d = next(iter(d.iterdir())).parent
-    return d / subdir if subdir else d
+    return d

@@ -81,7 +81,7 @@ def test_unwritable_output_fails_before_compiling(tmp_path):
     p = subprocess.run(PYELOG + ["-c", "test", "-o", str(tmp_path / "no" / "dir" / "x.elog")],
                        capture_output=True, text=True, timeout=120)
     line = one_line_failure(p)
-    assert line.startswith("pyelog: fopen:")
+    assert line.startswith("pyelog: fopen(")
 
 
 def _bad_provider(source: str) -> ProviderSpec:

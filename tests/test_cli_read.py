@@ -106,13 +106,14 @@ def test_unknown_argument(flag):
 def test_read_missing_file(tmp_path):
     p = run("-r", tmp_path / "nope.elog")
     assert p.returncode == 1
-    assert "fopen" in p.stderr
+    # elog's err(3) line: "fopen(FILE): strerror".
+    assert p.stderr == f"pyelog: fopen({tmp_path / 'nope.elog'}): No such file or directory\n"
     assert p.stdout == ""
 
 
 def test_read_missing_gz_file(tmp_path):
     p = run("-r", tmp_path / "nope.elog.gz")
-    assert p.returncode == 1 and "fopen" in p.stderr
+    assert p.returncode == 1 and f"gzopen({tmp_path / 'nope.elog.gz'}): No such file" in p.stderr
 
 
 def test_read_64_zero_bytes(tmp_path):
@@ -387,3 +388,31 @@ def test_read_with_schema_decoder(capture):
     # elog(5): an id missing from the provider table shows as "?" and "[UNKNOWN_PROVIDER:?]"
     assert lines[2] == "[12]ffffffff::22:13:21.000250 [?][42][?101] [UNKNOWN_PROVIDER:?]"
     assert "Traceback" not in p.stderr
+
+
+def test_p_says_which_schema_decodes_each_provider(tmp_path):
+    """A provider's name does not say whose schema its events follow
+    (FreeBSD's tcp is not pyelog's): ``-r -p`` names the file that decoded
+    each provider, or says that none did."""
+    from pyelog.schema.consumer import SCHEMAS_DIR
+    cap = tmp_path / "two.elog"
+    cap.write_bytes(hdr(count=2) + table([(1, "tcp"), (7, "hpts")])
+                    + ev(CS, 1004, struct.pack("<4I", 1, 2, 3, 4)) + ev(CS + 5, 1, b"\x2a\0\0\0", provider_id=7))
+    p = run("-r", cap, "-p")
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines() == [
+        "[Providers] 2 registered: tcp hpts",
+        f"[Schema] tcp: {SCHEMAS_DIR / 'tcp_eventlog_schema.src'}",
+        "[Schema] hpts: none (payloads print as [UNKNOWN_PROVIDER:hpts]; see --schema-dir)"]
+    assert p.stdout.splitlines()[1].endswith("[hpts][42] [UNKNOWN_PROVIDER:hpts]")
+    # The user's schemas (e.g. a copy of FreeBSD's include/eventlog/): named, and used.
+    mine = tmp_path / "eventlog"
+    mine.mkdir()
+    (mine / "hpts_eventlog_schema.src").write_text(
+        "PROVIDER hpts\nKEYWORD PACE 1\nSTRUCT S slot:uint32_t\nEVENT SLOT 1 INFO PACE S\n    \"slot %1\"\n")
+    p = run("-r", cap, "-p", "--schema-dir", mine)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines()[2] == f"[Schema] hpts: {mine / 'hpts_eventlog_schema.src'}"
+    assert p.stdout.splitlines()[1].endswith("[hpts][42] slot 42")
+    # Not decoding (--raw, or rewriting with -o): no schema lines.
+    assert "[Schema]" not in run("-r", cap, "-p", "--raw").stderr

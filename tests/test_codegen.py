@@ -20,7 +20,8 @@ from pyelog.schema.dsl import load_schema, parse_schema
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 TEST_SCHEMA = SCHEMAS / "test_eventlog_schema.src"
-FREEBSD_TCP = SCHEMAS / "freebsd" / "tcp_eventlog_schema.src"
+# A large schema in FreeBSD's style (test data, not shipped).
+FREEBSD_TCP = Path(__file__).resolve().parent / "data" / "freebsd_tcp" / "tcp_eventlog_schema.src"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pyelog.schema.consumer import SCHEMAS_DIR, Consumer, ConsumerSet
 from pyelog.schema.dsl import SchemaError
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
-FREEBSD = SCHEMAS / "freebsd"
+FREEBSD = Path(__file__).resolve().parent / "data" / "freebsd_tcp"   # test data, not shipped
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_default_loads_top_level_schemas_only():
     cs = ConsumerSet.default()
     assert "test" in cs.providers
     tcp = cs.get("tcp")
-    if tcp is not None:  # the Linux provider, not schemas/freebsd's
+    if tcp is not None:  # the Linux provider, not the FreeBSD-style test schema's
         freebsd = ConsumerSet.from_paths([FREEBSD]).get("tcp")
         assert tcp.events != freebsd.events
 

@@ -298,7 +298,7 @@ def test_printf_more_conversions_than_fields_warns():
 
 
 def test_freebsd_tcp_schema_layouts():
-    s = load_schema(SCHEMAS / "freebsd" / "tcp_eventlog_schema.src")
+    s = load_schema(Path(__file__).resolve().parent / "data" / "freebsd_tcp" / "tcp_eventlog_schema.src")
     sizes = {e.name: (e.struct.size if e.struct else 0) for e in s.events}
     assert sizes["CONN_SET_IP_V4"] == 16 and sizes["CONN_SET_IP_V6"] == 40 and sizes["SESSION_CREATE"] == 8
     assert sizes["IN"] == 40 and sizes["OUT"] == 32 and sizes["CONN_PARAMS"] == 64 and sizes["SACK"] == 72

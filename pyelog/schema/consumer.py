@@ -25,8 +25,10 @@ from pyelog.schema.codegen import generate_aggregate, generate_consumer
 from pyelog.schema.dsl import SCHEMA_SUFFIX, Schema, load_schema
 from pyelog.schema.runtime import DUMP_COMPLETE_ID, SESSION_END_ID, exec_source
 
-#: The schemas shipped with pyelog (top level only; schemas/freebsd holds
-#: FreeBSD's own providers, kept for comparison, and is not loaded by default).
+#: The schemas shipped with pyelog: its own providers (tcp, test). FreeBSD's
+#: providers are not shipped: their schemas change with FreeBSD, and a
+#: decoder printing other texts than FreeBSD's for FreeBSD's events would
+#: mislead; users point ``--schema-dir`` at FreeBSD's own files.
 SCHEMAS_DIR = schema_dir()
 
 
@@ -124,15 +126,22 @@ _with_extra_cache: dict[tuple[str, ...], "ConsumerSet"] = {}
 class ConsumerSet:
     """Consumers for several providers, looked up by provider *name*."""
 
-    def __init__(self, consumers: dict[str, Consumer]) -> None:
+    def __init__(self, consumers: dict[str, Consumer], sources: dict[str, Path] | None = None) -> None:
         self._consumers = dict(consumers)
+        self._sources = dict(sources or {})
 
     @classmethod
     def from_schemas(cls, schemas: Iterable[Schema]) -> "ConsumerSet":
         """Load ``schemas`` through the aggregate module (``pyelog gen -M``)."""
         schemas = list(schemas)
         aggregate = exec_generated(generate_aggregate(schemas), "pyelog aggregate consumer")
-        return cls({name: Consumer(module) for name, module in aggregate.PROVIDERS.items()})
+        return cls({name: Consumer(module) for name, module in aggregate.PROVIDERS.items()},
+                   {s.provider: s.path for s in schemas})
+
+    def source(self, provider: str) -> Path | None:
+        """The schema file that decodes ``provider``, or None (no schema: its
+        payloads print as ``[UNKNOWN_PROVIDER:<name>]``)."""
+        return self._sources.get(provider) if provider in self._consumers else None
 
     @classmethod
     def from_paths(cls, paths: Iterable[str | Path]) -> "ConsumerSet":

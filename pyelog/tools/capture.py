@@ -212,7 +212,7 @@ class FileSink(_WriterSink):
 
     def __init__(self, o: CaptureOptions, providers: list[Provider], dropped: Callable[[], int]):
         self._dropped = dropped
-        with os_errors_as(f"fopen: {o.output}"):
+        with os_errors_as(f"fopen({o.output})"):
             if o.rotate_size or o.rotate_time:
                 self.writer = RotatingWriter(o.output, providers, max_bytes=o.rotate_size,
                                              max_seconds=o.rotate_time, max_files=o.max_files,
@@ -243,7 +243,7 @@ class SessionSink(_WriterSink):
     def __init__(self, o: CaptureOptions, providers: list[Provider]):
         # The schemas' name tables first: their errors are not mkdir's.
         tcp = ConsumerSet.with_extra(o.schemas).get("tcp") if o.format_tcp else None
-        with os_errors_as(f"mkdir: {o.output_dir}"):
+        with os_errors_as(f"mkdir({o.output_dir})"):
             self.writer = PerSessionWriter(o.output_dir, providers, tcp_names=tcp)
 
     def write_run(self, run: memoryview, count: int) -> int:

@@ -50,8 +50,8 @@ def describe(exc: BaseException) -> str | None:
 @contextlib.contextmanager
 def os_errors_as(prefix: str) -> Iterator[None]:
     """Inside, an OSError becomes ``ToolError("PREFIX: strerror")``: the
-    lines elog(1) prints through err(3), e.g. ``fopen: cap.elog: Permission
-    denied``, where PREFIX names the call and the path."""
+    lines elog(1) prints through err(3), e.g. ``fopen(cap.elog): Permission
+    denied``, where PREFIX names the call and the path as elog does."""
     try:
         yield
     except OSError as e:
