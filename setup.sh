@@ -67,9 +67,10 @@ if [ ! -x "$venv/bin/python" ]; then
     /usr/bin/python3 -m venv --system-site-packages "$venv"
 fi
 # Reinstall only when the package's build inputs changed since the last
-# install (the install also compiles pyelog/kernel/_ring.c in place).
+# install (the install also compiles the C extensions, pyelog/*/_*.c, in place).
 stamp=$venv/.pyelog-installed
-newer=$(find "$here/pyproject.toml" "$here/setup.py" "$here/pyelog/kernel/_ring.c" -newer "$stamp" 2>/dev/null || true)
+newer=$(find "$here/pyproject.toml" "$here/setup.py" "$here/pyelog/kernel/_ring.c" "$here/pyelog/records/_records.c" \
+    -newer "$stamp" 2>/dev/null || true)
 if [ ! -f "$stamp" ] || [ -n "$newer" ]; then
     log "installing pyelog (editable) with test extras"
     "$venv/bin/pip" install -q --disable-pip-version-check -e "$here[test]"

@@ -127,6 +127,7 @@ IN, OUT, SEED = "{in}", "{out}", "{seed}"
 
 #: Lines a command documents on stderr besides its one error line.
 PROVIDERS_LINE = r"\[Providers\] "
+SCHEMA_LINE = r"\[Schema\] "            # -r -p: which schema decodes each provider
 PLOT_SESSION_LINE = r"pyelog plot: session \d+$"
 
 
@@ -150,7 +151,7 @@ class Reader:
 ELOG_READERS = {
     "r": Reader(("-r", IN)),
     "r-all-display": Reader(("-r", IN, "-e", "-n", "-t", "--delta-time", "-d")),
-    "r-providers": Reader(("-r", IN, "-p", "-e"), info=(PROVIDERS_LINE,)),
+    "r-providers": Reader(("-r", IN, "-p", "-e"), info=(PROVIDERS_LINE, SCHEMA_LINE)),
     "r-raw": Reader(("-r", IN, "--raw", "-e")),
     "r-json": Reader(("-r", IN, "--json")),
     "r-o-elog": Reader(("-r", IN, "-o", OUT), "out.elog"),
@@ -444,7 +445,7 @@ def test_elog_parser_on_generated_argv(seeds: Seeds, scratch: Scratch, argv: lis
             assert o.subscriptions, "no -r and no subscription, yet accepted"
             return
         out = run_tool(cli.main, argv, [cli.read_capture])
-        check_outcome(out, info=(PROVIDERS_LINE,), paths=argv)
+        check_outcome(out, info=(PROVIDERS_LINE, SCHEMA_LINE), paths=argv)
 
 
 SUBCOMMANDS: dict[str, list[str]] = {

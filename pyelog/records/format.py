@@ -219,6 +219,11 @@ def split_point(buf: bytes | memoryview, room: int) -> tuple[int, int]:
     return off, n
 
 
+def record_of(raw: bytes) -> Record:
+    """The :class:`Record` of one whole record's bytes."""
+    return tuple.__new__(Record, EVENT_HEADER.unpack_from(raw) + (raw[EVENT_HEADER_SIZE:],))
+
+
 def iter_records(buf: bytes | memoryview) -> Iterator[Record]:
     """Decode a buffer of whole records (as :meth:`ElogReader.runs` and the rings give them).
 
@@ -422,23 +427,14 @@ class ElogReader(CaptureSource):
         This is the per-buffer path for copying records without decoding them
         (rewrite, split, merge). ``offset`` is the file offset of the run.
         """
-        unpack = _LENGTH.unpack_from
         consumed = _Consumed()
         for buf, pos in self._chunks(consumed):
-            end = len(buf)
-            off = 0
-            n = 0
-            while end - off >= EVENT_HEADER_SIZE:
-                (length,) = unpack(buf, off)
-                if length < EVENT_HEADER_SIZE:
-                    self.records_read += n
-                    if n:
-                        yield memoryview(buf)[:off], n, pos
-                    raise self._bad_length(length, pos + off)
-                if off + length > end:
-                    break
-                off += length
-                n += 1
+            n, off, bad = _walk(buf)
+            if bad >= 0:
+                self.records_read += n
+                if n:
+                    yield memoryview(buf)[:off], n, pos
+                raise self._bad_length(_LENGTH.unpack_from(buf, bad)[0], pos + bad)
             consumed.n = off
             self.records_read += n
             if n:
@@ -467,6 +463,31 @@ class ElogReader(CaptureSource):
                 off = nxt
             self.records_read += n
             consumed.n = off
+
+
+def _walk_python(buf: bytes) -> tuple[int, int, int]:
+    """``(count, end, bad)`` of the whole records at the start of ``buf``
+    (``bad``: offset of a record shorter than its header, else -1); the
+    C extension's ``walk`` does the same per chunk without a Python step
+    per record."""
+    unpack = _LENGTH.unpack_from
+    end = len(buf)
+    off = n = 0
+    while end - off >= EVENT_HEADER_SIZE:
+        (length,) = unpack(buf, off)
+        if length < EVENT_HEADER_SIZE:
+            return n, off, off
+        if off + length > end:
+            break
+        off += length
+        n += 1
+    return n, off, -1
+
+
+try:
+    from pyelog.records._records import walk as _walk
+except ImportError:                 # the extension not built: the same in Python
+    _walk = _walk_python
 
 
 class _Consumed:

@@ -22,8 +22,13 @@ from typing import IO, Iterator
 
 from pyelog.records.eventlog import MAX_EVENT_LENGTH
 from pyelog.records.format import (EVENT_HEADER, EVENT_HEADER_SIZE, CaptureSource, ElogFormatError, FileHeader,
-                                   Provider, Record, pack_provider_table)
-from pyelog.records.text import EventKinds, PayloadDecoder
+                                   Provider, Record, iter_records, pack_provider_table, record_of)
+from pyelog.records.text import EventKinds, PayloadDecoder, compiled_plan, pieces
+
+try:
+    from pyelog.records import _records       # the C printer (pyelog/records/_records.c)
+except ImportError:                           # not built: every line from Python
+    _records = None
 
 
 def _jsonable(value):
@@ -55,11 +60,35 @@ class JsonEventFormatter:
         self._encode = json.JSONEncoder(default=_jsonable).encode
         self._decode = getattr(decoder, "decode", None)
         self._events = EventKinds(self._event)
+        self._fast: EventKinds | None = None      # kinds for the C printer, made on first use
 
     def _event(self, provider_id: int, event_id: int) -> tuple[str, str, str]:
         provider = self.provider_names.get(provider_id, "?")
         enc = self._encode
         return (provider, enc(provider), enc(self.decoder.event_name(provider, event_id)))
+
+    def run_json(self, buf: bytes | memoryview, count: int) -> Iterator[str]:
+        """The lines (each ending in a newline) of ``count`` whole records at
+        the start of ``buf``, as :meth:`line` gives them: by the C printer
+        (records/_records.c) for the kinds whose fields have a JSON plan
+        (the decoder's ``json_plan(provider, event_id)``), by :meth:`line`
+        for the rest; in pieces, as :meth:`TextPrinter.run_text`."""
+        if _records is None:
+            yield "".join([self.line(rec) + "\n" for rec in iter_records(buf)])
+            return
+        if self._fast is None:
+            self._fast = EventKinds(self._fast_event)
+        yield from pieces(buf, count, lambda view, n: _records.json_lines(
+            view, n, self._fast, self._line_of_bytes))
+
+    def _line_of_bytes(self, raw: bytes) -> str:
+        return self.line(record_of(raw))
+
+    def _fast_event(self, provider_id: int, event_id: int) -> tuple[bytes, bytes, object]:
+        """(provider as JSON, event name as JSON, compiled fields plan or None)."""
+        provider, provider_json, event_json = self._events[provider_id << 32 | event_id]
+        plan = compiled_plan(self.decoder, "json_plan", provider, event_id) if self._decode else None
+        return provider_json.encode(), event_json.encode(), plan
 
     def line(self, rec: Record) -> str:
         _, cpu, provider_id, reserved, ts, session_id, event_id, tid, payload = rec

@@ -23,11 +23,16 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from pyelog.records.eventlog import SESSION_END_ID
-from pyelog.records.format import Record
+from pyelog.records.format import Record, iter_records, record_of
 from pyelog.records.untrusted import terminal_safe
+
+try:
+    from pyelog.records import _records       # the C printer (pyelog/records/_records.c)
+except ImportError:                           # not built: every line from Python
+    _records = None
 
 _EPOCH = _dt.datetime(1970, 1, 1)
 
@@ -121,6 +126,7 @@ class TextPrinter:
         self._sec: int | None = None
         self._sec_text: str | None = None
         self._events = EventKinds(self._event)
+        self._fast: EventKinds | None = None      # kinds for the C printer, made on first use
         self._cpu_tid: dict[int, str] = {}     # "[cpu]tid::" by (cpu << 33) + tid
 
     def _second_text(self, sec: int) -> str | None:
@@ -195,6 +201,59 @@ class TextPrinter:
         self._prev = ts
         parts.append(line)
         return "".join(parts)
+
+
+    # ---- runs of records: the C printer (records/_records.c) ----------------
+
+    def run_text(self, buf: bytes | memoryview, count: int) -> Iterator[str]:
+        """The lines (each ending in a newline) of ``count`` whole records at
+        the start of ``buf``, as :meth:`line` gives them, in pieces of some
+        tens of KiB (to be written one by one: memory stays small).
+
+        The C printer (records/_records.c) renders the records whose kind has a text plan (the
+        decoder's ``text_plan(provider, event_id)``); it hands every other
+        record back to :meth:`line`. With ``-n``, ``-t`` or ``--delta-time``
+        (state carried from line to line), or an anchor beyond 64 bits, every
+        line is :meth:`line`'s.
+        """
+        if _records is None or not self._plain or not -2**63 <= self._offset < 2**63:
+            yield "".join([self.line(rec) + "\n" for rec in iter_records(buf)])
+            return
+        if self._fast is None:
+            self._fast = EventKinds(self._fast_event)
+        yield from pieces(buf, count, lambda view, n: _records.lines(
+            view, n, self._fast, self._line_of_bytes, self._offset, self.utc_anchor is not None,
+            self.options.date))
+
+    def _line_of_bytes(self, raw: bytes) -> str:
+        return self.line(record_of(raw))
+
+    def _fast_event(self, provider_id: int, event_id: int) -> tuple[bytes, bytes, object]:
+        """(head, close, compiled plan or None) of one event kind, for the C printer."""
+        head, close, _ = self._events[provider_id << 32 | event_id]
+        plan = compiled_plan(self.decoder, "text_plan", self.provider_names.get(provider_id, "?"), event_id)
+        return (head.encode("utf-8", "surrogatepass"), close.encode("utf-8", "surrogatepass"), plan)
+
+
+def pieces(buf: bytes | memoryview, count: int,
+           render: Callable[[memoryview, int], tuple[str, int, int]]) -> Iterator[str]:
+    """The C printer's output for ``count`` records of ``buf``, piece by
+    piece: ``render(view, n)`` prints from the start of ``view`` and says
+    how many records and bytes it did."""
+    view = memoryview(buf)
+    while count:
+        text, n, used = render(view, count)
+        yield text
+        view = view[used:]
+        count -= n
+
+
+def compiled_plan(decoder: object, kind: str, provider: str, event_id: int) -> object:
+    """The C printer's compiled plan for one event from ``decoder.<kind>``
+    (``text_plan`` or ``json_plan``), or None when the decoder has none."""
+    get_plan = getattr(decoder, kind, None)
+    steps = get_plan(provider, event_id) if get_plan is not None else None
+    return _records.compile(*steps) if steps is not None else None
 
 
 def _payload_formatter(decoder: PayloadDecoder, provider: str, event_id: int):

@@ -24,6 +24,7 @@ from pyelog.resources import schema_dir
 from pyelog.schema.codegen import generate_aggregate, generate_consumer
 from pyelog.schema.dsl import SCHEMA_SUFFIX, Schema, load_schema
 from pyelog.schema.runtime import DUMP_COMPLETE_ID, SESSION_END_ID, exec_source
+from pyelog.schema.textplan import json_plan, text_plan
 
 #: The schemas shipped with pyelog: its own providers (tcp, test). FreeBSD's
 #: providers are not shipped: their schemas change with FreeBSD, and a
@@ -44,8 +45,10 @@ def exec_generated(source: str, name: str) -> types.ModuleType:
 class Consumer:
     """One provider's compiled schema: names, keywords, payload text and fields."""
 
-    def __init__(self, module: types.ModuleType) -> None:
+    def __init__(self, module: types.ModuleType, schema: Schema | None = None) -> None:
         self.module = module
+        # The schema's events, for text plans (C printer); none without it.
+        self._schema_events = {e.id: e for e in schema.events} if schema is not None else {}
         self.provider: str = module.PROVIDER
         #: NAME -> mask, including SESSION.
         self.keywords: dict[str, int] = dict(module.KEYWORDS)
@@ -62,7 +65,18 @@ class Consumer:
     @classmethod
     def from_schema(cls, schema: Schema) -> "Consumer":
         """Compile ``schema`` with ``generate_consumer`` and load the result."""
-        return cls(exec_generated(generate_consumer(schema), f"pyelog consumer {schema.provider}"))
+        return cls(exec_generated(generate_consumer(schema), f"pyelog consumer {schema.provider}"), schema)
+
+    def text_plan(self, event_id: int) -> tuple[tuple, int] | None:
+        """The event's text as steps for the C printer (:mod:`pyelog.schema.textplan`),
+        or None: the generated formatter renders it."""
+        event = self._schema_events.get(event_id)
+        return text_plan(event, self.module) if event is not None else None
+
+    def json_plan(self, event_id: int) -> tuple[tuple, int] | None:
+        """The JSON of :meth:`decode`'s dict as steps for the C printer, or None."""
+        event = self._schema_events.get(event_id)
+        return json_plan(event) if event is not None else None
 
     @classmethod
     def from_path(cls, path: str | Path) -> "Consumer":
@@ -135,7 +149,8 @@ class ConsumerSet:
         """Load ``schemas`` through the aggregate module (``pyelog gen -M``)."""
         schemas = list(schemas)
         aggregate = exec_generated(generate_aggregate(schemas), "pyelog aggregate consumer")
-        return cls({name: Consumer(module) for name, module in aggregate.PROVIDERS.items()},
+        by_name = {s.provider: s for s in schemas}
+        return cls({name: Consumer(module, by_name.get(name)) for name, module in aggregate.PROVIDERS.items()},
                    {s.provider: s.path for s in schemas})
 
     def source(self, provider: str) -> Path | None:
@@ -213,6 +228,16 @@ class ConsumerSet:
             text = f"[UNKNOWN_PROVIDER:{provider}]"
             return lambda payload: text
         return consumer.formatter(event_id)
+
+    def text_plan(self, provider: str, event_id: int) -> tuple[tuple, int] | None:
+        """Steps for the C printer rendering what :meth:`formatter` renders, or None."""
+        consumer = self._consumers.get(provider)
+        return consumer.text_plan(event_id) if consumer is not None else None
+
+    def json_plan(self, provider: str, event_id: int) -> tuple[tuple, int] | None:
+        """Steps for the C printer rendering the JSON of what :meth:`decode` gives, or None."""
+        consumer = self._consumers.get(provider)
+        return consumer.json_plan(event_id) if consumer is not None else None
 
     def decode(self, provider: str, event_id: int, payload: bytes) -> dict | None:
         """Decoded fields, or None for an unknown provider or event id."""

@@ -25,7 +25,7 @@ import tempfile
 import time
 from typing import IO, Callable, Iterator, Protocol
 
-from pyelog.records.format import ElogWriter, FileHeader, Provider, iter_records, utc_us_at
+from pyelog.records.format import EVENT_HEADER, ElogWriter, FileHeader, Provider, iter_records, utc_us_at
 from pyelog.kernel.loader import EventlogError, Loader, ProviderSpec, SUBSCRIPTION_DUMP_STATE, Subscription
 from pyelog.kernel.bpf import unavailable_reason
 from pyelog.providers import registry
@@ -279,25 +279,26 @@ class LineSink:
         self._started = False
 
     def write_run(self, run: memoryview, count: int) -> int:
-        records = list(iter_records(run))
-        if not records:
+        if not count:
             return 0
-        chunks = []
+        text = ""
         if self.json and not self._started:
             # The header line a JSON capture starts with, anchored like an
             # .elog header (first event, wall clock now); counts stay 0 as
             # in a capture that was never closed, so the stream converts.
             from pyelog.records.jsonl import header_line
-            head = FileHeader(records[0].timestamp, utc_us_at(records[0].timestamp), 0, 0)
-            chunks.append(header_line(head, self.providers) + "\n")
+            first = EVENT_HEADER.unpack_from(run)[4]
+            text = header_line(FileHeader(first, utc_us_at(first), 0, 0), self.providers) + "\n"
         self._started = True
-        chunks.extend(self.printer.line(r) + "\n" for r in records)
-        text = "".join(chunks)
-        self.out.write(text)
+        # Per run, not per record: the C printer's lines (records/_records.c).
+        for piece in self.printer.run_json(run, count) if self.json else self.printer.run_text(run, count):
+            text += piece
+            self.out.write(text)
+            self.bytes_written += len(text)
+            text = ""
         self.out.flush()
-        self.bytes_written += len(text)
-        self.stored_events += len(records)
-        return len(records)
+        self.stored_events += count
+        return count
 
     def tick(self) -> None:
         pass
