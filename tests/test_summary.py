@@ -237,6 +237,18 @@ def test_plot_draws_both_directions(tmp_path):
         assert [(lo, hi) for _, lo, hi in by[21].segments] == [(1, 301)]
         assert [a for _, a in by[20].acks] == [1001] and [a for _, a in by[21].acks] == [1]
         assert "both sockets" in plot.title
+    # A peer that only acknowledged: its direction is not drawn, the title says why.
+    one_way = tmp_path / "oneway.elog"
+    w = ElogWriter(one_way, [(1, "tcp")], start_utc_us=1_700_000_000_000_000)
+    c, s = Session(w, 30, 1_000_000), Session(w, 31, 1_000_050)
+    c.create().conn("10.0.0.1", 40001, "10.0.0.2", 80).out(ISS, 0, flags=SYN).out(ISS + 1, 1000)
+    s.create().conn("10.0.0.2", 80, "10.0.0.1", 40001).out(IRS, 0, flags=SYN | ACK, ack=ISS + 1)
+    s.out(IRS + 1, 0, ack=ISS + 1001)
+    w.close()
+    plot = plot_of(one_way, 30)
+    assert [d.session_id for d in plot.directions] == [30]
+    assert plot.title.endswith("the peer socket (session 31) sent no data")
+    assert [d.session_id for d in plot_of(one_way, 31).directions] == [31, 30]   # asked for: drawn
     png, html = tmp_path / "two.png", tmp_path / "two.html"
     assert cli.main(["plot", str(path), "--session", "20", "-o", str(png)]) == 0
     assert cli.main(["plot", str(path), "--session", "20", "-o", str(html)]) == 0

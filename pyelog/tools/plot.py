@@ -16,7 +16,9 @@ Panels over time since the connection's first event (ms), top to bottom:
 * bytes in flight.
 
 When the capture holds both sockets of the connection (the four-tuple
-reversed), both directions are drawn, each from its sender's session.
+reversed), both directions are drawn, each from its sender's session (the
+peer's only when it sent data: a socket that only acknowledged adds a
+flat graph).
 Segments, ACKs and SACK blocks come from IN/OUT, VERBOSE events (recorded
 by default); a capture made at INFO or WARN still has the RETRANSMIT and
 RTO marks, cwnd at each RTO and the RTT figures.
@@ -105,12 +107,16 @@ def connection_plot(records: list, names: dict[int, str], decoder, session_id: i
     if s is not None and s.laddr:
         sessions = [(session_id, f"{_endpoint(s, True)} → {_endpoint(s, False)} (session {session_id})")]
         peer = peer_of(s, rows)
-        if peer is not None:
+        # The peer's direction is drawn when it carried data: a socket that
+        # only acknowledged has a flat graph, and its ACKs are in ours.
+        if peer is not None and peer.bytes_sent:
             sessions.append((peer.session_id, f"{_endpoint(peer, True)} → {_endpoint(peer, False)} "
                                               f"(session {peer.session_id})"))
         title = (f"TCP {_endpoint(s, True)} ↔ {_endpoint(s, False)}: {terminal_safe(s.comm) or '?'}, "
-                 f"{s.bytes_sent} B sent, {s.bytes_received} B received, {s.retransmits} retransmitted"
-                 + (f"; both sockets (sessions {session_id}, {peer.session_id})" if peer else ""))
+                 f"{s.bytes_sent} B sent, {s.bytes_received} B received, {s.retransmits} retransmitted")
+        if peer is not None:
+            title += (f"; both sockets (sessions {session_id}, {peer.session_id})" if peer.bytes_sent else
+                      f"; the peer socket (session {peer.session_id}) sent no data")
     return build(records, names, decoder, sessions, title, from_ms, to_ms)
 
 
