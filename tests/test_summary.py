@@ -147,6 +147,11 @@ def test_rtt_range_of_a_default_level_capture_includes_the_rto_srtt(tmp_path):
     assert (row.rtt_min_us, row.rtt_max_us, row.rtt_src) == (45, 7900, "sample/smoothed")
     assert row.report()["rtt_max_src"] == "smoothed"
     assert cli.main(["summary", str(path)]) == 0
+    # The plot of such a capture: no segments, the RTT marks, the RTT range.
+    plot = plot_of(path, 12)
+    (d,) = plot.directions
+    assert not d.segments and len(d.rtos) == 3 and max(v for _, v in d.srtt) == 7900
+    assert cli.main(["plot", str(path), "-o", str(tmp_path / "info.png")]) == 0
 
 
 def test_summary_cli(capture, capsys):

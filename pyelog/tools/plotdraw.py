@@ -34,6 +34,9 @@ __all__ = ["panel_titles", "thin_steps", "thin_spans", "thin_marks", "draw_pictu
 PICTURE_COLUMNS = 1200
 HTML_COLUMNS = 6000
 
+#: What a time-sequence panel says when the capture has no segments of it.
+NO_SEGMENTS = "no IN/OUT events (VERBOSE) for this direction: marks only"
+
 # Per direction: (main colour, second colour).
 _COLOURS = [("tab:blue", "tab:cyan"), ("tab:orange", "gold")]
 
@@ -239,6 +242,8 @@ def _tseq_axes(ax, d: Direction, s: _Series, LineCollection) -> None:
         xs, ys = zip(*s.marks(d.rtos))
         ax.plot(xs, ys, "v", color="darkorange", markersize=7, markeredgecolor="black",
                 markeredgewidth=0.5, label=f"RTO ({len(d.rtos)})")
+    if not (d.segments or d.resent or d.acks):
+        ax.text(0.5, 0.93, NO_SEGMENTS, transform=ax.transAxes, ha="center", va="top", color="grey")
     ax.autoscale_view()
     ax.ticklabel_format(axis="y", style="plain", useOffset=False)   # bytes as bytes: no "1e6" corner
     ax.set_ylabel("sequence (bytes)")
@@ -296,6 +301,10 @@ def draw_html(plot: ConnectionPlot, path: str) -> list[str]:
         marks(row, d.retransmits, "darkred", f"RETRANSMIT ({len(d.retransmits)})", "x")
         marks(row, d.rtos, "darkorange", f"RTO ({len(d.rtos)})", "triangle-down", size=10)
         fig.update_yaxes(title_text="sequence (bytes)", row=row, col=1)
+        if not (d.segments or d.resent or d.acks):
+            fig.add_annotation(text=NO_SEGMENTS, showarrow=False, font={"color": "grey"},
+                               xref="x domain" if row == 1 else f"x{row} domain",
+                               yref="y domain" if row == 1 else f"y{row} domain", x=0.5, y=0.95)
     for i, d in enumerate(plot.directions):
         main, second = ("royalblue", "lightseagreen") if i == 0 else ("darkorange", "goldenrod")
         who = _short(d, many)
