@@ -152,3 +152,33 @@ def test_c_printer_renders_without_python_for_planned_events():
                                "ack 2000, win 512, flags PUSH|ACK) in state ")
     assert lines[0] == TextPrinter({1: "tcp"}, decoder, TextOptions(event_names=True),
                                    (5_000_000, 1_700_000_000_000_000)).line(next(iter_records(buf)))
+
+
+def test_c_printer_in_several_threads():
+    """Callbacks into Python (records the C printer leaves to it) let other
+    threads run, and print too: each call's output stays its own."""
+    import threading
+    decoder = ConsumerSet.default()
+    tcp = decoder.get("tcp")
+    create, out_id = 0xFFFFFFFE, tcp.event_id("OUT")
+    payload = struct.pack("<IIHHII", 1000, 2000, 0x18, 512, 1448, 10) + bytes(56)
+    recs = []
+    for i in range(3000):
+        eid, body = (create, bytes(32)) if i % 3 == 0 else (out_id, payload)
+        recs.append(EVENT_HEADER.pack(32 + len(body), i % 4, 1, 0, 5_000_000 + i, 7 + i % 5, eid, 42) + body)
+    buf = b"".join(recs)
+    want = "".join(TextPrinter({1: "tcp"}, decoder).line(rec) + "\n" for rec in iter_records(buf))
+    got, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                got.append("".join(TextPrinter({1: "tcp"}, decoder).run_text(buf, 3000)))
+        except Exception as e:          # pragma: no cover - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 20 and all(g == want for g in got)

@@ -416,10 +416,18 @@ static PyObject *walk_lines(Py_buffer *view, Py_ssize_t count, PyObject *kinds, 
 {
     const uint8_t *p = view->buf, *end = p + view->len;
     Py_ssize_t i;
-    /* The output buffer is kept from call to call (the GIL is held
-     * throughout): a fresh one per run cost page faults for every run. */
+    /* The output buffer is kept from call to call: fresh memory per call
+     * cost page faults. Callbacks into Python (slow(), a label function)
+     * may let another thread in, and into this function: that call gets a
+     * buffer of its own. */
     static struct out kept;
-    struct out o = kept;
+    static int kept_busy;
+    int mine = !kept_busy;
+    struct out o = {0};
+    if (mine) {
+        kept_busy = 1;
+        o = kept;
+    }
     o.len = 0;
     uint64_t last_key = ~(uint64_t)0;
     PyObject *entry = NULL;             /* a reference of ours: the dict may not keep it */
@@ -486,12 +494,15 @@ corrupt:
     PyErr_SetString(PyExc_ValueError, "records cut short or malformed in the run");
 done:
     Py_XDECREF(entry);
-    if (o.cap > (64u << 20)) {          /* a huge run: give that memory back */
+    if (!mine || o.cap > (64u << 20)) {     /* not the kept one, or huge: give it back */
         PyMem_Free(o.buf);
         o.buf = NULL;
         o.cap = 0;
     }
-    kept = o;
+    if (mine) {
+        kept = o;
+        kept_busy = 0;
+    }
     return result;
 }
 
