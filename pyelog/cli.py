@@ -373,19 +373,16 @@ def read_capture(o: Options, out=sys.stdout, err=sys.stderr) -> int:
             reader.check_complete()
             return 0
         decoder = RawPayloads() if o.raw else ConsumerSet.with_extra(o.schemas)
-        write = out.write
         if o.json:
             out.write(header_line(reader.header, reader.providers) + "\n")
             printer = JsonEventFormatter(reader.provider_names, decoder)
-            for buf, n, _pos in reader.runs():      # per run: the C printer's
-                for piece in printer.run_json(buf, n):
-                    write(piece)
         else:
-            text = TextPrinter(reader.provider_names, decoder, o.text,
-                               (reader.header.capture_start, reader.header.start_utc_us))
-            for buf, n, _pos in reader.runs():      # per run: the C printer's
-                for piece in text.run_text(buf, n):
-                    write(piece)
+            printer = TextPrinter(reader.provider_names, decoder, o.text,
+                                  (reader.header.capture_start, reader.header.start_utc_us))
+        write = out.write
+        for buf, n, _pos in reader.runs():      # per run: the C printer's
+            for piece in printer.run_lines(buf, n):
+                write(piece)
         reader.check_complete()
     return 0
 

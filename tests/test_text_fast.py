@@ -2,13 +2,13 @@
 """The C printer (pyelog/records/_records.c) against the Python one: text and JSON lines.
 
 ``TextPrinter.line`` (the generated per-event formatters) defines every
-line; ``TextPrinter.run_text`` renders runs of records in C where a text
+line; ``TextPrinter.run_lines`` renders runs of records in C where a text
 plan exists (pyelog/schema/textplan.py) and hands the rest back. Both must
 print the same bytes for any records: every event of the shipped schemas,
 the FreeBSD-style test schema and a schema of every printf conversion,
 with random payloads (short, long, non-ASCII strings, unknown ids and
 providers), random headers and capture anchors, with and without -e/-d;
-and JSON lines (``JsonEventFormatter.run_json`` against ``line``).
+and JSON lines (``JsonEventFormatter.run_lines`` against ``line``).
 """
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_c_lines_equal_python_lines(name, data):
     table, buf, n = data.draw(records(decoder), label="records")
     anchor = data.draw(ANCHORS, label="anchor")
     options = data.draw(OPTIONS, label="options")
-    fast = "".join(TextPrinter(table, decoder, options, anchor).run_text(buf, n))
+    fast = "".join(TextPrinter(table, decoder, options, anchor).run_lines(buf, n))
     slow = TextPrinter(table, decoder, options, anchor)
     want = "".join(slow.line(rec) + "\n" for rec in iter_records(buf))
     assert fast == want
@@ -114,11 +114,11 @@ def test_c_lines_equal_python_lines(name, data):
 def test_c_json_lines_equal_python_json_lines(name, data):
     decoder = SETS[name]
     table, buf, n = data.draw(records(decoder), label="records")
-    fast = "".join(JsonEventFormatter(table, decoder).run_json(buf, n))
+    fast = "".join(JsonEventFormatter(table, decoder).run_lines(buf, n))
     slow = JsonEventFormatter(table, decoder)
     assert fast == "".join(slow.line(rec) + "\n" for rec in iter_records(buf))
     raw = JsonEventFormatter(table, RawPayloads())  # no decode: "fields": null, all Python
-    assert "".join(raw.run_json(buf, n)) == "".join(raw.line(rec) + "\n" for rec in iter_records(buf))
+    assert "".join(raw.run_lines(buf, n)) == "".join(raw.line(rec) + "\n" for rec in iter_records(buf))
 
 
 def test_plans_cover_the_tcp_hot_events():
@@ -146,7 +146,7 @@ def test_c_printer_renders_without_python_for_planned_events():
     p = TextPrinter({1: "tcp"}, decoder, TextOptions(event_names=True), (5_000_000, 1_700_000_000_000_000))
     calls = []
     p._line_of_bytes = lambda raw: calls.append(raw) or "x"
-    lines = "".join(p.run_text(buf, 100)).splitlines()
+    lines = "".join(p.run_lines(buf, 100)).splitlines()
     assert not calls and len(lines) == 100
     assert lines[0].startswith("[ 1]002a::22:13:20.000000 [tcp][7][OUT] Sent 1448 bytes (seq 1000, "
                                "ack 2000, win 512, flags PUSH|ACK) in state ")
@@ -173,7 +173,7 @@ def test_c_printer_in_several_threads():
     def work():
         try:
             for _ in range(5):
-                got.append("".join(TextPrinter({1: "tcp"}, decoder).run_text(buf, 3000)))
+                got.append("".join(TextPrinter({1: "tcp"}, decoder).run_lines(buf, 3000)))
         except Exception as e:          # pragma: no cover - reported below
             errors.append(e)
     threads = [threading.Thread(target=work) for _ in range(4)]

@@ -3,7 +3,7 @@
  * The records layer's hot paths, in C: walking a chunk of a capture for its
  * whole records (pyelog/records/format.py ElogReader.runs) and printing
  * runs of records as elog(1) text lines (pyelog/records/text.py
- * TextPrinter.run_text), the work of `pyelog -r`.
+ * TextPrinter.run_lines), the work of `pyelog -r`.
  *
  * Python decides what every kind of event prints; this file only follows
  * the decision. For each (provider id, event id) the printer hands over
@@ -231,6 +231,15 @@ static inline char *put_dec(char *d, uint64_t v)
     return d;
 }
 
+static inline char *put_sdec(char *d, int64_t v)
+{
+    if (v < 0) {
+        *d++ = '-';
+        return put_dec(d, -(uint64_t)v);
+    }
+    return put_dec(d, v);
+}
+
 static inline char *put_hex(char *d, uint64_t v)
 {
     char tmp[16];
@@ -305,11 +314,8 @@ static int render(struct out *o, const struct plan *p, const uint8_t *payload, s
                     *d++ = '0';
                     *d++ = 'x';
                     d = put_hex(d, v);
-                } else if (op->print_signed && (int64_t)v < 0) {
-                    *d++ = '-';
-                    d = put_dec(d, -(v + 1) + 1);   /* |INT64_MIN| too */
                 } else {
-                    d = put_dec(d, v);
+                    d = op->print_signed ? put_sdec(d, (int64_t)v) : put_dec(d, v);
                 }
                 o->len = d - o->buf;
                 break;
@@ -517,15 +523,6 @@ static int entry_parts(PyObject *entry, PyObject **a, PyObject **b, const struct
         return 0;
     }
     return 1;
-}
-
-static inline char *put_sdec(char *d, int64_t v)
-{
-    if (v < 0) {
-        *d++ = '-';
-        return put_dec(d, -(uint64_t)v);
-    }
-    return put_dec(d, v);
 }
 
 /* -- text: "[%2u]%04x::TIME [provider][session][NAME] payload" -- */

@@ -67,12 +67,12 @@ class JsonEventFormatter:
         enc = self._encode
         return (provider, enc(provider), enc(self.decoder.event_name(provider, event_id)))
 
-    def run_json(self, buf: bytes | memoryview, count: int) -> Iterator[str]:
+    def run_lines(self, buf: bytes | memoryview, count: int) -> Iterator[str]:
         """The lines (each ending in a newline) of ``count`` whole records at
         the start of ``buf``, as :meth:`line` gives them: by the C printer
         (records/_records.c) for the kinds whose fields have a JSON plan
         (the decoder's ``json_plan(provider, event_id)``), by :meth:`line`
-        for the rest; in pieces, as :meth:`TextPrinter.run_text`."""
+        for the rest; in pieces, as :meth:`TextPrinter.run_lines`."""
         if _records is None:
             yield "".join([self.line(rec) + "\n" for rec in iter_records(buf)])
             return

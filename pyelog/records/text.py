@@ -205,7 +205,7 @@ class TextPrinter:
 
     # ---- runs of records: the C printer (records/_records.c) ----------------
 
-    def run_text(self, buf: bytes | memoryview, count: int) -> Iterator[str]:
+    def run_lines(self, buf: bytes | memoryview, count: int) -> Iterator[str]:
         """The lines (each ending in a newline) of ``count`` whole records at
         the start of ``buf``, as :meth:`line` gives them, in pieces of some
         tens of KiB (to be written one by one: memory stays small).

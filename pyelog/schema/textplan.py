@@ -44,6 +44,24 @@ def _int(f: Field, *, swap16: bool = False, mask_bits: int = 0, to_signed: bool 
             print_signed, fmt.encode())
 
 
+def _decimal(f: Field) -> tuple:
+    """An integer field (or pointer) as a plain decimal number."""
+    signed = f.type.kind == "int"
+    return _int(f, print_signed=signed, fmt="%lld" if signed else "%llu")
+
+
+def _ntohs(f: Field) -> tuple:
+    """An ntohs field: its two low bytes swapped, in decimal."""
+    return _int(f, swap16=True, print_signed=True, fmt="%lld")
+
+
+def _plannable(event: Event) -> bool:
+    """Whether a plan can render the event at all: not SESSION_CREATE (an
+    empty payload has a text and fields of its own), no varlen array."""
+    s = event.struct
+    return event.id != SESSION_CREATE_ID and (s is None or s.varlen is None)
+
+
 def _text(f: Field, module: types.ModuleType) -> tuple:
     """Codegen's ``_text_expr``: the field as its type/annotation shows it."""
     kind = f.type.kind
@@ -60,7 +78,7 @@ def _text(f: Field, module: types.ModuleType) -> tuple:
     if f.annotation == "ntohs":
         if kind not in _INT_KINDS:
             raise _NoPlan
-        return _int(f, swap16=True, print_signed=True, fmt="%lld")
+        return _ntohs(f)
     if kind == "ipv4":
         return ("ipv4", f.offset)
     if kind == "ipv6":
@@ -70,7 +88,7 @@ def _text(f: Field, module: types.ModuleType) -> tuple:
     if kind == "ptr":
         return _int(f, print_signed=False, fmt="0x%llx")
     if kind in _INT_KINDS:
-        return _int(f, print_signed=kind == "int", fmt="%lld" if kind == "int" else "%llu")
+        return _decimal(f)
     raise _NoPlan
 
 
@@ -100,9 +118,8 @@ def _printf(f: Field, spec: PrintfSpec, module: types.ModuleType) -> tuple:
             return _int(f, print_signed=True, fmt=head + "d")
         return _int(f, swap16=ntohs, mask_bits=bits, to_signed=True, print_signed=True, fmt=head + "d")
     if f.type.kind != "int" and not narrow:
-        return _int(f, print_signed=False, fmt=head + ("u" if conv == "u" else conv))
-    return _int(f, swap16=ntohs, mask_bits=bits, print_signed=False,
-                fmt=head + ("u" if conv == "u" else conv))
+        return _int(f, print_signed=False, fmt=head + conv)
+    return _int(f, swap16=ntohs, mask_bits=bits, print_signed=False, fmt=head + conv)
 
 
 def json_plan(event: Event) -> tuple[tuple, int] | None:
@@ -110,9 +127,9 @@ def json_plan(event: Event) -> tuple[tuple, int] | None:
     generated decoder's dict (``{"field": value, ...}``), or None: varlen
     events, SESSION_CREATE (an empty payload decodes to ``{}``). A
     ``char[N]`` that needs escaping goes back to Python record by record."""
-    s = event.struct
-    if event.id == SESSION_CREATE_ID or (s is not None and s.varlen is not None):
+    if not _plannable(event):
         return None
+    s = event.struct
     steps: list[tuple] = []
     for i, f in enumerate(s.fields if s else []):
         key = (", " if i else "") + json.dumps(f.name) + ": "
@@ -121,10 +138,9 @@ def json_plan(event: Event) -> tuple[tuple, int] | None:
             text = ("jstr", f.offset, f.size) if kind == "char" else (kind, f.offset)
             steps += [("lit", (key + '"').encode()), text, ("lit", b'"')]
         elif f.annotation == "ntohs":
-            steps += [("lit", key.encode()), _int(f, swap16=True, print_signed=True, fmt="%lld")]
+            steps += [("lit", key.encode()), _ntohs(f)]
         elif kind in (*_INT_KINDS, "ptr"):
-            signed = kind == "int"
-            steps += [("lit", key.encode()), _int(f, print_signed=signed, fmt="%lld" if signed else "%llu")]
+            steps += [("lit", key.encode()), _decimal(f)]
         else:
             return None
     return (("lit", b"{"), *steps, ("lit", b"}")), (s.size if s else 0)
@@ -134,9 +150,9 @@ def text_plan(event: Event, module: types.ModuleType) -> tuple[tuple, int] | Non
     """``(steps, struct size)`` rendering ``event`` as its generated
     formatter in ``module`` does, or None when the C printer must leave it
     to that formatter."""
-    s = event.struct
-    if event.id == SESSION_CREATE_ID or (s is not None and s.varlen is not None):
+    if not _plannable(event):
         return None
+    s = event.struct
     fields = s.fields if s else []
     steps: list[tuple] = []
     try:

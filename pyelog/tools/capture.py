@@ -18,6 +18,7 @@ log file named in that line instead of flooding the terminal.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -281,21 +282,20 @@ class LineSink:
     def write_run(self, run: memoryview, count: int) -> int:
         if not count:
             return 0
-        text = ""
+        # Per run, not per record: the C printer's lines (records/_records.c).
+        pieces: Iterator[str] = self.printer.run_lines(run, count)
         if self.json and not self._started:
             # The header line a JSON capture starts with, anchored like an
             # .elog header (first event, wall clock now); counts stay 0 as
             # in a capture that was never closed, so the stream converts.
             from pyelog.records.jsonl import header_line
             first = EVENT_HEADER.unpack_from(run)[4]
-            text = header_line(FileHeader(first, utc_us_at(first), 0, 0), self.providers) + "\n"
+            head = header_line(FileHeader(first, utc_us_at(first), 0, 0), self.providers) + "\n"
+            pieces = itertools.chain([head], pieces)
         self._started = True
-        # Per run, not per record: the C printer's lines (records/_records.c).
-        for piece in self.printer.run_json(run, count) if self.json else self.printer.run_text(run, count):
-            text += piece
-            self.out.write(text)
-            self.bytes_written += len(text)
-            text = ""
+        for piece in pieces:
+            self.out.write(piece)
+            self.bytes_written += len(piece)
         self.out.flush()
         self.stored_events += count
         return count

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pyelog.records.eventlog import SESSION_ID_NONE
 from pyelog.records.format import Record
 from pyelog.tools.command import ToolError
+from pyelog.tools.summary import tcp_consumer
 from pyelog.tools.tcprtt import SAMPLE, rtt_figures
 from pyelog.tools.tcpseq import seq_add, seq_diff, seq_later
 
@@ -236,9 +237,7 @@ def build(records: Iterable[Record], provider_names: dict[int, str], decoder,
 
     Raises ToolError when the capture has no TCP event of the first session.
     """
-    consumer = decoder.get("tcp")
-    if consumer is None:
-        raise ToolError("no TCP schema available to decode the capture")
+    consumer = tcp_consumer(decoder)
     states = consumer.enums.get("tcp_state", {})
     decode, name_of = consumer.decode, consumer.event_name
     builders = {sid: _DirectionBuilder(sid, label, states) for sid, label in sessions}

@@ -228,7 +228,6 @@ def _tseq_axes(ax, d: Direction, s: _Series, LineCollection) -> None:
             thin = s.spans(spans)
             ax.add_collection(LineCollection([((t, lo), (t, hi)) for t, lo, hi in thin],
                                              colors=colour, linewidths=width, label=label))
-            ax.plot([], [])                       # keep autoscaling aware of the collection
             ax.update_datalim([(t, lo) for t, lo, _ in thin] + [(t, hi) for t, _, hi in thin])
     _step(ax, s.steps(d.window), "goldenrod", f"receive window ({len(d.window)})")
     _step(ax, s.steps(d.acks), "tab:green", f"ACK ({len(d.acks)})")

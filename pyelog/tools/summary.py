@@ -57,7 +57,7 @@ from pyelog.records.eventlog import (DUMP_COMPLETE_ID, SESSION_CREATE_ID, SESSIO
 from pyelog.records.captures import open_capture
 from pyelog.records.format import ElogFormatError, Record
 from pyelog.records.untrusted import terminal_safe
-from pyelog.schema.consumer import ConsumerSet
+from pyelog.schema.consumer import Consumer, ConsumerSet
 from pyelog.tools.command import ArgumentParser, ToolError, add_schema_option, run_reporting
 from pyelog.tools.tcprtt import SAMPLE, rtt_figures
 
@@ -229,11 +229,17 @@ class TcpSession:
         return self
 
 
-def summarize(records: Iterable[Record], provider_names: dict[int, str], decoder) -> list[TcpSession]:
-    """Fold the TCP events of ``records`` into one :class:`TcpSession` per session, in order of appearance."""
+def tcp_consumer(decoder) -> Consumer:
+    """The decoder's TCP consumer; ToolError when it has none."""
     consumer = decoder.get("tcp") if hasattr(decoder, "get") else None
     if consumer is None:
         raise ToolError("no TCP schema available to decode the capture")
+    return consumer
+
+
+def summarize(records: Iterable[Record], provider_names: dict[int, str], decoder) -> list[TcpSession]:
+    """Fold the TCP events of ``records`` into one :class:`TcpSession` per session, in order of appearance."""
+    consumer = tcp_consumer(decoder)
     states = consumer.enums.get("tcp_state", {})
     decode, name_of = consumer.decode, consumer.event_name
     out_size, in_size = consumer.payload_size("OUT"), consumer.payload_size("IN")
