@@ -8,6 +8,7 @@ The first argument picks a tool::
     pyelog convert ...         rewrite, merge, filter, split captures
     pyelog summary FILE        one row per TCP connection of a capture
     pyelog plot FILE -o OUT    one TCP connection: time-sequence graph, cwnd, RTT
+    pyelog export FILE -o DIR  captures as a Parquet dataset (DuckDB, Spark)
     pyelog selftest            check that this kernel can host pyelog
 
 elog's parser is mirrored: arguments are read left to right, long and short
@@ -35,6 +36,7 @@ usage: pyelog -c PROVIDER [LEVEL [KEYWORDS]] [-c ...] [options]
        pyelog convert IN... OUT | --split DIR [filters]   (pyelog convert -h)
        pyelog summary FILE... [--json] [--listeners]      (pyelog summary -h)
        pyelog plot FILE [--session ID] -o PNG|HTML        (pyelog plot -h)
+       pyelog export CAPTURE|DIR... -o DIR [--host NAME]  (pyelog export -h)
        pyelog gen SCHEMA... (-h | -c | -M) [-o OUT]
        pyelog selftest
 
@@ -401,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "summary":
         from pyelog.tools.summary import main as summary_main
         return summary_main(argv[1:])
+    if argv and argv[0] == "export":
+        from pyelog.tools.export import main as export_main
+        return export_main(argv[1:])
     if argv and argv[0] == "plot":
         from pyelog.tools.plot import main as plot_main
         return plot_main(argv[1:])

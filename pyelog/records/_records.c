@@ -729,8 +729,104 @@ static PyObject *walk(PyObject *self, PyObject *args)
     return Py_BuildValue("nnn", n, off, bad);
 }
 
+PyDoc_STRVAR(index_doc,
+"index(buf, count) -> (offsets, headers)\n\n"
+"The first ``count`` records of ``buf`` for columnar readers (numpy's\n"
+"frombuffer): ``offsets``, where each starts (little-endian uint32), and\n"
+"``headers``, their 32-byte headers back to back. ``buf`` must hold that\n"
+"many whole records (a run of runs()); ValueError otherwise.");
+
+static PyObject *record_index(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t count;
+    PyObject *offs = NULL, *heads = NULL;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &count))
+        return NULL;
+    if (count < 0 || view.len > UINT32_MAX || count > view.len / HDR_SIZE) {
+        PyErr_SetString(PyExc_ValueError, "index: the buffer does not hold that many whole records");
+        goto fail;
+    }
+    offs = PyBytes_FromStringAndSize(NULL, count * 4);
+    heads = PyBytes_FromStringAndSize(NULL, count * HDR_SIZE);
+    if (!offs || !heads)
+        goto fail;
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(offs), *h = (uint8_t *)PyBytes_AS_STRING(heads);
+    const uint8_t *b = view.buf;
+    Py_ssize_t off = 0, end = view.len;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint16_t len;
+        if (end - off < HDR_SIZE)
+            goto short_buf;
+        memcpy(&len, b + off, 2);
+        if (len < HDR_SIZE || len > end - off)
+            goto short_buf;
+        uint32_t v = (uint32_t)off;
+        memcpy(o + 4 * i, &v, 4);   /* x86/arm64 Linux: little-endian, as elog(5) */
+        memcpy(h + HDR_SIZE * i, b + off, HDR_SIZE);
+        off += len;
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("NN", offs, heads);
+short_buf:
+    PyErr_SetString(PyExc_ValueError, "index: the buffer does not hold that many whole records");
+fail:
+    PyBuffer_Release(&view);
+    Py_XDECREF(offs);
+    Py_XDECREF(heads);
+    return NULL;
+}
+
+PyDoc_STRVAR(payloads_doc,
+"payloads(buf, offsets, size) -> bytes\n\n"
+"The payloads of the records of ``buf`` at ``offsets`` (native int64, from\n"
+"index()), each cut or zero-filled to ``size`` bytes, back to back: what a\n"
+"generated decoder reads of each (missing tail bytes read as 0).");
+
+static PyObject *payloads(PyObject *self, PyObject *args)
+{
+    Py_buffer view, offv;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "y*y*n", &view, &offv, &size))
+        return NULL;
+    Py_ssize_t n = offv.len / 8;
+    PyObject *out = NULL;
+    if (size < 0 || size > 65535) {
+        PyErr_SetString(PyExc_ValueError, "payloads: size out of range");
+        goto done;
+    }
+    out = PyBytes_FromStringAndSize(NULL, n * size);
+    if (!out)
+        goto done;
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(out);
+    const uint8_t *b = view.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t off;
+        uint16_t len;
+        memcpy(&off, (const uint8_t *)offv.buf + 8 * i, 8);
+        if (off < 0 || off > view.len - HDR_SIZE)
+            goto bad;
+        memcpy(&len, b + off, 2);
+        if (len < HDR_SIZE || len > view.len - off)
+            goto bad;
+        Py_ssize_t have = len - HDR_SIZE < size ? len - HDR_SIZE : size;
+        memcpy(o + i * size, b + off + HDR_SIZE, have);
+        memset(o + i * size + have, 0, size - have);
+    }
+    goto done;
+bad:
+    Py_CLEAR(out);
+    PyErr_SetString(PyExc_ValueError, "payloads: an offset is not a whole record of the buffer");
+done:
+    PyBuffer_Release(&view);
+    PyBuffer_Release(&offv);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS, walk_doc},
+    {"index", record_index, METH_VARARGS, index_doc},
+    {"payloads", payloads, METH_VARARGS, payloads_doc},
     {"compile", compile_plan, METH_VARARGS, compile_doc},
     {"lines", lines, METH_VARARGS, lines_doc},
     {"json_lines", json_lines, METH_VARARGS, json_lines_doc},

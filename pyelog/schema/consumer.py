@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pyelog.resources import schema_dir
 from pyelog.schema.codegen import generate_aggregate, generate_consumer
-from pyelog.schema.dsl import SCHEMA_SUFFIX, Schema, load_schema
+from pyelog.schema.dsl import SCHEMA_SUFFIX, Event, Schema, load_schema
 from pyelog.schema.runtime import DUMP_COMPLETE_ID, SESSION_END_ID, exec_source
 from pyelog.schema.textplan import json_plan, text_plan
 
@@ -66,6 +66,10 @@ class Consumer:
     def from_schema(cls, schema: Schema) -> "Consumer":
         """Compile ``schema`` with ``generate_consumer`` and load the result."""
         return cls(exec_generated(generate_consumer(schema), f"pyelog consumer {schema.provider}"), schema)
+
+    def schema_event(self, event_id: int) -> Event | None:
+        """The schema's declaration of event ``event_id`` (None: unknown, or no schema kept)."""
+        return self._schema_events.get(event_id)
 
     def text_plan(self, event_id: int) -> tuple[tuple, int] | None:
         """The event's text as steps for the C printer (:mod:`pyelog.schema.textplan`),
