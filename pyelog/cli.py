@@ -9,6 +9,7 @@ The first argument picks a tool::
     pyelog summary FILE        one row per TCP connection of a capture
     pyelog plot FILE -o OUT    one TCP connection: time-sequence graph, cwnd, RTT
     pyelog export FILE -o DIR  captures as a Parquet dataset (DuckDB, Spark)
+    pyelog query SQL DIR|FILE  SQL over a dataset or captures (DuckDB)
     pyelog selftest            check that this kernel can host pyelog
 
 elog's parser is mirrored: arguments are read left to right, long and short
@@ -37,6 +38,7 @@ usage: pyelog -c PROVIDER [LEVEL [KEYWORDS]] [-c ...] [options]
        pyelog summary FILE... [--json] [--listeners]      (pyelog summary -h)
        pyelog plot FILE [--session ID] -o PNG|HTML        (pyelog plot -h)
        pyelog export CAPTURE|DIR... -o DIR [--host NAME]  (pyelog export -h)
+       pyelog query SQL DATASET|CAPTURE... [--csv|--json] (pyelog query -h)
        pyelog gen SCHEMA... (-h | -c | -M) [-o OUT]
        pyelog selftest
 
@@ -403,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "summary":
         from pyelog.tools.summary import main as summary_main
         return summary_main(argv[1:])
+    if argv and argv[0] == "query":
+        from pyelog.tools.query import main as query_main
+        return query_main(argv[1:])
     if argv and argv[0] == "export":
         from pyelog.tools.export import main as export_main
         return export_main(argv[1:])
