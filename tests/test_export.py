@@ -80,7 +80,9 @@ def test_hand_built_capture(hand, tmp_path):
     assert sorted(os.listdir(out / "tcp" / "STATE_CHANGE" / "host=web-1")) == \
         ["day=2025-12-02", "day=2025-12-03"]
 
+    assert [(r["record"], r["length"]) for r in states] == [(2, 2), (6, 2)]
     o = table(out, "tcp", "OUT").to_pylist()[0]
+    assert (o["record"], o["length"]) == (3, 8)
     assert (o["seq"], o["ack"], o["flags"], o["flags_name"], o["len"], o["state"], o["state_name"]) == \
         (7, 8, 0, "", 0, 0, None)
 

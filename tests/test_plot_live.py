@@ -28,6 +28,7 @@ from pyelog.tools.tcpseq import seq_diff
 from tests.helpers.netns import connected, so_cookie
 from tests.helpers.recorder import Recorder
 from tests.helpers.wire import LossyPath
+from tests.test_query import connections_vs_summary
 
 pytestmark = pytest.mark.kernel
 
@@ -84,7 +85,7 @@ def events_of(path, session_id):
                 for rec in r if rec.session_id == session_id]
 
 
-def test_plot_of_a_lossy_transfer_matches_its_events(tmp_path):
+def test_plot_of_a_lossy_transfer_matches_its_events(tmp_path, capsys):
     path, (client, server) = lossy_transfer(tmp_path)
     with ElogReader(path) as r:
         recs, names = list(r), r.provider_names
@@ -124,3 +125,9 @@ def test_plot_of_a_lossy_transfer_matches_its_events(tmp_path):
     mid = up.segments[len(up.segments) // 2][0]
     z = connection_plot(recs, names, ConsumerSet.default(), client, from_ms=mid).directions[0]
     assert 0 < len(z.segments) < len(up.segments) and min(t for t, _, _ in z.segments) >= mid
+    # pyelog query's connections view on this real, lossy capture: pyelog
+    # summary's rows, and the bytes the test's applications moved.
+    summary, view = connections_vs_summary(path, capsys)
+    assert view == summary
+    moved = {r["session_id"]: (r["bytes_sent"], r["bytes_received"]) for r in view}
+    assert moved[client] == (UP, DOWN) and moved[server] == (DOWN, UP)

@@ -13,7 +13,7 @@ pytest.importorskip("duckdb")      # in the test extras: present wherever `make 
 
 from pyelog import cli  # noqa: E402
 from pyelog.records.format import ElogWriter  # noqa: E402
-from tests.test_summary import EST, SYN, Session  # noqa: E402
+from tests.test_summary import EST, SYN, Session, capture, dump_state_capture  # noqa: E402,F401  (capture: a fixture)
 
 # RTT samples per connection, as the test writes them (RTT_SAMPLE rtt_us).
 SAMPLES = {20: [100, 200, 300, 400, 1000], 21: [50, 70]}
@@ -126,3 +126,23 @@ def test_bad_sql_is_one_line(dataset, capsys):
     rc, out, err = query(capsys, "SELECT nope FROM", dataset)
     assert rc == 1 and out == ""
     assert len(err.strip().splitlines()) == 1 and err.startswith("pyelog query: SQL:")
+
+
+def connections_vs_summary(path, capsys) -> tuple[list[dict], list[dict]]:
+    """``pyelog summary --listeners --json`` and the connections view, in the same order."""
+    assert cli.main(["summary", "--listeners", "--json", str(path)]) == 0
+    summary = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rc, out, _ = query(capsys, "SELECT * EXCLUDE (host, capture, listener, first_record) FROM connections "
+                               "ORDER BY first_record", path, "--json")
+    assert rc == 0
+    return summary, [json.loads(line) for line in out.splitlines()]
+
+
+def test_connections_view_is_summary_row_for_row(capture, tmp_path, capsys):
+    """Hand-made captures: data across the 32-bit wrap, a resend, probes, a
+    FIN, an unfinished session, a listener (test_summary's), resets and RTT
+    samples (this module's), a connection older than the capture (-D)."""
+    dump = dump_state_capture(tmp_path / "dump.elog")
+    for path in (capture, _capture(tmp_path / "q.elog"), dump):
+        summary, view = connections_vs_summary(path, capsys)
+        assert summary and view == summary

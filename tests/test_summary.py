@@ -293,11 +293,8 @@ def test_plot_png(capture, tmp_path, capsys):
     assert "no TCP events for session 12345" in capsys.readouterr().err
 
 
-def test_summary_of_a_dump_state_capture(tmp_path, capsys):
-    """Connections older than the capture (-D): bytes counted from the first
-    segment the capture holds (its snd_una, the first IN's rcv_nxt), the
-    row marked as older (">MS"), and DUMP_COMPLETE's pseudo-session no row."""
-    path = tmp_path / "dump.elog"
+def dump_state_capture(path):
+    """A -D capture: one connection older than the capture, replayed before DUMP_COMPLETE."""
     w = ElogWriter(path, [(1, "tcp")], start_utc_us=1_700_000_000_000_000)
     old = Session(w, 20, 5_000_000)
     old.create().conn("10.0.0.1", 40002, "10.0.0.2", 80).params_replay()
@@ -310,6 +307,14 @@ def test_summary_of_a_dump_state_capture(tmp_path, capsys):
     old.out_full(snd + 20_000, 1000, rcv + 10_000, snd + 20_000)
     old.end()
     w.close()
+    return path
+
+
+def test_summary_of_a_dump_state_capture(tmp_path, capsys):
+    """Connections older than the capture (-D): bytes counted from the first
+    segment the capture holds (its snd_una, the first IN's rcv_nxt), the
+    row marked as older (">MS"), and DUMP_COMPLETE's pseudo-session no row."""
+    path = dump_state_capture(tmp_path / "dump.elog")
     with ElogReader(path) as r:
         rows = summarize(r, r.provider_names, ConsumerSet.default())
     assert [x.session_id for x in rows] == [20]

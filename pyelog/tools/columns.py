@@ -10,7 +10,10 @@ value in the run.
 
 Columns of every table (:data:`COMMON`): ``ts`` (UTC, µs: the capture's
 clock anchor applied to the record's time), ``boot_us`` (the record's own
-timestamp, µs since boot), ``cpu``, ``thread_id``, ``session_id``. Then one
+timestamp, µs since boot), ``cpu``, ``thread_id``, ``session_id``,
+``record`` (its index in the capture, from 0: the capture's order across
+tables) and ``length`` (its payload's bytes: which layout it was written
+with, when a schema grew). Then one
 column per field, with the value the generated decoder gives
 (``Consumer.decode``): integers in their C width and signedness, ``ntohs``
 fields in host order, addresses and ``char[N]`` as text. An ENUM or FLAG
@@ -47,7 +50,8 @@ assert HEADER_DTYPE.itemsize == 32
 
 #: The columns every table starts with.
 COMMON = pa.schema([("ts", pa.timestamp("us", tz="UTC")), ("boot_us", pa.uint64()),
-                    ("cpu", pa.uint16()), ("thread_id", pa.int32()), ("session_id", pa.uint64())])
+                    ("cpu", pa.uint16()), ("thread_id", pa.int32()), ("session_id", pa.uint64()),
+                    ("record", pa.uint64()), ("length", pa.uint16())])
 
 #: The table (of each provider) of records the fast path cannot read (not an
 #: identifier, so no event of a schema has its name; no leading "_", which
@@ -182,15 +186,17 @@ class RunSplitter:
         name = self._providers.get(provider_id)
         return self._decoder.get(name) if name is not None and self._decoder is not None else None
 
-    def split(self, buf, count: int) -> Iterator[tuple[str, str, int, pa.Table]]:
-        """The tables of ``count`` whole records in ``buf``: one per provider,
-        kind and UTC day, records in their order within each."""
+    def split(self, buf, count: int, first: int = 0) -> Iterator[tuple[str, str, int, pa.Table]]:
+        """The tables of ``count`` whole records in ``buf`` (the capture's
+        records ``first`` onwards): one per provider, kind and UTC day,
+        records in their order within each."""
         offs, hdrs = _records.index(buf, count)
         raw = np.frombuffer(buf, np.uint8)
         heads = np.frombuffer(hdrs, HEADER_DTYPE)
         # Plain arrays first: fancy indexing a structured array is 10x slower.
         cols = {name: np.ascontiguousarray(heads[name]) for name in HEADER_DTYPE.names}
         cols["offset"] = np.frombuffer(offs, "<u4").astype(np.int64)
+        cols["record"] = np.arange(first, first + count, dtype=np.uint64)
         pids, eids = cols["provider_id"], cols["event_id"]
         days = (cols["timestamp"].astype(np.int64) + self._offset_us) // US_PER_DAY
         one_day = days[0] == days[-1] and (days == days[0]).all()
@@ -216,7 +222,8 @@ class RunSplitter:
         boot = rows["timestamp"]
         ts = (boot.astype(np.int64) + self._offset_us).astype("datetime64[us]")
         return [pa.array(ts, COMMON.field("ts").type), pa.array(boot), pa.array(rows["cpu"]),
-                pa.array(rows["thread_id"]), pa.array(rows["session_id"])]
+                pa.array(rows["thread_id"]), pa.array(rows["session_id"]), pa.array(rows["record"]),
+                pa.array(rows["event_length"] - 32)]
 
     def _rows(self, pid: int, eid: int, raw: np.ndarray, rows: dict[str, np.ndarray],
               day: int) -> tuple[str, int, pa.Table]:

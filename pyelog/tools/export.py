@@ -201,8 +201,8 @@ class Exporter:
             try:
                 try:
                     for buf, n in _batches(reader.runs()):
-                        events += n
-                        for provider, table, day, rows in splitter.split(buf, n):
+                        first, events = events, events + n
+                        for provider, table, day, rows in splitter.split(buf, n, first):
                             rows = rows.append_column("capture", pa.DictionaryArray.from_arrays(
                                 pa.nulls(rows.num_rows, pa.int32()).fill_null(0), capture))
                             part = parts.get((provider, table, day))
