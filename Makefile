@@ -4,8 +4,9 @@ PY := .venv/bin/python
 
 .PHONY: setup test demo bench soak clean wheel-check fuzz
 
+# PYELOG_SPARK=1: Java and pyspark too, for tests/test_spark.py.
 setup:
-	./setup.sh
+	PYELOG_SPARK=1 ./setup.sh
 
 test: setup
 	$(PY) -m pytest -ra
