@@ -45,7 +45,7 @@ from pyelog.records.format import ElogReader
 from pyelog.schema.consumer import ConsumerSet
 from tests.helpers.netns import connected, so_cookie
 from tests.helpers.recorder import PYELOG, TIME_SCALE, Recorder
-from tests.helpers.wire import ACK, RST, SYN, LossyPath, Segment, retransmissions
+from tests.helpers.wire import ACK, RST, SYN, BootClock, LossyPath, Segment, retransmissions
 
 pytestmark = pytest.mark.kernel
 
@@ -203,7 +203,7 @@ def read_capture(path: Path) -> tuple[dict[int, Side], object]:
         header = r.header
         for rec in r:
             s = sides.setdefault(rec.session_id, Side(rec.session_id))
-            utc = header.start_utc_us + rec.timestamp - header.capture_start
+            utc = rec.timestamp       # the boot clock, as the wire's times are put on it
             name = TCP.event_name(rec.event_id)
             if rec.event_id == SESSION_END_ID:
                 s.end_us = utc
@@ -234,9 +234,10 @@ def wire_key(s: Segment) -> tuple:
 # -- the comparison ----------------------------------------------------------------------
 
 def compare_side(conn: Conn, side: Side | None, wire: list[Segment], local: tuple[str, int],
-                 mismatches: collections.Counter, examples: dict, skews: list[int]) -> None:
+                 mismatches: collections.Counter, examples: dict, skews: list[int],
+                 clock: BootClock) -> None:
     """Wire segments of ``conn`` at ``local`` against the session's IN/OUT;
-    ``skews`` gets event time - wire time (µs) of every match."""
+    ``skews`` gets event time - wire time (µs, both on the boot clock) of every match."""
     def note(kind: str, what) -> None:
         mismatches[kind] += 1
         examples.setdefault(kind, f"{conn.name} {local}: {what}")
@@ -254,10 +255,10 @@ def compare_side(conn: Conn, side: Side | None, wire: list[Segment], local: tupl
             note(f"extra {direction}", key)
         for s in segs:
             k = wire_key(s)
+            us = clock.boot_ns(s.ts_ns) // 1000
             if got.get(k):
-                skews.append(got[k].pop(0) - s.ts_ns // 1000)
+                skews.append(got[k].pop(0) - us)
                 continue
-            us = s.ts_ns // 1000
             if side.timewait_us is not None and us >= side.timewait_us - SKEW_US:
                 note("timewait", s)
             elif side.end_us is not None and us >= side.end_us - SKEW_US and s.flags & RST:
@@ -281,7 +282,7 @@ def compare_side(conn: Conn, side: Side | None, wire: list[Segment], local: tupl
 def test_tcp_record_matches_the_wire(tmp_path):
     departures = readme_departures()
     elog = tmp_path / "wire.elog"
-    with LossyPath(drop_permille=0) as path:
+    with LossyPath(drop_permille=0) as path, BootClock() as clock:
         cap = {"client": path.capture("client").start(), "server": path.capture("server").start()}
         old = Pair(path, 4, 7100)                  # older than the recorder
         rec = Recorder(["-c", "tcp", "VERBOSE", "-D", "-s", "-b", "8M", "-o", str(elog),
@@ -331,7 +332,7 @@ def test_tcp_record_matches_the_wire(tmp_path):
                     if {(s.src, s.sport), (s.dst, s.dport)} == ends]
             assert wire, f"{conn.name}: nothing on the wire at the {where}"
             checked += len(wire)
-            compare_side(conn, sides.get(cookie), wire, local, mismatches, examples, skews)
+            compare_side(conn, sides.get(cookie), wire, local, mismatches, examples, skews, clock)
 
     # summary's byte counts against what the test's applications sent
     out = subprocess.run(PYELOG + ["summary", "--json", str(elog)], capture_output=True, text=True)
@@ -344,14 +345,21 @@ def test_tcp_record_matches_the_wire(tmp_path):
                 mismatches["summary bytes"] += 1
                 examples.setdefault("summary bytes", f"{conn.name}: {row} != {(tx, rx)}")
 
-    # Times: the header's wall-clock anchor is paired with the first event's
-    # own timestamp, so a segment's event time is its wire time (the hook
-    # runs just before the tap when sending, just after it when receiving).
+    # Times: a segment's event time is its wire time (the hook runs just
+    # before the tap when sending, just after it when receiving), both on
+    # the boot clock; and the header's wall-clock anchor is the wall clock
+    # at the first event's own timestamp.
+    anchor = clock.boot_ns(header.start_utc_us * 1000) // 1000
+    if abs(anchor - header.capture_start) > MEDIAN_SKEW_US:
+        mismatches["time"] += 1
+        examples["time anchor"] = (f"start_utc_us {header.start_utc_us} is the wall clock at boot "
+                                   f"{anchor} us, not capture_start {header.capture_start}")
     skews.sort()
     worst = max(abs(skews[0]), abs(skews[-1]))
     median = skews[len(skews) // 2]
     p99 = sorted(map(abs, skews))[len(skews) * 99 // 100]
-    print(f"\nevent time - wire time: median {median} us, 99th percentile {p99} us, worst {worst} us")
+    print(f"\nevent time - wire time: median {median} us, 99th percentile {p99} us, worst {worst} us "
+          f"(wall clock against boot clock: {clock.drift_ppm():+.0f} ppm)")
     if abs(median) > MEDIAN_SKEW_US or p99 > SKEW_US:
         mismatches["time"] += 1
         examples["time"] = f"median {median} us, 99th percentile {p99} us, worst {worst} us"

@@ -279,6 +279,57 @@ _libc.recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.
 _libc.recvmmsg.restype = ctypes.c_int
 
 
+class BootClock:
+    """Puts wall-clock (CLOCK_REALTIME) times on the boot clock, as they were while it ran.
+
+    Packet timestamps are wall clock; events are stamped with the boot
+    clock. The wall clock may be stepped or slewed meanwhile (one machine
+    here gained 5 ms per second on the boot clock for a while), so one
+    offset taken at the start is not enough: a thread samples the pair
+    every ``period`` seconds, and :meth:`boot_ns` uses the sample nearest
+    the time it converts.
+    """
+
+    def __init__(self, period: float = 0.002) -> None:
+        self.period = period
+        self.samples: list[tuple[int, int]] = []     # (realtime ns, realtime - boottime ns)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        b0 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        r = time.clock_gettime_ns(time.CLOCK_REALTIME)
+        b1 = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        self.samples.append((r, r - (b0 + b1) // 2))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self._sample()
+
+    def __enter__(self) -> "BootClock":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def boot_ns(self, realtime_ns: int) -> int:
+        """``realtime_ns`` on the boot clock (the offset of the nearest sample)."""
+        import bisect
+        i = bisect.bisect_left(self.samples, (realtime_ns,))
+        near = [self.samples[j] for j in (i - 1, i) if 0 <= j < len(self.samples)]
+        rt, off = min(near, key=lambda s: abs(s[0] - realtime_ns))
+        return realtime_ns - off
+
+    def drift_ppm(self) -> float:
+        """How fast the wall clock ran against the boot clock while sampled (ppm)."""
+        (r0, o0), (r1, o1) = self.samples[0], self.samples[-1]
+        return (o1 - o0) / max(1, (r1 - o1) - (r0 - o0)) * 1e6
+
+
 class WireCapture:
     """Every TCP frame on one interface of one namespace, both directions.
 
