@@ -29,7 +29,6 @@ them) and ``payload``.
 from __future__ import annotations
 
 import json
-import socket
 from typing import Callable, Iterator
 
 import numpy as np
@@ -38,7 +37,7 @@ import pyarrow as pa
 from pyelog.records import _records
 from pyelog.schema.consumer import Consumer
 from pyelog.schema.dsl import Event, Field
-from pyelog.schema.runtime import cstr, enum_functions, flag_functions
+from pyelog.schema.runtime import cstr, enum_functions, flag_functions, ntop4, ntop6
 
 __all__ = ["COMMON", "UNKNOWN", "US_PER_DAY", "RunSplitter"]
 
@@ -91,11 +90,8 @@ def text_column(values: np.ndarray, to_text: Callable) -> pa.DictionaryArray:
 
 
 def _ipv4_text(v: int) -> str:
-    return socket.inet_ntop(socket.AF_INET, v.to_bytes(4, "little"))
-
-
-def _ipv6_text(v: bytes) -> str:
-    return socket.inet_ntop(socket.AF_INET6, bytes(v))
+    """An in_addr read as a little-endian uint32 (for the lookup-free column path) as text."""
+    return ntop4(v.to_bytes(4, "little"))
 
 
 def _field_column(f: Field) -> tuple[str, pa.DataType, Callable[[np.ndarray], pa.Array]]:
@@ -106,7 +102,7 @@ def _field_column(f: Field) -> tuple[str, pa.DataType, Callable[[np.ndarray], pa
     if kind == "ipv4":
         return "<u4", TEXT, lambda v: text_column(v, _ipv4_text)
     if kind == "ipv6":
-        return "V16", TEXT, lambda v: text_column(v, _ipv6_text)
+        return "V16", TEXT, lambda v: text_column(v, ntop6)
     code, arrow = _INTEGERS[(kind, f.type.size)]
     if f.annotation == "ntohs":
         return "<" + code, arrow, lambda v: pa.array(v.byteswap())

@@ -34,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+from pyelog.records.captures import is_json
 from pyelog.records.format import ElogFormatError, ElogReader
 from pyelog.records.output import PrivateFile, make_private_dir
 from pyelog.records.untrusted import terminal_safe
@@ -59,7 +60,7 @@ def capture_files(paths: list[str]) -> list[str]:
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 out += [os.path.join(root, f) for f in sorted(files)
                         if f.endswith(_CAPTURE_SUFFIXES) and not f.startswith(".")]
-        elif p.endswith((".json", ".jsonl")):
+        elif is_json(p):
             raise ToolError(f"{p}: export reads elog captures (pyelog convert {p} OUT.elog first)")
         else:
             out.append(p)
