@@ -167,7 +167,9 @@ guest 'sudo /vagrant/vagrant/guest-capture.sh /tmp/vm.elog && sudo chown "$(id -
 rm -f "$dot/vm.elog"
 scp -q -F "$dot/ssh-config" default:/tmp/vm.elog "$dot/vm.elog"
 text=$("$repo/.venv/bin/python" -m pyelog.cli -r "$dot/vm.elog" -e)
-printf '%s\n' "$text" | head -n 12
+# sed, not head: head leaves after 12 lines and, once the text outgrows the
+# pipe buffer, printf dies of SIGPIPE, which pipefail makes this script's exit.
+printf '%s\n' "$text" | sed -n '1,12p'
 n=$(printf '%s\n' "$text" | grep -c '\[tcp\]' || true)
 grep -q 'IPv4 connection' <<<"$text" || { echo "vm-test: no 'IPv4 connection' event in the guest's capture" >&2; exit 1; }
 [ "$n" -gt 0 ] || { echo "vm-test: no [tcp] events in the guest's capture" >&2; exit 1; }
