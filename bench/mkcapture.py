@@ -13,12 +13,19 @@ record decodes; values vary (sequence numbers, lengths, flags, windows) so
 that nothing is decoded from a cache more often than in a real capture.
 Timestamps increase (µs since boot), two CPUs, several threads.
 
+The fleet benchmark varies captures by host: ``loss`` retransmits that share
+of data segments (RETRANSMIT, then the same OUT again; one in eight of them
+fails with err -105 and is not counted as sent), ``rtt_us`` shifts the RTT
+samples. With the defaults (no loss) the records are those the decoder
+benchmark has always read.
+
 Written with pyelog.records.format.ElogWriter.write_records in 1 MiB runs.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import socket
 import sys
 
@@ -44,7 +51,7 @@ def parse_size(text: str) -> int:
 class Gen:
     """Produces the records of many interleaved connections."""
 
-    def __init__(self) -> None:
+    def __init__(self, loss: float = 0.0, rtt_us: int = 30, seed: int = 0) -> None:
         m = ConsumerSet.default().get("tcp").module
         ids = {name: eid for eid, (name, *_rest) in m.EVENTS.items()}
         self.ids = ids
@@ -53,6 +60,8 @@ class Gen:
         self.ts = 5_000_000_000          # µs since boot
         self.cookie = 4096
         self.n = 0
+        self.loss, self.rtt_us = loss, rtt_us
+        self.random = random.Random(seed)
 
     def rec(self, sid: int, name: str, payload: bytes, cpu: int, tid: int) -> bytes:
         self.ts += 1 + (self.n & 3)
@@ -93,6 +102,13 @@ class Gen:
             ln = 65483 if i % 5 else 1 + (i * 37) % 9000
             out.append(r(sid, "OUT", self.out(seq, ack, ACK | PUSH * (i & 1), ln, cwnd, ESTABLISHED),
                          cpu, tid))
+            if self.loss and self.random.random() < self.loss:
+                segs = 1 + ln // 65483
+                err = -105 if self.random.random() < 0.125 else 0      # ENOBUFS: not sent
+                out.append(r(sid, "RETRANSMIT", s["RETRANSMIT"].pack(seq, segs, err, ESTABLISHED),
+                             cpu ^ 1, 0))
+                if err == 0:
+                    out.append(r(sid, "OUT", self.out(seq, ack, ACK, ln, cwnd, ESTABLISHED), cpu ^ 1, 0))
             out.append(r(sid, "IN_PROBE", s["IN_PROBE"].pack(ln, seq, (seq + ln) & 0xFFFFFFFF, 65535 + i, 40 + i % 13),
                          cpu ^ 1, 0))
             if i % 4 == 0:
@@ -100,7 +116,7 @@ class Gen:
                                                  ESTABLISHED), cpu ^ 1, 0))
             if i % 3 == 0:
                 cwnd = min(cwnd + 1, 500)
-                out.append(r(sid, "RTT_SAMPLE", s["RTT_SAMPLE"].pack(30 + i % 50, 42), cpu ^ 1, 0))
+                out.append(r(sid, "RTT_SAMPLE", s["RTT_SAMPLE"].pack(self.rtt_us + i % 50, 42), cpu ^ 1, 0))
                 out.append(r(sid, "CWND", s["CWND"].pack(cwnd, 0x7FFFFFFF), cpu ^ 1, 0))
             if i % 16 == 0:
                 out.append(r(sid, "RCV_SPACE", s["RCV_SPACE"].pack(131072 + i, 6291456, 0, 0), cpu ^ 1, 0))
@@ -115,9 +131,9 @@ class Gen:
         return out
 
 
-def write_capture(path: str, size: int) -> tuple[int, int]:
+def write_capture(path: str, size: int, gen: Gen | None = None) -> tuple[int, int]:
     """Write about ``size`` bytes of records (whole records, never more); (records, bytes)."""
-    g = Gen()
+    g = gen or Gen()
     w = ElogWriter(path, [(PROVIDER_ID, "tcp")])
     pending: list[bytes] = []
     pending_len = 0

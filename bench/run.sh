@@ -3,11 +3,12 @@
 # make bench / make soak: run the benchmarks in order, each printing its
 # detail lines and one result line "<name>: <figures> ... ratio=<x>".
 #
-#   bench/run.sh bench   recorder, producer, workload, decoder, scale (< 10 min)
+#   bench/run.sh bench   recorder, producer, workload, decoder, scale, fleet (< 10 min)
 #   bench/run.sh soak    soak (10 min by default)
 #
-# Parameters (environment): DECODER_SIZE (default 1G), SOAK_SECONDS (600),
-# SOAK_RATE (1000000). Quick run: DECODER_SIZE=64M bench/run.sh bench
+# Parameters (environment): DECODER_SIZE (default 1G), FLEET_EVENTS (100M),
+# SOAK_SECONDS (600), SOAK_RATE (1000000). Quick run:
+# DECODER_SIZE=64M FLEET_EVENTS=10M bench/run.sh bench
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 py=${PY:-$here/../.venv/bin/python}
@@ -30,6 +31,7 @@ bench)
     run workload
     run decoder --size "${DECODER_SIZE:-1G}"
     run scale
+    run fleet --events "${FLEET_EVENTS:-100M}"
     ;;
 soak)
     run soak --seconds "${SOAK_SECONDS:-600}" --rate "${SOAK_RATE:-1000000}"

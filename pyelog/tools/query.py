@@ -60,6 +60,15 @@ CONNECTIONS = """
 CREATE MACRO seq_diff(a, b) AS
   (((a::BIGINT - b::BIGINT) % 4294967296 + 4294967296 + 2147483648) % 4294967296 - 2147483648);
 CREATE MACRO seq_add(a, n) AS ((a::BIGINT + n::BIGINT) % 4294967296);
+-- seq_later along a session: xs, its 32-bit values {{x, r: record}} in record
+-- order, unwrapped (each one's difference from the one before added up);
+-- top: the highest unwrapped (mod 2^32: the latest value), r: the last
+-- record that reached it. NULL for an empty or NULL list.
+CREATE MACRO seq_latest(xs) AS CASE WHEN len(xs) > 0 THEN
+  list_reduce(xs[2:], lambda a, e: {{'prev': e.x::BIGINT, 'u': a.u + seq_diff(e.x, a.prev),
+                                     'top': greatest(a.top, a.u + seq_diff(e.x, a.prev)),
+                                     'r': CASE WHEN a.u + seq_diff(e.x, a.prev) >= a.top THEN e.r ELSE a.r END}},
+              {{'prev': xs[1].x::BIGINT, 'u': xs[1].x::BIGINT, 'top': xs[1].x::BIGINT, 'r': xs[1].r}}) END;
 
 CREATE VIEW tcp_fin AS
   SELECT host, capture, session_id, record FROM tcp_in WHERE flags & 1 <> 0
@@ -109,50 +118,30 @@ state AS (SELECT host, capture, session_id,
 outs AS (SELECT host, capture, session_id, count(*) AS segs_out, sum(len)::BIGINT AS out_len_sum,
                 arg_min(CASE WHEN flags & 2 <> 0 THEN seq_add(seq, 1)
                              WHEN length >= {out_size} AND seq_diff(seq, snd_una) > 0 THEN snd_una
-                             ELSE seq END, record) AS snd_base
+                             ELSE seq END, record) AS snd_base,
+                seq_latest(list({{'x': seq_add(seq, len), 'r': record}} ORDER BY record) FILTER (WHERE len > 0))
+                  AS sent,
+                seq_latest(list({{'x': ack, 'r': record}} ORDER BY record) FILTER (WHERE flags & 16 <> 0))
+                  AS acked
          FROM tcp_out GROUP BY ALL),
-sent_steps AS (SELECT host, capture, session_id, record, x,
-                      coalesce(seq_diff(x, lag(x) OVER w), 0) AS step, first_value(x) OVER w AS x0
-               FROM (SELECT host, capture, session_id, record, seq_add(seq, len) AS x FROM tcp_out WHERE len > 0)
-               WINDOW w AS (PARTITION BY host, capture, session_id ORDER BY record)),
-sent AS (SELECT host, capture, session_id, max(u) % 4294967296 AS snd_max
-         FROM (SELECT *, x0 + sum(step) OVER (PARTITION BY host, capture, session_id ORDER BY record) AS u
-               FROM sent_steps)
-         GROUP BY ALL),
 rbase AS (SELECT host, capture, session_id, arg_min(v, record) AS rcv_base
           FROM (SELECT host, capture, session_id, record, ack AS v FROM tcp_out WHERE flags & 16 <> 0
                 UNION ALL
                 SELECT host, capture, session_id, record, rcv_nxt FROM tcp_in WHERE length >= {in_size})
           GROUP BY ALL),
-ack_steps AS (SELECT host, capture, session_id, record, ack AS x,
-                     coalesce(seq_diff(ack, lag(ack) OVER w), 0) AS step, first_value(ack) OVER w AS x0
-              FROM tcp_out WHERE flags & 16 <> 0
-              WINDOW w AS (PARTITION BY host, capture, session_id ORDER BY record)),
-ack_u AS (SELECT *, x0 + sum(step) OVER (PARTITION BY host, capture, session_id ORDER BY record) AS u
-          FROM ack_steps),
-acked AS (SELECT host, capture, session_id, arg_max(x, u) AS max_ack,
-                 max(record) FILTER (WHERE u = umax) AS max_ack_record
-          FROM (SELECT *, max(u) OVER (PARTITION BY host, capture, session_id) AS umax FROM ack_u)
-          GROUP BY ALL),
-in_steps AS (SELECT host, capture, session_id, record, x,
-                    coalesce(seq_diff(x, lag(x) OVER w), 0) AS step, first_value(x) OVER w AS x0
-             FROM (SELECT host, capture, session_id, record, seq_add(seq, len) AS x FROM tcp_in
-                   WHERE length >= {in_size} AND len > 0 AND seq_diff(seq, rcv_nxt) <= 0)
-             WINDOW w AS (PARTITION BY host, capture, session_id ORDER BY record)),
-in_order AS (SELECT host, capture, session_id, max(u) % 4294967296 AS max_in_order
-             FROM (SELECT *, x0 + sum(step) OVER (PARTITION BY host, capture, session_id ORDER BY record) AS u
-                   FROM in_steps)
-             GROUP BY ALL),
-ins AS (SELECT host, capture, session_id, count(*) AS segs_in FROM tcp_in GROUP BY ALL),
+ins AS (SELECT host, capture, session_id, count(*) AS segs_in,
+               seq_latest(list({{'x': seq_add(seq, len), 'r': record}} ORDER BY record)
+                          FILTER (WHERE length >= {in_size} AND len > 0 AND seq_diff(seq, rcv_nxt) <= 0))
+                 AS in_order
+        FROM tcp_in GROUP BY ALL),
 probes AS (SELECT host, capture, session_id, count(*) AS probes, sum(len)::BIGINT AS probe_len_sum
            FROM tcp_in_probe GROUP BY ALL),
 retrans AS (SELECT host, capture, session_id, sum(greatest(segs, 1))::BIGINT AS retransmits
             FROM tcp_retransmit WHERE err = 0 GROUP BY ALL),
 rtt AS (SELECT host, capture, session_id, min(us) AS rtt_min_us, max(us) AS rtt_max_us,
-               bool_or(kind = 'sample' AND us = mn) AS min_sampled, bool_or(kind = 'sample' AND us = mx) AS max_sampled
-        FROM (SELECT *, min(us) OVER k AS mn, max(us) OVER k AS mx FROM tcp_rtt_figures
-              WINDOW k AS (PARTITION BY host, capture, session_id))
-        GROUP BY ALL),
+               coalesce(min(us) FILTER (WHERE kind = 'sample') = min(us), false) AS min_sampled,
+               coalesce(max(us) FILTER (WHERE kind = 'sample') = max(us), false) AS max_sampled
+        FROM tcp_rtt_figures GROUP BY ALL),
 folded AS (
   SELECT s.host, s.capture, s.session_id, s.first_record, s.start_us, s.end_us,
          coalesce(o.pid, 0) AS pid, coalesce(o.comm, '') AS comm, coalesce(ip.family, 4) AS family,
@@ -170,11 +159,12 @@ folded AS (
            AS rtt_max_src,
          coalesce(st.state, CASE WHEN e.session_id IS NOT NULL THEN 'CLOSED' ELSE '' END) AS state,
          CASE WHEN p.iss IS NOT NULL THEN seq_add(p.iss, 1) ELSE outs.snd_base END AS base,
-         sent.snd_max, coalesce(outs.out_len_sum, 0) AS out_len_sum,
+         outs.sent.top % 4294967296 AS snd_max, coalesce(outs.out_len_sum, 0) AS out_len_sum,
          CASE WHEN p.irs IS NOT NULL THEN seq_add(p.irs, 1) ELSE rb.rcv_base END AS rbase,
-         a.max_ack, EXISTS (SELECT 1 FROM tcp_fin f WHERE f.host = s.host AND f.capture = s.capture
-                            AND f.session_id = s.session_id AND f.record < a.max_ack_record) AS after_fin,
-         io.max_in_order, coalesce(pr.probe_len_sum, 0) AS probe_len_sum
+         outs.acked.top % 4294967296 AS max_ack,
+         EXISTS (SELECT 1 FROM tcp_fin f WHERE f.host = s.host AND f.capture = s.capture
+                 AND f.session_id = s.session_id AND f.record < outs.acked.r) AS after_fin,
+         ins.in_order.top % 4294967296 AS max_in_order, coalesce(pr.probe_len_sum, 0) AS probe_len_sum
   FROM sess s
   LEFT JOIN owner o USING (host, capture, session_id)
   LEFT JOIN ip USING (host, capture, session_id)
@@ -183,10 +173,7 @@ folded AS (
   LEFT JOIN ended e USING (host, capture, session_id)
   LEFT JOIN state st USING (host, capture, session_id)
   LEFT JOIN outs USING (host, capture, session_id)
-  LEFT JOIN sent USING (host, capture, session_id)
   LEFT JOIN rbase rb USING (host, capture, session_id)
-  LEFT JOIN acked a USING (host, capture, session_id)
-  LEFT JOIN in_order io USING (host, capture, session_id)
   LEFT JOIN ins USING (host, capture, session_id)
   LEFT JOIN probes pr USING (host, capture, session_id)
   LEFT JOIN retrans rt USING (host, capture, session_id)
