@@ -10,6 +10,7 @@ The first argument picks a tool::
     pyelog plot FILE -o OUT    one TCP connection: time-sequence graph, cwnd, RTT
     pyelog export FILE -o DIR  captures as a Parquet dataset (DuckDB, Spark)
     pyelog query SQL DIR|FILE  SQL over a dataset or captures (DuckDB)
+    pyelog host serve|status   the host instance that recorders share
     pyelog selftest            check that this kernel can host pyelog
 
 elog's parser is mirrored: arguments are read left to right, long and short
@@ -24,7 +25,8 @@ from dataclasses import dataclass, field
 
 from pyelog.records.format import ElogReader, ElogWriter
 from pyelog.records.jsonl import JsonEventFormatter, header_line
-from pyelog.kernel.loader import EventlogError, Subscription
+from pyelog.kernel.loader import (MAX_SESSIONS_DEFAULT, MAX_SESSIONS_LIMIT, EventlogError,
+                                  Subscription)
 from pyelog.schema.consumer import ConsumerSet
 from pyelog.records.untrusted import clip, terminal_safe
 from pyelog.tools.command import ToolError, ascii_uint, os_errors_as, run_reporting
@@ -39,6 +41,7 @@ usage: pyelog -c PROVIDER [LEVEL [KEYWORDS]] [-c ...] [options]
        pyelog plot FILE [--session ID] -o PNG|HTML        (pyelog plot -h)
        pyelog export CAPTURE|DIR... -o DIR [--host NAME]  (pyelog export -h)
        pyelog query SQL DATASET|CAPTURE... [--csv|--json] (pyelog query -h)
+       pyelog host serve|status [options]                 (pyelog host -h)
        pyelog gen SCHEMA... (-h | -c | -M) [-o OUT]
        pyelog selftest
 
@@ -72,6 +75,13 @@ Live capture (root):
                           event
   --no-status             no status line (shown on stderr when it is a
                           terminal and the events go elsewhere)
+  --shared                subscribe to the host instance, starting it if
+                          none runs (pyelog host -h); without --shared or
+                          --private, a running host instance is used when
+                          the capture can share it (no TCP flags below,
+                          no --max-sessions, its buffer size), else the
+                          capture runs its own instance
+  --private               run this capture's own instance (hooks of its own)
 TCP provider (which connections the default enables; kinds are ANDed,
 repeated values ORed):
   --tcp-default all|none  new connections start enabled (all, default) or
@@ -115,11 +125,6 @@ class UsageError(ToolError):
         super().__init__(terminal_safe(message))
 
 
-# A busy server has hundreds of thousands of sockets; each slot is
-# preallocated (about 216 bytes of kernel memory over the session and
-# socket maps), so the limit keeps a typo from locking gigabytes.
-MAX_SESSIONS_DEFAULT = 1 << 20
-MAX_SESSIONS_LIMIT = 1 << 24
 
 
 @dataclass
@@ -143,6 +148,7 @@ class Options:
     max_sessions: int = MAX_SESSIONS_DEFAULT
     no_status: bool = False
     tcp_default_enabled: bool = True
+    instance: str = "auto"              # auto / shared / private (the host instance)
     tcp_filters: dict[str, list] = field(default_factory=lambda: {k: [] for k in _TCP_FILTERS})
     text: TextOptions = field(default_factory=TextOptions)
 
@@ -300,6 +306,8 @@ def parse_args(argv: list[str]) -> Options:
                                         f"(1..{MAX_SESSIONS_LIMIT})")
         elif a == "--no-status":
             o.no_status = True
+        elif a in ("--shared", "--private"):
+            o.instance = a[2:]
         elif a == "--tcp-default":
             v = value(a, "'all' or 'none'")
             if v not in ("all", "none"):
@@ -411,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "export":
         from pyelog.tools.export import main as export_main
         return export_main(argv[1:])
+    if argv and argv[0] == "host":
+        from pyelog.tools.host import main as host_main
+        return host_main(argv[1:])
     if argv and argv[0] == "plot":
         from pyelog.tools.plot import main as plot_main
         return plot_main(argv[1:])

@@ -72,6 +72,12 @@ SUBSCRIPTION_DUMP_STATE = 0x1
 #: table holds at most pyelog.records.format.FILE_MAX_PROVIDERS of them.
 KERNEL_PROVIDER_IDS = 64
 MAX_SUBSCRIBERS = 16
+#: Sessions a recorder's table holds unless told otherwise (--max-sessions):
+#: a busy server has hundreds of thousands of sockets; each slot is
+#: preallocated (about 216 bytes of kernel memory over the session and
+#: socket maps), so the limit keeps a typo from locking gigabytes.
+MAX_SESSIONS_DEFAULT = 1 << 20
+MAX_SESSIONS_LIMIT = 1 << 24
 MAX_SUBSCRIPTIONS_PER_NAME = 32
 
 _MARKER = re.compile(r"^/\* @EVENTLOG_SUBSCRIBERS@.*?\*/$", re.M | re.S)
@@ -529,6 +535,19 @@ class Loader:
             return 0
         t = self.bpf["eventlog_provider_stats"]
         return self._refused + sum(t[t.Key(p.id)].sessions_failed for p in self.providers)
+
+    def open_sessions(self) -> int:
+        """Sessions alive in the kernel: created minus ended, over all
+        providers (from the counters; listing the map would cost a syscall
+        per session)."""
+        if self.bpf is None:
+            return 0
+        t = self.bpf["eventlog_provider_stats"]
+        total = 0
+        for p in self.providers:
+            v = t[t.Key(p.id)]
+            total += max(0, v.sessions_created - v.sessions_ended)
+        return total
 
     def provider_filter(self, p: ProviderInstance) -> tuple[int, int]:
         """The provider instance's aggregate (level, keywords)."""

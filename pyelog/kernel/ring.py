@@ -310,10 +310,14 @@ class RingReader:
     def reset(self) -> None:
         """Put every CPU's control block in the protocol's initial state:
         nothing reserved, buffer 0 active, swap allowed (the reader's buffer
-        is empty). BPF array maps start zeroed, which would forbid the first
-        swap."""
+        is empty), every counter 0. BPF array maps start zeroed, which would
+        forbid the first swap; a host instance's slot (pyelog.kernel.host)
+        is reset again for each new subscriber, while no filter delivers
+        to it."""
         a = atomics()
         for cpu in range(self.ncpu):
+            for off in range(8, STATE_SIZE, 8):
+                a.store(self._addr(cpu, off), 0, _SEQ_CST)
             a.store(self._addr(cpu, _OFF_STATE), 2, _SEQ_CST)
 
     def state(self, cpu: int) -> tuple[int, int, int, int]:

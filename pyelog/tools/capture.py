@@ -27,7 +27,8 @@ import time
 from typing import IO, Callable, Iterator, Protocol
 
 from pyelog.records.format import EVENT_HEADER, ElogWriter, FileHeader, Provider, iter_records, utc_us_at
-from pyelog.kernel.loader import EventlogError, Loader, ProviderSpec, SUBSCRIPTION_DUMP_STATE, Subscription
+from pyelog.kernel.loader import (MAX_SESSIONS_DEFAULT, SUBSCRIPTION_DUMP_STATE, EventlogError, Loader,
+                                  ProviderSpec, Subscription)
 from pyelog.kernel.bpf import unavailable_reason
 from pyelog.providers import registry
 from pyelog.schema.consumer import ConsumerSet
@@ -63,6 +64,7 @@ class CaptureOptions(Protocol):
     text: TextOptions
     tcp_default_enabled: bool
     tcp_filters: dict[str, list]        # flag name -> values
+    instance: str                       # the host instance: auto / shared / private
 
 
 def provider_factories(o: CaptureOptions | None = None) -> dict[str, Callable[[], ProviderSpec]]:
@@ -310,64 +312,142 @@ class LineSink:
         self.out.flush()
 
 
-def _open_sessions(loader: Loader) -> int | None:
-    """Sessions alive in the kernel (created minus ended, over all providers)."""
+class PrivateRecorder:
+    """A capture's own instance (no host instance, or one it cannot share):
+    this process compiles and attaches the core and its providers, with
+    one ring subscriber, as pyelog always has. The same methods as
+    :class:`pyelog.kernel.host.HostSubscriber`, which the loop below also runs on."""
+
+    def __init__(self, o: CaptureOptions, factories: dict[str, Callable[[], ProviderSpec]]) -> None:
+        self.loader = Loader(providers=[factories[name]() for name in
+                                        dict.fromkeys(s.provider for s in o.subscriptions)],
+                             max_sessions=o.max_sessions)
+        flags = SUBSCRIPTION_DUMP_STATE if o.dump_state else 0
+        self.sub = self.loader.add_ring_subscriber(o.buffer_size, [
+            Subscription(s.provider, s.level, s.keywords, flags) for s in o.subscriptions])
+        self.providers = self.sub.providers
+        self.drain_counted = self.sub.drain_counted
+        self.housekeeping = self.loader.housekeeping
+        self.provider_lost = self.loader.provider_lost
+        self.sessions_failed = self.loader.sessions_failed
+        self.open_sessions = self.loader.open_sessions
+
+    def start(self) -> None:
+        with kernel_load_errors():
+            self.loader.start()
+
+    def stats(self):
+        return self.sub.stats()
+
+    def attached(self) -> bool:
+        return self.sub.reader is not None
+
+    def check(self) -> None:
+        """Nothing to check: this process owns its instance."""
+
+    def close(self) -> None:
+        self.loader.close()
+
+    def __enter__(self) -> "PrivateRecorder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _open_sink(o: CaptureOptions, providers: list[Provider], dropped: Callable[[], int],
+               out: IO[str]) -> "Sink":
+    if o.output_dir:
+        return SessionSink(o, providers)
+    if o.output:
+        return FileSink(o, providers, dropped)
+    return LineSink(o, providers, out)
+
+
+def _quietly(count: Callable[[], int]) -> int | None:
+    """A status-line figure, or None: the status line is a nicety and never
+    ends a capture."""
     try:
-        t = loader.bpf["eventlog_provider_stats"]
-        total = 0
-        for p in loader.providers:
-            v = t[t.Key(p.id)]
-            total += max(0, v.sessions_created - v.sessions_ended)
-        return total
-    except Exception:  # the status line is a nicety; never let it end a capture
+        return count()
+    except Exception:
         return None
+
+
+def shares_host_instance(o: CaptureOptions) -> str | None:
+    """Why this capture cannot use the host instance (its providers run
+    with their defaults), or None if it can."""
+    if any(o.tcp_filters.values()):
+        return "TCP filter flags"
+    if not o.tcp_default_enabled:
+        return "--tcp-default none"
+    if o.max_sessions != MAX_SESSIONS_DEFAULT:
+        return "--max-sessions"
+    return None
+
+
+def _recorder(o: CaptureOptions, factories):
+    """The host instance's subscriber when there is one to attach to (or
+    ``--shared`` asks to start it), else a private instance."""
+    if o.instance != "private":
+        why = shares_host_instance(o)
+        if why and o.instance == "shared":
+            raise CaptureError(f"--shared: the host instance runs its providers with their defaults; "
+                               f"{why} need a private instance (leave --shared out)")
+        if why is None:
+            from pyelog.kernel.host import HostSubscriber
+            flags = SUBSCRIPTION_DUMP_STATE if o.dump_state else 0
+            spawn = [sys.executable, "-m", "pyelog.cli", "host", "serve", "--spawned",
+                     "-b", str(o.buffer_size)]
+            rec = HostSubscriber.attach(
+                [Subscription(s.provider, s.level, s.keywords, flags) for s in o.subscriptions],
+                o.buffer_size, start=o.instance == "shared", spawn=spawn)
+            if rec is not None:
+                return rec
+    # Only a private instance needs root and BPF: the host instance's
+    # subscribers may be anyone its socket admits.
+    reason = unavailable_reason()
+    if reason:
+        raise CaptureError(reason)
+    with kernel_load_errors():
+        return PrivateRecorder(o, factories)
 
 
 def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
     """Run a live capture for parsed elog options (see pyelog.cli.Options)."""
-    reason = unavailable_reason()
-    if reason:
-        raise CaptureError(reason)
     factories = provider_factories(o)
     for s in o.subscriptions:
         if s.provider not in factories:
             known = ", ".join(sorted(factories))
             raise CaptureError(f"provider {s.provider!r} not found (available: {known})")
-    with kernel_load_errors():
-        loader = Loader(providers=[factories[name]() for name in
-                                   dict.fromkeys(s.provider for s in o.subscriptions)],
-                        max_sessions=o.max_sessions)
-        flags = SUBSCRIPTION_DUMP_STATE if o.dump_state else 0
-        sub = loader.add_ring_subscriber(o.buffer_size, [
-            Subscription(s.provider, s.level, s.keywords, flags) for s in o.subscriptions])
-    providers = [Provider(*p) for p in sub.providers()]
+    rec = _recorder(o, factories)
+    providers = [Provider(*p) for p in rec.providers()]
 
     def dropped() -> int:
         # Ring drops plus events a provider lost before its ring (the TCP
         # outbox): both are events this capture should hold and does not.
-        if sub.reader is None:
+        if not rec.attached():
             return 0
-        return sub.stats().dropped + loader.provider_lost()
+        return rec.stats().dropped + rec.provider_lost()
 
     # Outputs are opened before the (slow) compile, as elog opens -o while
     # parsing: a bad path fails at once.
     sink: Sink
-    if o.output_dir:
-        sink = SessionSink(o, providers)
-    elif o.output:
-        sink = FileSink(o, providers, dropped)
-    else:
-        sink = LineSink(o, providers, out)
+    try:
+        sink = _open_sink(o, providers, dropped, out)
+    except BaseException:
+        rec.close()
+        raise
     # Status only where it cannot mix with the events: a terminal on stderr
     # while the events go to a file (or stdout is not that terminal).
     status = None
     if wanted(err) and not o.no_status and (o.output or o.output_dir or not wanted(out)):
-        status = StatusLine(err, lambda: _open_sessions(loader), untracked=loader.sessions_failed)
+        status = StatusLine(err, lambda: _quietly(rec.open_sessions), untracked=rec.sessions_failed)
 
     stop = _Stop()
     old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     received = 0
     failure: OSError | None = None      # the output's first failure ends the capture
+    ended: EventlogError | None = None  # the host instance went away
 
     def store(run: memoryview, n: int) -> None:
         nonlocal received, failure
@@ -382,27 +462,31 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
     provider_lost = not_stored = untracked = lost = 0
     try:
         try:
-            with kernel_load_errors():
-                loader.start()
+            rec.start()
         except BaseException:
             sink.close(0)
+            rec.close()
             raise
-        with loader:
+        with rec:
             deadline = time.monotonic() + o.duration if o.duration else None
             if o.providers:
                 print(f"[Providers] {len(providers)} registered: "
                       + " ".join(p.name for p in providers), file=err)
             try:
-                while not stop.flag and failure is None:
+                while not stop.flag and failure is None and ended is None:
                     wait = 1.0
                     if deadline is not None:
                         wait = deadline - time.monotonic()
                         if wait <= 0:
                             break
                         wait = min(wait, 1.0)
-                    for run, n in sub.drain_counted(timeout=wait):
+                    for run, n in rec.drain_counted(timeout=wait):
                         store(run, n)
-                    loader.housekeeping()
+                    rec.housekeeping()
+                    try:
+                        rec.check()
+                    except EventlogError as e:
+                        ended = e
                     if failure is None:
                         try:
                             sink.tick()
@@ -410,13 +494,13 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
                             failure = e
                     if status:
                         status.update(received, dropped(), sink.bytes_written)
-                loader.housekeeping(final=True)     # e.g. handshakes still in progress
+                rec.housekeeping(final=True)     # e.g. handshakes still in progress
                 # What is left after the stop; after a failure, only counted.
-                for run, n in sub.drain_counted(timeout=0):
+                for run, n in rec.drain_counted(timeout=0):
                     store(run, n)
-                stats = sub.stats()
-                provider_lost = loader.provider_lost()
-                untracked = loader.sessions_failed()
+                stats = rec.stats()
+                provider_lost = rec.provider_lost()
+                untracked = rec.sessions_failed()
             finally:
                 if failure is None:
                     try:
@@ -454,4 +538,6 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
         where = failure.filename or o.output or o.output_dir or "stdout"
         raise CaptureError(f"{where}: {failure.strerror or failure}: {not_stored} events "
                            f"received were not stored; the output holds {received - not_stored}")
+    if ended is not None:
+        raise CaptureError(f"{ended}; the output holds the {received - not_stored} events received")
     return 0
