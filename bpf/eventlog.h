@@ -13,6 +13,7 @@
  *   EVENTLOG_NR_SUBS          number of subscribers compiled in (>= 0)
  *   EVENTLOG_MAX_PROVIDERS    provider ids are 1..EVENTLOG_MAX_PROVIDERS-1
  *   EVENTLOG_MAX_SESSIONS     size of the session hash
+ *   EVENTLOG_NR_KSUBS         number of in-kernel subscribers (>= 0)
  *
  * Design (see pyelog/ring.py for the reader half):
  *
@@ -130,6 +131,10 @@ struct eventlog_session_key {
 };
 
 #define EVENTLOG_SUBS_ARRAY (EVENTLOG_NR_SUBS > 0 ? EVENTLOG_NR_SUBS : 1)
+#ifndef EVENTLOG_NR_KSUBS
+#define EVENTLOG_NR_KSUBS 0
+#endif
+#define EVENTLOG_KSUBS_ARRAY (EVENTLOG_NR_KSUBS > 0 ? EVENTLOG_NR_KSUBS : 1)
 
 /* Per provider instance: subscriptions and aggregate, written by user space. */
 struct eventlog_provider {
@@ -139,6 +144,9 @@ struct eventlog_provider {
 	__u32 default_enabled;  /* new sessions start enabled */
 	__u32 sub_level[EVENTLOG_SUBS_ARRAY];
 	__u32 sub_keywords[EVENTLOG_SUBS_ARRAY];
+	/* in-kernel subscribers (see eventlog_kernel_deliver below) */
+	__u32 ksub_level[EVENTLOG_KSUBS_ARRAY];
+	__u32 ksub_keywords[EVENTLOG_KSUBS_ARRAY];
 };
 
 /* Per provider instance counters, written only by BPF (atomics). */
@@ -306,6 +314,20 @@ eventlog_deliver_all(struct eventlog_provider *f, const struct eventlog_header *
 }
 #endif
 
+/*
+ * In-kernel subscribers, FreeBSD's callback subscribers: code that runs at
+ * emit time on each event its subscription (ksub_level/ksub_keywords of
+ * the provider) lets through, with no ring, e.g. counters kept in maps.
+ * The loader defines eventlog_kernel_deliver() after the providers (it
+ * calls each kernel subscriber's function, pasted with them) and
+ * EVENTLOG_NR_KSUBS; without kernel subscribers nothing is called.
+ */
+#if EVENTLOG_NR_KSUBS > 0
+static __always_inline void
+eventlog_kernel_deliver(struct eventlog_provider *f, const struct eventlog_header *hdr,
+			__u32 level, __u32 keywords, const void *head, __u32 hl);
+#endif
+
 /* ns / 1000 without a division: BPF has no multiply-high, so LLVM emits
  * a 64-bit div, which the JIT turns into the CPU's slowest integer
  * instruction, on every event. Instead, what compilers emit for x86:
@@ -358,6 +380,11 @@ eventlog_emit_task(__u32 provider_id, __u64 session_id, __u64 timestamp, __u32 e
 	hdr.event_id = event_id;
 	if (task)
 		hdr.thread_id = (__s32)(bpf_get_current_pid_tgid() & 0xFFFFFFFF);
+#if EVENTLOG_NR_KSUBS > 0
+	/* Not replays for one ring subscriber (target), not oversized events. */
+	if (target < 0 && total <= EVENTLOG_MAX_RECORD)
+		eventlog_kernel_deliver(f, &hdr, level, keywords, head, hl);
+#endif
 	return eventlog_deliver_all(f, &hdr, level, keywords, head, hl, tail, tl,
 				    target, total > EVENTLOG_MAX_RECORD);
 }

@@ -251,3 +251,45 @@ def test_permissions(sock_path):
         out = _attach_as_nobody(sock_path)
     assert out.startswith("attached\nrecords "), out
     assert int(out.split()[-1]) > 0, out
+
+
+def test_kernel_aggregate_equals_a_ring_capture(sock_path, tmp_path):
+    """The in-kernel TCP subscriber's per-connection counters equal what a
+    ring subscriber at the same level recorded of the same connections."""
+    import struct
+    ids = {"OUT": 101, "IN": 100, "RETRANSMIT": 1001, "RTT_SAMPLE": 301}
+    with instance(sock_path, "--aggregate", "--service"):
+        before = status(sock_path, op="aggregates")["aggregates"]["tcp-aggregate"]
+        rec = Recorder(["-c", "tcp", "TRACE", "-o", str(tmp_path / "r.elog")])
+        with Namespace() as ns:
+            made = [exchange(ns, 5310 + i, send=300_000 * (i + 1), reply=50_000) for i in range(4)]
+            time.sleep(0.3)
+        assert rec.stop() == 0
+        after = status(sock_path, op="aggregates")["aggregates"]["tcp-aggregate"]
+    with ElogReader(tmp_path / "r.elog") as r:
+        assert r.header.dropped_events == 0
+        recs = list(r)
+    (inst, agg), = after.items()
+    want_hist = [0] * 32
+    for info in made:
+        for sid in info.cookies:
+            mine = [x for x in recs if x.session_id == sid]
+            outs = [struct.unpack_from("<I", x.payload, 12)[0] for x in mine if x.event_id == ids["OUT"]]
+            ins = [struct.unpack_from("<I", x.payload, 12)[0] for x in mine if x.event_id == ids["IN"]]
+            rtts = [struct.unpack_from("<I", x.payload, 0)[0] for x in mine if x.event_id == ids["RTT_SAMPLE"]]
+            rex = [struct.unpack_from("<IIi", x.payload, 0) for x in mine if x.event_id == ids["RETRANSMIT"]]
+            for us in rtts:
+                want_hist[max(us, 1).bit_length() - 1] += 1
+            got = agg["connections"][str(sid)]
+            assert got["segs_out"] == len(outs) and got["bytes_out"] == sum(outs), (sid, got)
+            assert got["segs_in"] == len(ins) and got["bytes_in"] == sum(ins), (sid, got)
+            assert got["rtt_samples"] == len(rtts) and got["rtt_sum_us"] == sum(rtts), (sid, got)
+            assert got["rtt_max_us"] == max(rtts, default=0), (sid, got)
+            assert got["retransmits"] == sum(max(segs, 1) for _, segs, err in rex if err == 0)
+            assert got["ended"] == 1
+    # The test's connections ran a few MB: the data connections have samples.
+    assert sum(want_hist) > 0
+    # The histogram is host-wide: it grew by at least these samples.
+    hist0 = before[inst]["rtt_histogram"]
+    for k in range(32):
+        assert agg["rtt_histogram"][k] - hist0[k] >= want_hist[k], k

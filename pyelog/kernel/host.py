@@ -57,8 +57,8 @@ import sys
 import time
 from typing import Iterable, Iterator
 
-from pyelog.kernel.loader import (EventlogError, Loader, ProviderSpec, RingSubscriber,
-                                  Subscription)
+from pyelog.kernel.loader import (EventlogError, KernelSubscriberSpec, Loader, ProviderSpec,
+                                  RingSubscriber, Subscription)
 from pyelog.kernel.ring import BUFFER_SIZE_DEFAULT, RingReader, RingStats
 
 #: Where the host instance listens (``PYELOG_HOST_SOCKET`` overrides it).
@@ -90,9 +90,10 @@ def _send(sock: socket.socket, msg: dict, fds: Iterable[int] = ()) -> None:
 
 
 def _recv_line(sock: socket.socket, buf: bytearray, fds: list[int] | None = None,
-               deadline: float | None = None) -> dict | None:
+               deadline: float | None = None, limit: int | None = _MAX_REQUEST) -> dict | None:
     """One JSON line (None at EOF); file descriptors that came with it are
-    appended to ``fds``."""
+    appended to ``fds``. ``limit``: the most bytes a line may have (the
+    instance's bound on requests; answers may be long)."""
     while b"\n" not in buf:
         if deadline is not None:
             sock.settimeout(max(0.001, deadline - time.monotonic()))
@@ -108,7 +109,7 @@ def _recv_line(sock: socket.socket, buf: bytearray, fds: list[int] | None = None
         if not data:
             return None
         buf += data
-        if len(buf) > _MAX_REQUEST:
+        if limit is not None and len(buf) > limit:
             raise HostError("a message of more than 64 KiB on the host socket")
     line, _, rest = bytes(buf).partition(b"\n")
     buf[:] = rest
@@ -122,6 +123,15 @@ def _recv_line(sock: socket.socket, buf: bytearray, fds: list[int] | None = None
 
 
 # -- the daemon ---------------------------------------------------------------------
+
+def _json_keys(v):
+    """Dict keys as text, all the way down (JSON has no integer keys)."""
+    if isinstance(v, dict):
+        return {str(k): _json_keys(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_json_keys(x) for x in v]
+    return v
+
 
 class _Client:
     def __init__(self, sock: socket.socket, uid: int, pid: int) -> None:
@@ -145,7 +155,8 @@ class HostInstance:
     def __init__(self, providers: list[ProviderSpec], slots: int = DEFAULT_SLOTS,
                  buffer_size: int = BUFFER_SIZE_DEFAULT, max_sessions: int = 1 << 20,
                  path: str | None = None, group: str | None = None, service: bool = False,
-                 first_wait: float = FIRST_CLIENT_WAIT) -> None:
+                 first_wait: float = FIRST_CLIENT_WAIT,
+                 kernel_subscribers: Iterable[tuple[KernelSubscriberSpec, int]] = ()) -> None:
         if not 1 <= slots <= 16:
             raise HostError("slots must be 1..16")
         self.path = path or socket_path()
@@ -161,6 +172,8 @@ class HostInstance:
         self.buffer_size = buffer_size
         self.loader = Loader(providers=providers, max_sessions=max_sessions)
         self.slots = [self.loader.add_ring_subscriber(buffer_size) for _ in range(slots)]
+        self.kernel_subscribers = [self.loader.add_kernel_subscriber(spec, level)
+                                   for spec, level in kernel_subscribers]
         self.clients: dict[int, _Client] = {}
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
@@ -306,6 +319,10 @@ class HostInstance:
             op = msg.get("op")
             if op == "subscribe":
                 self._subscribe(c, msg)
+            elif op == "aggregates":
+                _send(c.sock, {"ok": True, "aggregates": {
+                    k.spec.name: {str(inst): _json_keys(v) for inst, v in k.read(self.loader).items()}
+                    for k in self.kernel_subscribers if k.level}})
             elif op == "stats":
                 if msg.get("housekeeping"):
                     self.loader.housekeeping(final=True)
@@ -500,15 +517,16 @@ class HostSubscriber:
         self.sock.close()
 
 
-def status(path: str | None = None) -> dict | None:
+def status(path: str | None = None, op: str = "stats") -> dict | None:
     """The running host instance's counters (pid, slots, subscribers,
-    sessions, lost, failed), or None if none runs."""
+    sessions, lost, failed), or with ``op="aggregates"`` what its kernel
+    subscribers kept; None if none runs."""
     sock = _connect(path or socket_path())
     if sock is None:
         return None
     with sock:
-        _send(sock, {"op": "stats"})
-        reply = _recv_line(sock, bytearray(), None, time.monotonic() + 30)
+        _send(sock, {"op": op})
+        reply = _recv_line(sock, bytearray(), None, time.monotonic() + 30, limit=None)
     return reply if reply and reply.get("ok") else None
 
 

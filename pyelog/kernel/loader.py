@@ -145,6 +145,42 @@ class ProviderSpec:
 
 
 @dataclass
+class KernelSubscriberSpec:
+    """An in-kernel subscriber: C that runs at emit time on the events of
+    one provider its subscription lets through (FreeBSD's callback
+    subscribers; no ring), keeping e.g. counters in maps.
+
+    source: C pasted after the providers, once per instance of
+      ``provider`` (EL_FN and EL_PROVIDER_ID as that instance's), defining
+      ``EL_FN(function)(const struct eventlog_header *, const void *payload,
+      __u32 payload_len)``. read: callable(loader, instance) -> what it
+      kept, for user space.
+    """
+    name: str
+    provider: str
+    source: str
+    function: str
+    read: Callable[["Loader", "ProviderInstance"], dict] | None = None
+
+
+@dataclass
+class KernelSubscriber:
+    """A kernel subscriber added to a loader: its index and subscription
+    (level NONE: off; it costs one comparison per event then)."""
+    index: int
+    spec: KernelSubscriberSpec
+    level: int = LEVEL_NONE
+    keywords: int = 0
+
+    def read(self, loader: "Loader") -> dict:
+        """What it kept, per instance of its provider: {instance id: ...}."""
+        if self.spec.read is None:
+            return {}
+        return {p.id: self.spec.read(loader, p) for p in loader.providers
+                if p.name == self.spec.provider}
+
+
+@dataclass
 class ProviderInstance:
     """A registered provider: its 16-bit id and loaded program fds."""
     id: int
@@ -317,6 +353,7 @@ class Loader:
                  cflags: Iterable[str] = ()) -> None:
         self.providers: list[ProviderInstance] = []
         self.subscribers: list[Subscriber] = []
+        self.kernel_subscribers: list[KernelSubscriber] = []
         self.max_sessions = max_sessions
         # Sessions user space could not insert (a provider's dump-state
         # replay), and how many of them would have logged SESSION_CREATE:
@@ -381,6 +418,24 @@ class Loader:
         self._add(sub, subscriptions)
         return sub
 
+    def add_kernel_subscriber(self, spec: KernelSubscriberSpec, level: int = LEVEL_NONE,
+                              keywords: int = 0xFFFFFFFF) -> KernelSubscriber:
+        """An in-kernel subscriber (compiled in at start; its subscription
+        changes any time with :meth:`subscribe_kernel`)."""
+        if self.bpf is not None:
+            raise EventlogError("kernel subscribers must be added before start()")
+        self._check_name(spec.provider)
+        k = KernelSubscriber(len(self.kernel_subscribers), spec, level, keywords & 0xFFFFFFFF)
+        self.kernel_subscribers.append(k)
+        return k
+
+    def subscribe_kernel(self, k: KernelSubscriber, level: int,
+                         keywords: int = 0xFFFFFFFF) -> None:
+        """Set a kernel subscriber's subscription (level NONE turns it off)."""
+        k.level, k.keywords = level, keywords & 0xFFFFFFFF
+        if self.bpf is not None:
+            self._filters_changed(k.spec.provider)
+
     def _check_name(self, name: str) -> list[ProviderInstance]:
         found = [p for p in self.providers if p.name == name]
         if not found:
@@ -400,6 +455,7 @@ class Loader:
             raise EventlogError("bpf/eventlog.h lost its @EVENTLOG_SUBSCRIBERS@ marker")
         out = [f"#define EVENTLOG_NR_CPUS {self.ncpu}",
                f"#define EVENTLOG_NR_SUBS {len(self.subscribers)}",
+               f"#define EVENTLOG_NR_KSUBS {len(self.kernel_subscribers)}",
                *(f"#define {m} 1" for m, ok in task_helpers().items() if ok),
                f"#define EVENTLOG_MAX_PROVIDERS {KERNEL_PROVIDER_IDS}",
                f"#define EVENTLOG_MAX_SESSIONS {self.max_sessions}",
@@ -412,6 +468,26 @@ class Loader:
         for p in self.providers:
             out.append(f"/* provider {p.name} id {p.id} */")
             out.append(_instantiate(p.spec.source, p.id))
+        if self.kernel_subscribers:
+            out.append(self._kernel_subscriber_code())
+        return "\n".join(out)
+
+    def _kernel_subscriber_code(self) -> str:
+        """Each kernel subscriber's C per instance of its provider, then
+        eventlog_kernel_deliver() (declared in eventlog.h), which calls them."""
+        out, calls = [], []
+        for k in self.kernel_subscribers:
+            for p in self.providers:
+                if p.name == k.spec.provider:
+                    out.append(f"/* kernel subscriber {k.spec.name} on {p.name} id {p.id} */")
+                    out.append(_instantiate(k.spec.source, p.id))
+                    calls.append(f"\tif (hdr->provider_id == {p.id} && level <= f->ksub_level[{k.index}] &&"
+                                 f" (keywords & f->ksub_keywords[{k.index}]))\n"
+                                 f"\t\t{p.fn(k.spec.function)}(hdr, head, hl);")
+        out.append("static __always_inline void\n"
+                   "eventlog_kernel_deliver(struct eventlog_provider *f, const struct eventlog_header *hdr,\n"
+                   "\t\t\t__u32 level, __u32 keywords, const void *head, __u32 hl)\n{\n"
+                   + "\n".join(calls) + "\n}")
         return "\n".join(out)
 
     def start(self) -> "Loader":
@@ -468,6 +544,13 @@ class Loader:
             lv, k = (s.level, s.keywords) if s else (0, 0)
             leaf.sub_level[sub.index] = lv
             leaf.sub_keywords[sub.index] = k
+            if k and lv:
+                level = max(level, lv)
+                kw |= k
+        for ks in self.kernel_subscribers:
+            lv, k = (ks.level, ks.keywords) if ks.spec.provider == p.name else (0, 0)
+            leaf.ksub_level[ks.index] = lv
+            leaf.ksub_keywords[ks.index] = k
             if k and lv:
                 level = max(level, lv)
                 kw |= k
@@ -649,5 +732,6 @@ def parse_level(text: str) -> int:
 
 
 __all__ = ["Loader", "ProviderSpec", "ProviderInstance", "Subscription", "Subscriber",
+           "KernelSubscriberSpec", "KernelSubscriber",
            "RingSubscriber", "CallbackSubscriber", "CallbackEvent", "EventlogError",
            "parse_level"]

@@ -2,7 +2,9 @@
 """``pyelog host``: the host instance that recorders share (pyelog.kernel.host).
 
     pyelog host serve [--slots N] [-b SIZE] [--socket PATH] [--group NAME] [--service]
+                      [--aggregate]
     pyelog host status [--socket PATH] [--json]
+    pyelog host stats [--socket PATH] [--json]
 
 ``serve`` runs the host instance in the foreground: every provider loaded
 and attached once, ``--slots`` subscriber slots, a Unix socket where
@@ -18,6 +20,13 @@ group; the instance checks each peer's credentials again).
 
 ``status`` prints the instance's pid, subscribers, live sessions and the
 events its providers lost before any ring.
+
+``--aggregate`` runs the TCP provider's in-kernel subscriber
+(pyelog.providers.tcp_aggregate): per-connection packet, byte,
+retransmission and RTT counters and an RTT histogram, kept in maps as the
+events are emitted, with no ring and no recorder; ``stats`` prints them
+(the last 65 536 connections). Use it with ``--service``: without, the
+instance ends 30 s after its last ring subscriber, or its start.
 """
 from __future__ import annotations
 
@@ -27,9 +36,9 @@ import os
 import sys
 
 from pyelog.kernel.host import DEFAULT_SLOTS, HostError, HostInstance, socket_path
-from pyelog.kernel.loader import MAX_SESSIONS_DEFAULT
+from pyelog.kernel.loader import LEVEL_NONE, LEVEL_TRACE, MAX_SESSIONS_DEFAULT
 from pyelog.kernel.ring import BUFFER_SIZE_DEFAULT, BUFFER_SIZE_MAX, BUFFER_SIZE_MIN
-from pyelog.providers import registry
+from pyelog.providers import registry, tcp_aggregate
 from pyelog.tools.command import ArgumentParser, ToolError, run_reporting
 
 
@@ -54,7 +63,9 @@ def _serve(a: argparse.Namespace) -> int:
     with kernel_load_errors():
         inst = HostInstance([factory() for factory in registry().values()], slots=a.slots,
                             buffer_size=a.buffer_size, max_sessions=MAX_SESSIONS_DEFAULT,
-                            path=a.socket, group=a.group, service=a.service)
+                            path=a.socket, group=a.group, service=a.service,
+                            kernel_subscribers=[(tcp_aggregate.kernel_subscriber(),
+                                                 LEVEL_TRACE if a.aggregate else LEVEL_NONE)])
 
     def ready() -> None:
         if a.spawned:
@@ -86,6 +97,31 @@ def _status(a: argparse.Namespace) -> int:
     return 0
 
 
+def _stats(a: argparse.Namespace) -> int:
+    from pyelog.kernel.host import status
+    st = status(a.socket, op="aggregates")
+    if st is None:
+        raise ToolError(f"no host instance runs on {a.socket or socket_path()}")
+    agg = st["aggregates"].get("tcp-aggregate")
+    if agg is None:
+        raise ToolError("the host instance keeps no TCP counters (start it with --aggregate)")
+    if a.json:
+        print(json.dumps(agg))
+        return 0
+    cols = ("segs_out", "segs_in", "bytes_out", "bytes_in", "retransmits", "rtt_samples")
+    print(f"{'SESSION':>20} " + " ".join(f"{c.upper():>12}" for c in cols)
+          + f" {'RTT_AVG_US':>10} {'RTT_MAX_US':>10} ENDED")
+    for inst in agg.values():
+        for sid, c in sorted(inst["connections"].items(), key=lambda kv: kv[1]["first_us"]):
+            avg = c["rtt_sum_us"] / c["rtt_samples"] if c["rtt_samples"] else 0
+            print(f"{sid:>20} " + " ".join(f"{c[k]:>12}" for k in cols)
+                  + f" {avg:>10.0f} {c['rtt_max_us']:>10} {'yes' if c['ended'] else 'no'}")
+        hist = inst["rtt_histogram"]
+        print("RTT samples (us): " + ", ".join(f"[{1 << k if k else 0}, {1 << (k + 1)}): {n}"
+                                              for k, n in enumerate(hist) if n))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     """``pyelog host``: parse ``argv``, serve or report; the exit status."""
     p = ArgumentParser(prog="pyelog host", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -100,10 +136,14 @@ def main(argv: list[str]) -> int:
     s.add_argument("--group", default=None, help="members of this group may attach too")
     s.add_argument("--service", action="store_true",
                    help="keep running without subscribers (until SIGTERM)")
+    s.add_argument("--aggregate", action="store_true",
+                   help="keep per-connection TCP counters and an RTT histogram in the kernel")
     s.add_argument("--spawned", action="store_true", help=argparse.SUPPRESS)
-    st = sub.add_parser("status", help="what the running host instance holds")
-    st.add_argument("--socket", default=None)
-    st.add_argument("--json", action="store_true")
+    for name, what in (("status", "what the running host instance holds"),
+                       ("stats", "the in-kernel TCP counters (serve --aggregate)")):
+        st = sub.add_parser(name, help=what)
+        st.add_argument("--socket", default=None)
+        st.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
-    body = _serve if a.command == "serve" else _status
+    body = {"serve": _serve, "status": _status, "stats": _stats}[a.command]
     return run_reporting("pyelog host", lambda: body(a), expected=(HostError,))
