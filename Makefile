@@ -20,8 +20,8 @@ wheel-check: setup
 demo: setup
 	$(PY) -m pyelog.tools.demo demo.elog
 
-# Benchmarks (bench/README.md): recorder, producer, workload, decoder, scale, fleet
-# in under 10 minutes; soak records for 10 minutes. DECODER_SIZE=64M FLEET_EVENTS=10M
+# Benchmarks (bench/README.md): recorder, producer, workload, decoder, scale, fleet,
+# host in under 10 minutes; soak records for 10 minutes. DECODER_SIZE=64M FLEET_EVENTS=10M
 # for a quick run.
 bench: setup
 	PY=$(PY) bench/run.sh bench

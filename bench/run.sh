@@ -3,7 +3,7 @@
 # make bench / make soak: run the benchmarks in order, each printing its
 # detail lines and one result line "<name>: <figures> ... ratio=<x>".
 #
-#   bench/run.sh bench   recorder, producer, workload, decoder, scale, fleet (< 10 min)
+#   bench/run.sh bench   recorder, producer, workload, decoder, scale, fleet, host (< 10 min)
 #   bench/run.sh soak    soak (10 min by default)
 #
 # Parameters (environment): DECODER_SIZE (default 1G), FLEET_EVENTS (100M),
@@ -32,6 +32,7 @@ bench)
     run decoder --size "${DECODER_SIZE:-1G}"
     run scale
     run fleet --events "${FLEET_EVENTS:-100M}"
+    run host
     ;;
 soak)
     run soak --seconds "${SOAK_SECONDS:-600}" --rate "${SOAK_RATE:-1000000}"
