@@ -205,3 +205,26 @@ def test_json_capture_is_one_line_error(tmp_path, capsys):
     assert export(tmp_path / "x.jsonl", "-o", tmp_path / "ds") == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "convert" in err[0]
+
+
+def test_parts_of_a_killed_export_are_removed(hand, tmp_path, capsys):
+    """What a SIGKILLed export leaves (unnamed part files, no lock held) is
+    removed by the next one; a part another export is writing (locked) stays."""
+    import fcntl
+    out = tmp_path / "ds"
+    assert export(hand, "-o", out, "--host", "a") == 0
+    d = next((out / "tcp" / "OUT").glob("host=a/day=*"))
+    stale = d / ".0123456789abcdef0123.parquet.k1ll3d.tmp"
+    stale.write_bytes(b"PAR1 cut short")
+    busy = d / ".fedcba9876543210fedc.parquet.wr1t1n.tmp"
+    busy.write_bytes(b"PAR1 being written")
+    fd = os.open(busy, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        capsys.readouterr()
+        assert export(hand, "-o", out, "--host", "a") == 0
+        assert "removed 1 unfinished part files" in capsys.readouterr().err
+        assert not stale.exists() and busy.exists()
+    finally:
+        os.close(fd)
+    assert ds.dataset(out / "tcp", format="parquet", partitioning="hive").count_rows() > 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -108,6 +109,9 @@ class _Part:
         import pyarrow.parquet as pq
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = PrivateFile(path, publish="close")
+        # Held while the file is written: a later export tells a part a
+        # SIGKILLed one left behind (lock free) from one being written now.
+        fcntl.flock(self.file.fd, fcntl.LOCK_EX)
         self.sink = os.fdopen(self.file.fd, "wb")
         self.file.fd = -1
         # Dictionary pages only for the text columns (already dictionary
@@ -175,6 +179,22 @@ class Exporter:
         self.host = host_value(host)
         self.decoder = decoder
         make_private_dir(self.out / MANIFEST_DIR)
+
+    def remove_stale_parts(self) -> int:
+        """Remove the temporary part files of exports that died (SIGKILL,
+        power loss) before naming them: unnamed, no reader ever saw them.
+        Parts being written hold a lock and stay. Returns how many went."""
+        n = 0
+        for p in self.out.glob("*/*/host=*/day=*/.*.parquet.*.tmp"):
+            with contextlib.suppress(OSError):
+                fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    os.unlink(p)
+                    n += 1
+                finally:
+                    os.close(fd)
+        return n
 
     def _key(self, path: str, header) -> str:
         ident = f"{self.host}\0{os.path.basename(path)}\0{header.capture_start}\0{header.start_utc_us}"
@@ -284,6 +304,9 @@ def _export(a: argparse.Namespace) -> int:
     except ImportError:
         raise ToolError("export needs pyarrow (pip install 'pyelog[fleet]')") from None
     exporter = Exporter(a.output, a.host, ConsumerSet.with_extra(a.schema), a.compression)
+    stale = exporter.remove_stale_parts()
+    if stale:
+        print(f"removed {stale} unfinished part files of an interrupted export", file=sys.stderr)
     files = capture_files(a.captures)
     total, status, t0 = 0, 0, time.monotonic()
     for path in files:
