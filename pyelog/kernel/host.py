@@ -325,7 +325,9 @@ class HostInstance:
                     for k in self.kernel_subscribers if k.level}})
             elif op == "stats":
                 if msg.get("housekeeping"):
-                    self.loader.housekeeping(final=True)
+                    # Not final: that would log (and forget) every handshake
+                    # in progress for all subscribers, for one that leaves.
+                    self.loader.housekeeping()
                 _send(c.sock, {"ok": True, **self._counters()})
             else:
                 _send(c.sock, {"ok": False, "error": f"unknown request {str(op)[:40]!r}"})
@@ -493,7 +495,8 @@ class HostSubscriber:
 
     def housekeeping(self, final: bool = False) -> None:
         """The instance does the providers' periodic work; before the last
-        drain, ask for a round now (e.g. handshakes in progress)."""
+        drain, ask for a round now. (Not a private recorder's final round:
+        handshakes still in progress stay for the subscribers that stay.)"""
         if final:
             self._ask(housekeeping=True)
 
