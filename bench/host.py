@@ -12,8 +12,9 @@ each), its readers draining pinned to CPU 1:
   producer  bench/drivers/getppid_loop.c calls getppid() flat out on CPU 0;
             the test provider's hook emits one event per call to N = 1, 2, 4
             subscribers; ns added per event over nothing attached (best of
-            ``--rounds``), and every subscriber's written + dropped ==
-            the hook's count (exact accounting)
+            ``--rounds``: 1 by default, `make bench` has 10 minutes), and
+            every subscriber's written + dropped == the hook's count (exact
+            accounting)
   workload  bench/drivers/connrate.c in a namespace (connect, send, close)
             with two TCP subscribers at INFO: connections/s, as % slower
             than with nothing attached (median of ``--rounds``)
@@ -111,7 +112,7 @@ def connrate_run(kind: str, ns: str, seconds: float) -> tuple[float, int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.0)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1)
     a = ap.parse_args()
     os.sched_setaffinity(0, {READER_CPU})
     conds = [("none", 0)] + [(k, n) for n in COUNTS for k in ("host", "indep")]
