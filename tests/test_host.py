@@ -134,10 +134,11 @@ def test_join_and_leave_under_load(sock_path, tmp_path):
         port = 5400
         while not stop.is_set():
             made.append(exchange(ns, port))
+            time.sleep(0.002)   # paced: what is checked is completeness, not throughput
             port = 5400 + (port - 5399) % 500
 
     with instance(sock_path, "--slots", "2"):
-        a = Recorder(["-s", "-c", "tcp", "-o", str(tmp_path / "a.elog")])
+        a = Recorder(["-s", "-c", "tcp", "INFO", "-o", str(tmp_path / "a.elog")])
         with Namespace() as ns:
             t = threading.Thread(target=traffic, args=(ns,))
             t.start()
@@ -293,3 +294,16 @@ def test_kernel_aggregate_equals_a_ring_capture(sock_path, tmp_path):
     hist0 = before[inst]["rtt_histogram"]
     for k in range(32):
         assert agg["rtt_histogram"][k] - hist0[k] >= want_hist[k], k
+
+
+def test_a_capture_that_cannot_share_says_so(sock_path, tmp_path):
+    """Options the instance cannot serve (here another buffer size, and a
+    TCP filter) run a private instance, with a one-line note."""
+    with instance(sock_path):
+        for extra in (["-b", "1M"], ["--port", "5999"]):
+            rec = Recorder(["-c", "tcp", *extra, "-o", str(tmp_path / "p.elog")])
+            progs, _ = rec.bpf_ids()
+            assert progs, "a private instance attaches its own programs"
+            assert rec.stop() == 0
+            notes = [line for line in rec.stderr.splitlines() if "note: not using the host instance" in line]
+            assert len(notes) == 1, rec.stderr

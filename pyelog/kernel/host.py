@@ -75,6 +75,11 @@ class HostError(EventlogError):
     """Attaching to the host instance failed: one line for the user."""
 
 
+class HostMismatch(HostError):
+    """A host instance runs, but with another configuration than the one
+    asked for (its buffer size): the caller may run its own instance."""
+
+
 def socket_path() -> str:
     """The host instance's socket (``PYELOG_HOST_SOCKET`` or the default)."""
     return os.environ.get("PYELOG_HOST_SOCKET") or SOCKET_PATH
@@ -338,7 +343,9 @@ class HostInstance:
         return {"pid": os.getpid(), "slots": len(self.slots),
                 "lost": self.loader.provider_lost(), "failed": self.loader.sessions_failed(),
                 "sessions": self.loader.open_sessions(),
-                "subscribers": sum(1 for c in self.clients.values() if c.slot is not None)}
+                "subscribers": sum(1 for c in self.clients.values() if c.slot is not None),
+                "attached": sorted([c.pid, c.uid, c.slot.index] for c in self.clients.values()
+                                   if c.slot is not None)}
 
     def _subscribe(self, c: _Client, msg: dict) -> None:
         if c.slot is not None:
@@ -410,9 +417,9 @@ class HostSubscriber:
                spawn: list[str] | None = None, wait: float = 60.0) -> "HostSubscriber | None":
         """Subscribe to the host instance at ``path``.
 
-        None when there is none (and ``start`` is false) or when its
-        configuration is not the one asked for (``buffer_size``) and
-        ``start`` is false: the caller runs a private instance. With
+        None when there is none and ``start`` is false; HostMismatch when
+        its configuration is not the one asked for (``buffer_size``) and
+        ``start`` is false: the caller may run a private instance. With
         ``start``, a missing instance is started (``spawn``: the daemon's
         command line) and a mismatch is an error.
         """
@@ -434,8 +441,7 @@ class HostSubscriber:
                 for fd in fds:
                     os.close(fd)
                 if reply.get("config") and not start:
-                    sock.close()
-                    return None
+                    raise HostMismatch(reply.get("error", "another configuration"))
                 raise HostError(f"{path}: {reply.get('error', 'refused')}")
             if len(fds) != 3:
                 raise HostError(f"{path}: the host instance sent {len(fds)} of 3 ring descriptors")
@@ -576,5 +582,5 @@ def _spawn_and_connect(path: str, cmd: list[str], wait: float) -> socket.socket:
         proc.stderr.close()
 
 
-__all__ = ["HostInstance", "HostSubscriber", "HostError", "socket_path", "status", "SOCKET_PATH",
+__all__ = ["HostInstance", "HostSubscriber", "HostError", "HostMismatch", "socket_path", "status", "SOCKET_PATH",
            "DEFAULT_SLOTS"]

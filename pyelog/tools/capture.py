@@ -373,6 +373,14 @@ def _quietly(count: Callable[[], int]) -> int | None:
         return None
 
 
+def _host_instance_runs() -> bool:
+    from pyelog.kernel.host import HostError, status
+    try:
+        return status() is not None
+    except (HostError, OSError):
+        return False
+
+
 def shares_host_instance(o: CaptureOptions) -> str | None:
     """Why this capture cannot use the host instance (its providers run
     with their defaults), or None if it can."""
@@ -385,7 +393,7 @@ def shares_host_instance(o: CaptureOptions) -> str | None:
     return None
 
 
-def _recorder(o: CaptureOptions, factories):
+def _recorder(o: CaptureOptions, factories, err: IO[str]):
     """The host instance's subscriber when there is one to attach to (or
     ``--shared`` asks to start it), else a private instance."""
     if o.instance != "private":
@@ -393,16 +401,23 @@ def _recorder(o: CaptureOptions, factories):
         if why and o.instance == "shared":
             raise CaptureError(f"--shared: the host instance runs its providers with their defaults; "
                                f"{why} need a private instance (leave --shared out)")
+        from pyelog.kernel.host import HostMismatch, HostSubscriber
         if why is None:
-            from pyelog.kernel.host import HostSubscriber
             flags = SUBSCRIPTION_DUMP_STATE if o.dump_state else 0
             spawn = [sys.executable, "-m", "pyelog.cli", "host", "serve", "--spawned",
                      "-b", str(o.buffer_size)]
-            rec = HostSubscriber.attach(
-                [Subscription(s.provider, s.level, s.keywords, flags) for s in o.subscriptions],
-                o.buffer_size, start=o.instance == "shared", spawn=spawn)
+            try:
+                rec = HostSubscriber.attach(
+                    [Subscription(s.provider, s.level, s.keywords, flags) for s in o.subscriptions],
+                    o.buffer_size, start=o.instance == "shared", spawn=spawn)
+            except HostMismatch as e:
+                why, rec = str(e), None
             if rec is not None:
                 return rec
+        if why is not None and _host_instance_runs():
+            # Say so: this capture's hooks run beside the instance's.
+            print(f"pyelog: note: not using the host instance ({why}): this capture runs its "
+                  "own instance (--private says so quietly)", file=err)
     # Only a private instance needs root and BPF: the host instance's
     # subscribers may be anyone its socket admits.
     reason = unavailable_reason()
@@ -419,7 +434,7 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
         if s.provider not in factories:
             known = ", ".join(sorted(factories))
             raise CaptureError(f"provider {s.provider!r} not found (available: {known})")
-    rec = _recorder(o, factories)
+    rec = _recorder(o, factories, err)
     providers = [Provider(*p) for p in rec.providers()]
 
     def dropped() -> int:

@@ -18,8 +18,8 @@ Who may attach: root (and the user running the instance); with ``--group``,
 also that group's members (the socket is made 0660 and given to the
 group; the instance checks each peer's credentials again).
 
-``status`` prints the instance's pid, subscribers, live sessions and the
-events its providers lost before any ring.
+``status`` prints the instance's pid, subscribers (the pid and uid in
+each slot), live sessions and the events its providers lost before any ring.
 
 ``--aggregate`` runs the TCP provider's in-kernel subscriber
 (pyelog.providers.tcp_aggregate): per-connection packet, byte,
@@ -94,6 +94,8 @@ def _status(a: argparse.Namespace) -> int:
         print(f"pid {st['pid']}: {st['subscribers']} of {st['slots']} subscriber slots taken, "
               f"{st['sessions']} live sessions, {st['lost']} events lost in providers, "
               f"{st['failed']} sessions refused (table full)")
+        for pid, uid, slot in st["attached"]:
+            print(f"  slot {slot}: pid {pid} (uid {uid})")
     return 0
 
 
