@@ -29,7 +29,8 @@ from pyelog.kernel.loader import (MAX_SESSIONS_DEFAULT, MAX_SESSIONS_LIMIT, Even
                                   Subscription)
 from pyelog.schema.consumer import ConsumerSet
 from pyelog.records.untrusted import clip, terminal_safe
-from pyelog.tools.command import ToolError, ascii_uint, os_errors_as, run_reporting
+from pyelog.tools.command import (ToolError, UsageError, ascii_uint, os_errors_as, parse_bytes,  # noqa: F401
+                                  parse_size, run_reporting)
 from pyelog.records.eventlog import KEYWORD_SESSION, LEVELS
 from pyelog.records.text import RawPayloads, TextOptions, TextPrinter
 
@@ -117,14 +118,6 @@ Display (live capture and -r):
 
 
 
-class UsageError(ToolError):
-    """A command-line mistake: reported as one line, exit status 1 (the
-    message escaped at once: it may quote any argument)."""
-
-    def __init__(self, message: str = "") -> None:
-        super().__init__(terminal_safe(message))
-
-
 
 
 @dataclass
@@ -163,18 +156,6 @@ _TCP_FILTERS: dict[str, type | range] = {"port": _PORTS, "lport": _PORTS, "rport
                                          "netns": str, "cgroup": str, "pid": _PIDS, "comm": str}
 
 
-def parse_bytes(text: str, what: str = "buffer size") -> int:
-    """A number (C base-0 rules) with an optional K/M/G (x1024^n), blanks allowed around the unit."""
-    m = re.fullmatch(r"\s*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*([kKmMgG]?)\s*", text)
-    if not m:
-        raise UsageError(f"invalid {what}: {clip(text)}")
-    number, unit = m.groups()
-    if len(number) > 24:         # past any range, and past int()'s 4300-digit limit
-        return 1 << 80
-    value = int(number, 0) if not re.fullmatch(r"0[0-7]+", number) else int(number, 8)
-    return value << {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
-
-
 def parse_uint(text: str, lo: int, hi: int, invalid: str, out_of_range: str | None = None) -> int:
     """``text`` as an integer from ``lo`` to ``hi`` (:func:`ascii_uint`:
     every numeric option goes through it). Raises :class:`UsageError` with
@@ -184,16 +165,6 @@ def parse_uint(text: str, lo: int, hi: int, invalid: str, out_of_range: str | No
     value = ascii_uint(text, lo, hi)
     if value is None:
         raise UsageError(out_of_range or invalid if text.isascii() and text.isdigit() else invalid)
-    return value
-
-
-def parse_size(text: str) -> int:
-    """elog's -b value: :func:`parse_bytes`, 64 KiB to 1 GiB - 1."""
-    value = parse_bytes(text)
-    if value < 65536:
-        raise UsageError("buffer size too small (minimum 64KB)")
-    if value > (1 << 30) - 1:
-        raise UsageError("buffer size too large (maximum 1023MB)")
     return value
 
 

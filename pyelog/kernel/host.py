@@ -39,9 +39,7 @@ private instance, as before.
 """
 from __future__ import annotations
 
-import array
 import contextlib
-import errno
 import fcntl
 import grp
 import json
@@ -50,15 +48,13 @@ import pwd
 import selectors
 import signal
 import socket
-import stat
 import struct
 import subprocess
-import sys
 import time
 from typing import Iterable, Iterator
 
-from pyelog.kernel.loader import (EventlogError, KernelSubscriberSpec, Loader, ProviderSpec,
-                                  RingSubscriber, Subscription)
+from pyelog.kernel.loader import (MAX_SESSIONS_DEFAULT, EventlogError, KernelSubscriberSpec, Loader,
+                                  ProviderSpec, RingSubscriber, Subscription)
 from pyelog.kernel.ring import BUFFER_SIZE_DEFAULT, RingReader, RingStats
 
 #: Where the host instance listens (``PYELOG_HOST_SOCKET`` overrides it).
@@ -158,7 +154,7 @@ class HostInstance:
     """
 
     def __init__(self, providers: list[ProviderSpec], slots: int = DEFAULT_SLOTS,
-                 buffer_size: int = BUFFER_SIZE_DEFAULT, max_sessions: int = 1 << 20,
+                 buffer_size: int = BUFFER_SIZE_DEFAULT, max_sessions: int = MAX_SESSIONS_DEFAULT,
                  path: str | None = None, group: str | None = None, service: bool = False,
                  first_wait: float = FIRST_CLIENT_WAIT,
                  kernel_subscribers: Iterable[tuple[KernelSubscriberSpec, int]] = ()) -> None:
@@ -507,8 +503,10 @@ class HostSubscriber:
             self._ask(housekeeping=True)
 
     def provider_lost(self) -> int:
-        """Events providers lost before any ring since this subscriber attached."""
-        return self._ask()["lost"] - self._base_lost
+        """Events providers lost before any ring since this subscriber
+        attached, as of the instance's last answer (the capture loop asks
+        once a round in :meth:`check`, and once more before its last drain)."""
+        return self._last["lost"] - self._base_lost
 
     def sessions_failed(self) -> int:
         """Sessions the table refused since this subscriber attached."""

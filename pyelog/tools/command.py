@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 from typing import Callable, Iterator, NoReturn
 
@@ -25,8 +26,9 @@ from pyelog.records.format import ElogFormatError
 from pyelog.records.untrusted import clip, terminal_safe
 from pyelog.schema.dsl import SchemaError
 
-__all__ = ["ArgumentParser", "EXIT_FAILURE", "EXIT_INTERRUPTED", "ToolError", "add_schema_option", "ascii_uint", "describe",
-           "os_errors_as", "report", "run_reporting", "uint64_arg"]
+__all__ = ["ArgumentParser", "EXIT_FAILURE", "EXIT_INTERRUPTED", "ToolError", "UsageError", "add_schema_option",
+           "ascii_uint", "describe", "os_errors_as", "parse_bytes", "parse_size", "report", "run_reporting",
+           "uint64_arg"]
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
@@ -34,6 +36,36 @@ EXIT_INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
 
 class ToolError(Exception):
     """A failure a tool has already phrased for the user."""
+
+
+class UsageError(ToolError):
+    """A command-line mistake: reported as one line, exit status 1 (the
+    message escaped at once: it may quote any argument)."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(terminal_safe(message))
+
+
+def parse_bytes(text: str, what: str = "buffer size") -> int:
+    """A number (C base-0 rules) with an optional K/M/G (x1024^n), blanks allowed around the unit."""
+    m = re.fullmatch(r"\s*(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*([kKmMgG]?)\s*", text)
+    if not m:
+        raise UsageError(f"invalid {what}: {clip(text)}")
+    number, unit = m.groups()
+    if len(number) > 24:         # past any range, and past int()'s 4300-digit limit
+        return 1 << 80
+    value = int(number, 0) if not re.fullmatch(r"0[0-7]+", number) else int(number, 8)
+    return value << {"": 0, "k": 10, "m": 20, "g": 30}[unit.lower()]
+
+
+def parse_size(text: str) -> int:
+    """elog's -b value: :func:`parse_bytes`, 64 KiB to 1 GiB - 1."""
+    value = parse_bytes(text)
+    if value < 65536:
+        raise UsageError("buffer size too small (minimum 64KB)")
+    if value > (1 << 30) - 1:
+        raise UsageError("buffer size too large (maximum 1023MB)")
+    return value
 
 
 def describe(exc: BaseException) -> str | None:

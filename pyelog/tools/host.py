@@ -35,23 +35,19 @@ import json
 import os
 import sys
 
-from pyelog.kernel.host import DEFAULT_SLOTS, HostError, HostInstance, socket_path
+from pyelog.kernel.host import DEFAULT_SLOTS, HostError, HostInstance, socket_path, status
 from pyelog.kernel.loader import LEVEL_NONE, LEVEL_TRACE, MAX_SESSIONS_DEFAULT
-from pyelog.kernel.ring import BUFFER_SIZE_DEFAULT, BUFFER_SIZE_MAX, BUFFER_SIZE_MIN
+from pyelog.kernel.ring import BUFFER_SIZE_DEFAULT
 from pyelog.providers import registry, tcp_aggregate
-from pyelog.tools.command import ArgumentParser, ToolError, run_reporting
+from pyelog.tools.command import ArgumentParser, ToolError, UsageError, parse_size, run_reporting
 
 
 def _size(text: str) -> int:
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    t = text.strip().upper().rstrip("B")
+    """``-b`` as ``pyelog -c -b`` reads it (K/M/G, 64 KiB to 1023 MiB)."""
     try:
-        v = int(t[:-1]) * mult[t[-1]] if t[-1:] in mult else int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
-    if not BUFFER_SIZE_MIN <= v <= BUFFER_SIZE_MAX:
-        raise argparse.ArgumentTypeError(f"buffer size {v} outside {BUFFER_SIZE_MIN}..{BUFFER_SIZE_MAX}")
-    return v
+        return parse_size(text)
+    except UsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _serve(a: argparse.Namespace) -> int:
@@ -84,7 +80,6 @@ def _serve(a: argparse.Namespace) -> int:
 
 
 def _status(a: argparse.Namespace) -> int:
-    from pyelog.kernel.host import status
     st = status(a.socket)
     if st is None:
         raise ToolError(f"no host instance runs on {a.socket or socket_path()}")
@@ -100,7 +95,6 @@ def _status(a: argparse.Namespace) -> int:
 
 
 def _stats(a: argparse.Namespace) -> int:
-    from pyelog.kernel.host import status
     st = status(a.socket, op="aggregates")
     if st is None:
         raise ToolError(f"no host instance runs on {a.socket or socket_path()}")
