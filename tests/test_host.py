@@ -145,7 +145,11 @@ def test_join_and_leave_under_load(sock_path, tmp_path):
             try:
                 for i in range(3):      # a second recorder comes and goes, three times
                     time.sleep(0.5)
-                    b = Recorder(["-c", "tcp", "-o", str(tmp_path / f"b{i}.elog")])
+                    # At A's level: the events a provider loses before any
+                    # ring (its outbox) are charged to every subscriber, and a
+                    # VERBOSE joiner's losses would count against A, which
+                    # must drop nothing (seen once in a full make test).
+                    b = Recorder(["-c", "tcp", "INFO", "-o", str(tmp_path / f"b{i}.elog")])
                     time.sleep(0.5)
                     assert b.stop() == 0
                 time.sleep(0.5)
@@ -156,7 +160,7 @@ def test_join_and_leave_under_load(sock_path, tmp_path):
         assert a.stop() == 0
     assert len(made) > 20, "too little traffic to mean anything"
     with ElogReader(tmp_path / "a.elog") as r:
-        assert r.header.dropped_events == 0
+        assert r.header.dropped_events == 0, a.stderr
     assert assert_header_counts(tmp_path / "a.elog") == a.events_received()
     s = _sessions(tmp_path / "a.elog")
     for info in made:
