@@ -76,13 +76,15 @@ Live capture (root):
                           event
   --no-status             no status line (shown on stderr when it is a
                           terminal and the events go elsewhere)
-  --shared                subscribe to the host instance, starting it if
-                          none runs (pyelog host -h); without --shared or
-                          --private, a running host instance is used when
-                          the capture can share it (no TCP flags below,
-                          no --max-sessions, its buffer size), else the
-                          capture runs its own instance
+  --shared                the host instance or an error, never an own one
   --private               run this capture's own instance (hooks of its own)
+                          Without either, a capture subscribes to the host
+                          instance (pyelog host -h), starting it when none
+                          runs, so that later captures share its hooks;
+                          one that cannot share it (TCP flags below,
+                          --tcp-default none, --max-sessions, or another
+                          buffer size or providers than the running
+                          instance's) runs its own instance
 TCP provider (which connections the default enables; kinds are ANDed,
 repeated values ORed):
   --tcp-default all|none  new connections start enabled (all, default) or

@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import pytest
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# Recorders started by the tests share host instances (pyelog -c starts one
+# when none runs) on a socket of the test run's own, never the machine's
+# /run/pyelog one: a host instance a user runs is not joined by the tests,
+# nor disturbed by them. Tests of the host instance set their own paths.
+# Searchable by all, as /run/pyelog is: tests run pyelog as other users too.
+_HOST_DIR = tempfile.mkdtemp(prefix="pyelog-tests-host-")
+os.chmod(_HOST_DIR, 0o755)
+os.environ["PYELOG_HOST_SOCKET"] = os.path.join(_HOST_DIR, "eventlog.sock")
 
 
 def kernel_unavailable_reason() -> str | None:
@@ -55,6 +65,19 @@ def pytest_runtest_makereport(item, call):
     if IN_CI and report.skipped and item.get_closest_marker("kernel"):
         report.outcome = "failed"
         report.longrepr = f"kernel test skipped under CI=true: {report.longrepr}"
+
+
+@pytest.fixture(autouse=True)
+def _no_recorder_left():
+    """Kill recorders a test left running (one that failed before stopping
+    them): each would keep its host instance for the tests after it."""
+    yield
+    from tests.helpers import recorder
+    for rec in recorder.running:
+        if rec.p.poll() is None:
+            rec.p.kill()
+            rec.p.wait(30)
+    recorder.running.clear()
 
 
 @pytest.fixture

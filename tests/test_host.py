@@ -10,6 +10,11 @@ the session ids every connection must appear under), never pyelog's word:
   both record the same connections, each at its own level;
 * one recorder joins and leaves while connections are made and another
   records throughout: the latter has every connection whole, nothing dropped;
+* ``pyelog -c`` with no instance running starts one that the next
+  recorder joins; the one that started it leaves and the other records on;
+  a recorder asking for a provider the instance does not run gets its own;
+  captures run back to back (each starting an instance while the last one
+  ends) all work;
 * the recorder that started the instance (``--shared``) is SIGKILLed: the
   instance ends, its programs are gone, its socket removed;
 * the instance is SIGKILLed: its programs are gone, the recorder says so in
@@ -40,7 +45,7 @@ from pyelog.records.eventlog import SESSION_CREATE_ID, SESSION_END_ID
 from pyelog.records.format import ElogReader
 from tests.helpers.netns import Namespace, exchange
 from tests.helpers.recorder import (PYELOG, TIME_SCALE, Recorder, assert_header_counts,
-                                    records)
+                                    records, wait_detached)
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,20 +82,6 @@ def instance(path: str, *args: str):
             p.terminate()
         p.wait(30)
         p.stderr.close()
-
-
-def _gone(prog_ids: set[int]) -> bool:
-    return all(subprocess.run(["bpftool", "prog", "show", "id", str(i)], capture_output=True).returncode
-               != 0 for i in prog_ids)
-
-
-def _wait_gone(prog_ids: set[int], pid: int | None = None) -> None:
-    deadline = time.monotonic() + 10 * TIME_SCALE
-    while time.monotonic() < deadline:
-        if (pid is None or not os.path.exists(f"/proc/{pid}")) and _gone(prog_ids):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"programs {sorted(prog_ids)} outlived the host instance")
 
 
 def _sessions(path) -> dict[int, set[int]]:
@@ -170,6 +161,55 @@ def test_join_and_leave_under_load(sock_path, tmp_path):
         assert assert_header_counts(tmp_path / f"b{i}.elog") > 0
 
 
+def test_a_recorder_starts_the_instance_the_next_joins(sock_path, tmp_path):
+    a = Recorder(["-c", "tcp", "-o", str(tmp_path / "a.elog")])
+    b = c = None
+    try:
+        st = status(sock_path)
+        assert st and st["subscribers"] == 1 and a.holder() == st["pid"] != a.p.pid
+        held = programs_held(st["pid"])
+        assert held and not a.bpf_ids()[0], "the instance, not the recorder, holds the programs"
+        b = Recorder(["-c", "tcp", "INFO", "-o", str(tmp_path / "b.elog")])
+        assert not b.bpf_ids()[0] and b.holder() == st["pid"]
+        assert status(sock_path)["subscribers"] == 2
+        assert a.stop() == 0
+        # The recorder that started the instance has left; the other records on.
+        st2 = status(sock_path)
+        assert st2["pid"] == st["pid"] and st2["subscribers"] == 1
+        with Namespace() as ns:
+            info = exchange(ns, 5304)
+            time.sleep(0.3)
+        # The instance runs only the providers of the capture that started it.
+        c = Recorder(["-c", "test", "-o", str(tmp_path / "c.elog")])
+        assert c.bpf_ids()[0], "a provider the instance lacks: a private instance"
+        assert sum("note: not using the host instance" in line for line in c.err_lines) == 1, c.stderr
+        assert c.stop() == 0
+        assert b.stop() == 0
+    finally:
+        for rec in (a, b, c):
+            if rec is not None and rec.p.poll() is None:
+                rec.p.kill()
+    wait_detached(held, pid=st["pid"])
+    assert not os.path.exists(sock_path)
+    s = _sessions(tmp_path / "b.elog")
+    for sid in info.cookies:
+        assert {SESSION_CREATE_ID, SESSION_END_ID} <= s.get(sid, set()), sid
+    assert_header_counts(tmp_path / "b.elog")
+
+
+def test_captures_back_to_back(sock_path, tmp_path):
+    """Each capture starts an instance while the previous one is still
+    detaching (its socket already gone): none may fail or wait for long."""
+    for i in range(3):
+        t0 = time.monotonic()
+        p = subprocess.run(PYELOG + ["-s", "-c", "tcp", "INFO", "--duration", "1",
+                                     "-o", str(tmp_path / f"{i}.elog")],
+                           capture_output=True, text=True, timeout=120 * TIME_SCALE)
+        assert p.returncode == 0 and "note:" not in p.stderr, p.stderr
+        assert "Events received:" in p.stderr, p.stderr
+        assert time.monotonic() - t0 < 60 * TIME_SCALE
+
+
 def test_sigkill_of_the_last_recorder_ends_the_instance(sock_path, tmp_path):
     rec = Recorder(["--shared", "-c", "tcp", "-o", str(tmp_path / "k.elog")])
     st = status(sock_path)
@@ -177,7 +217,7 @@ def test_sigkill_of_the_last_recorder_ends_the_instance(sock_path, tmp_path):
     held = programs_held(st["pid"])
     assert held
     rec.stop(signal.SIGKILL, settle=0)
-    _wait_gone(held, st["pid"])
+    wait_detached(held, pid=st["pid"])
     assert not os.path.exists(sock_path)
 
 
@@ -191,7 +231,7 @@ def test_sigkill_of_the_instance_leaves_nothing_and_the_recorder_says_so(sock_pa
         time.sleep(0.5)
         daemon.kill()
         daemon.wait()
-        _wait_gone(held)
+        wait_detached(held)
         rc = rec.p.wait(30 * TIME_SCALE)
         rec._t.join(10)
     assert rc == 1, rec.stderr

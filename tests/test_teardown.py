@@ -8,8 +8,9 @@ lists of programs, links and perf attachments), never against pyelog's word:
   ``Loader.close()`` (twice) detaches everything;
 * the recorder as users run it (``pyelog -c tcp -o FILE``, traffic made in
   namespaces of the test's own): SIGINT is a clean stop (the header counts
-  every event received), SIGKILL leaves no program or link behind and a
-  file that reads up to its last whole record.
+  every event received), SIGKILL leaves no program or link behind (of the
+  recorder's own instance, or of the host instance it started and was the
+  only subscriber of) and a file that reads up to its last whole record.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from pyelog.kernel.bpf import programs_held
 from pyelog.records.format import ElogReader
 from tests.conftest import have
 from tests.helpers.netns import exchange_alone as exchange
-from tests.helpers.recorder import PYELOG, TIME_SCALE, Recorder, assert_header_counts, records
+from tests.helpers.recorder import (PYELOG, TIME_SCALE, Recorder, assert_header_counts, records,
+                                    wait_detached)
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,21 +111,20 @@ def test_sigint_is_a_clean_stop(tmp_path):
     assert {info.client, info.server} <= sids
 
 
-def test_sigkill_file_reads_and_nothing_stays_attached(tmp_path):
+@pytest.mark.parametrize("instance", ["--private", "--shared"])
+def test_sigkill_file_reads_and_nothing_stays_attached(tmp_path, instance):
+    """Whichever process holds the programs (the recorder's own instance,
+    or the host instance it started and is the only subscriber of)."""
     path = tmp_path / "killed.elog"
-    rec = Recorder(["-c", "tcp", "-o", str(path)])
-    progs, links = rec.bpf_ids()
-    assert progs and links, "the recorder should hold program and link fds"
+    rec = Recorder([instance, "-c", "tcp", "-o", str(path)])
+    holder = rec.holder()
+    assert (holder == rec.p.pid) == (instance == "--private")
+    progs, links = rec.bpf_ids(holder)
+    assert progs and links, "the instance should hold program and link fds"
     exchange(5104)
     time.sleep(1.5)                     # a drain or two reach the file
     rec.stop(signal.SIGKILL, settle=0)
-    time.sleep(1.0)                     # the kernel frees programs after an RCU grace period
-    for pid in progs:
-        r = subprocess.run(["bpftool", "prog", "show", "id", str(pid)], capture_output=True, text=True)
-        assert r.returncode != 0, f"program {pid} of the killed recorder is still loaded:\n{r.stdout}"
-    for lid in links:
-        r = subprocess.run(["bpftool", "link", "show", "id", str(lid)], capture_output=True, text=True)
-        assert r.returncode != 0, f"link {lid} of the killed recorder is still attached:\n{r.stdout}"
+    wait_detached(progs, links)
     # What is there reads, under a header patched at the last flush: it
     # counts records the file holds (never more), and -r accepts it.
     recs = records(path)
@@ -138,20 +139,19 @@ def test_sigkill_file_reads_and_nothing_stays_attached(tmp_path):
 # -- the recorder (from test_tcp_capture.py; renamed: the Loader test above has its name) --
 
 def test_sigkill_tcp_capture_leaves_nothing_attached(tmp_path):
+    """As users run it: the recorder subscribes to the host instance it
+    started; when it is SIGKILLed, the instance ends and detaches all."""
     path = tmp_path / "killed.elog"
     rec = Recorder(["-c", "tcp", "-o", str(path)])
     exchange(5003, send=5000)
     time.sleep(1.5 * TIME_SCALE)
-    progs, links = rec.bpf_ids()
+    holder = rec.holder()
+    assert holder != rec.p.pid, "pyelog -c should have started a host instance"
+    progs, links = rec.bpf_ids(holder)
     assert links                       # sock_ops and setsockopt links at least
     rec.p.kill()
     rec.p.wait(10 * TIME_SCALE)
-    time.sleep(0.5 * TIME_SCALE)
-    import json
-    left = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
-                                     text=True).stdout or "[]")
-    assert not {lk["id"] for lk in left} & links
-    assert not {lk["prog_id"] for lk in left if "prog_id" in lk} & progs
+    wait_detached(progs, links)
     # Whatever reached the file reads up to its last whole record.
     if os.path.getsize(path):
         list(ElogReader(path))

@@ -179,6 +179,7 @@ class HostInstance:
         self._lock_fd: int | None = None
         self._listener: socket.socket | None = None
         self._stop = False
+        self._served = False        # a subscriber has had a slot
 
     # -- lifetime --------------------------------------------------------------------
     def _take_lock(self) -> None:
@@ -220,7 +221,7 @@ class HostInstance:
             raise
 
     def close(self) -> None:
-        """Detach everything, remove the socket, release the lock."""
+        """Stop listening, release the lock, detach everything."""
         for c in list(self.clients.values()):
             c.sock.close()
         self.clients.clear()
@@ -229,10 +230,13 @@ class HostInstance:
             self._listener = None
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
-        self.loader.close()
+        # The socket is gone, so this instance serves nobody any more: the
+        # lock goes before the (slow) detach, and a recorder that starts
+        # right after the last one left can start the next instance at once.
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        self.loader.close()
 
     def serve(self, ready=None) -> int:
         """Serve subscribers (after :meth:`open`) until the instance should
@@ -245,7 +249,7 @@ class HostInstance:
                 ready()
             sel = selectors.DefaultSelector()
             sel.register(self._listener, selectors.EVENT_READ, None)
-            idle_since: float | None = time.monotonic()
+            idle_since = time.monotonic()
             while not self._stop:
                 for key, _ in sel.select(timeout=1.0):
                     if key.data is None:
@@ -253,11 +257,11 @@ class HostInstance:
                     else:
                         self._serve_client(key.data, sel)
                 self.loader.housekeeping()
-                if any(c.slot is not None for c in self.clients.values()):
-                    idle_since = None
-                elif self.service:
-                    continue
-                elif idle_since is None:
+                if self.clients or self.service:
+                    # A connection without a slot yet may be a subscriber
+                    # on its way: it keeps the instance too.
+                    idle_since = time.monotonic()
+                elif self._served:
                     break            # the last subscriber left
                 elif time.monotonic() - idle_since > self.first_wait:
                     break            # started for a recorder that never came
@@ -355,12 +359,14 @@ class HostInstance:
             subs = [Subscription(str(p), int(lv), int(kw), int(fl))
                     for p, lv, kw, fl in msg.get("subscriptions", [])]
             names = {p.name for p in self.loader.providers}
-            for s in subs:
-                if s.provider not in names:
-                    raise EventlogError(f"provider {s.provider!r} not found (available: "
-                                        f"{', '.join(sorted(names))})")
-        except (EventlogError, ValueError, TypeError) as e:
+            missing = sorted({s.provider for s in subs} - names)
+        except (ValueError, TypeError) as e:
             _send(c.sock, {"ok": False, "error": str(e)})
+            return
+        if missing:
+            _send(c.sock, {"ok": False, "config": True,
+                           "error": f"the host instance runs no provider {', '.join(missing)} "
+                                    f"(it runs {', '.join(sorted(names))})"})
             return
         taken = {id(x.slot) for x in self.clients.values() if x.slot is not None}
         free = [s for s in self.slots if id(s) not in taken]
@@ -374,6 +380,7 @@ class HostInstance:
         # The slot is the client's before its filters are written: a
         # dump-state replay goes to its rings, which it drains once attached.
         c.slot = slot
+        self._served = True
         for s in subs:
             self.loader.subscribe(slot, s)
         b = self.loader.bpf
@@ -410,41 +417,47 @@ class HostSubscriber:
     @classmethod
     def attach(cls, subscriptions: list[Subscription], buffer_size: int,
                path: str | None = None, start: bool = False,
-               spawn: list[str] | None = None, wait: float = 60.0) -> "HostSubscriber | None":
+               spawn: list[str] | None = None, wait: float = 60.0,
+               strict: bool | None = None) -> "HostSubscriber | None":
         """Subscribe to the host instance at ``path``.
 
-        None when there is none and ``start`` is false; HostMismatch when
-        its configuration is not the one asked for (``buffer_size``) and
-        ``start`` is false: the caller may run a private instance. With
-        ``start``, a missing instance is started (``spawn``: the daemon's
-        command line) and a mismatch is an error.
+        None when there is none and ``start`` is false. With ``start``, a
+        missing instance is started (``spawn``: the daemon's command line).
+        An instance configured otherwise (buffer size, providers) raises
+        HostMismatch, after which the caller may run a private instance;
+        with ``strict`` (default: ``start``) it is a HostError instead.
         """
         path = path or socket_path()
-        sock = _connect(path)
-        if sock is None:
-            if not start:
-                return None
-            sock = _spawn_and_connect(path, spawn or [], wait)
-        try:
-            _send(sock, {"op": "subscribe", "buffer_size": buffer_size,
-                         "subscriptions": [[s.provider, s.level, s.keywords, s.flags]
-                                           for s in subscriptions]})
-            fds: list[int] = []
-            reply = _recv_line(sock, bytearray(), fds, time.monotonic() + wait)
-            if reply is None:
-                raise HostError(f"the host instance on {path} closed the connection")
-            if not reply.get("ok"):
-                for fd in fds:
-                    os.close(fd)
-                if reply.get("config") and not start:
-                    raise HostMismatch(reply.get("error", "another configuration"))
-                raise HostError(f"{path}: {reply.get('error', 'refused')}")
-            if len(fds) != 3:
-                raise HostError(f"{path}: the host instance sent {len(fds)} of 3 ring descriptors")
-            return cls(sock, reply, fds)
-        except BaseException:
-            sock.close()
-            raise
+        strict = start if strict is None else strict
+        # An instance whose last subscriber has just left closes its socket
+        # while ending: a connection it accepted then is closed unanswered.
+        # The next attempt finds no socket, and starts (or does not find)
+        # the next instance.
+        for attempt in range(5):
+            sock = _connect(path)
+            if sock is None:
+                if not start:
+                    return None
+                sock = _spawn_and_connect(path, spawn or [], wait)
+            try:
+                reply, fds = _request_slot(sock, subscriptions, buffer_size, wait)
+                if reply is None:
+                    sock.close()
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                if not reply.get("ok"):
+                    for fd in fds:
+                        os.close(fd)
+                    if reply.get("config") and not strict:
+                        raise HostMismatch(reply.get("error", "another configuration"))
+                    raise HostError(f"{path}: {reply.get('error', 'refused')}")
+                if len(fds) != 3:
+                    raise HostError(f"{path}: the host instance sent {len(fds)} of 3 ring descriptors")
+                return cls(sock, reply, fds)
+            except BaseException:
+                sock.close()
+                raise
+        raise HostError(f"the host instance on {path} closed every connection unanswered")
 
     # -- what the capture loop calls --------------------------------------------------
     def start(self) -> "HostSubscriber":
@@ -555,14 +568,56 @@ def _connect(path: str) -> socket.socket | None:
                         ) from None
 
 
+def _request_slot(sock: socket.socket, subscriptions: list[Subscription], buffer_size: int,
+                  wait: float) -> tuple[dict | None, list[int]]:
+    """Ask for a slot; the answer (None: closed unanswered) and its fds."""
+    fds: list[int] = []
+    try:
+        _send(sock, {"op": "subscribe", "buffer_size": buffer_size,
+                     "subscriptions": [[s.provider, s.level, s.keywords, s.flags]
+                                       for s in subscriptions]})
+        return _recv_line(sock, bytearray(), fds, time.monotonic() + wait), fds
+    except (BrokenPipeError, ConnectionResetError):
+        for fd in fds:
+            os.close(fd)
+        return None, []
+
+
+def _lock_free(path: str) -> bool:
+    """Whether no instance holds ``path``'s lock (none runs, starts or ends)."""
+    try:
+        fd = os.open(path + ".lock", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _spawn_and_connect(path: str, cmd: list[str], wait: float) -> socket.socket:
-    """Start a daemon (``cmd``) and connect once it listens. Another
-    recorder may be starting one at the same moment: whichever holds the
-    lock serves both."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
-    os.set_blocking(proc.stderr.fileno(), False)
+    """Start a daemon (``cmd``) and connect once it listens.
+
+    Another recorder may be starting one at the same moment: whichever
+    holds the lock serves both. If ours found the lock taken by an instance
+    that was ending, not starting, it is started again once the lock is
+    free. ``wait`` bounds each start (an emulated machine compiles for a
+    minute).
+    """
+    def start() -> subprocess.Popen:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+        os.set_blocking(p.stderr.fileno(), False)
+        return p
+
+    proc = start()
     err = b""
+    restarts = 0
     deadline = time.monotonic() + wait
     try:
         while time.monotonic() < deadline:
@@ -571,9 +626,16 @@ def _spawn_and_connect(path: str, cmd: list[str], wait: float) -> socket.socket:
                 return s
             with contextlib.suppress(BlockingIOError, TypeError):
                 err += proc.stderr.read() or b""
-            if proc.poll() is not None and b"already runs" not in err:
-                line = err.decode(errors="replace").strip().splitlines()
-                raise HostError(f"the host instance did not start: {line[-1] if line else proc.returncode}")
+            if proc.poll() is not None:
+                if b"already runs" not in err:
+                    line = err.decode(errors="replace").strip().splitlines()
+                    raise HostError(f"the host instance did not start: "
+                                    f"{line[-1] if line else proc.returncode}")
+                if _lock_free(path) and restarts < 5:
+                    proc.stderr.close()
+                    proc, err = start(), b""
+                    restarts += 1
+                    deadline = time.monotonic() + wait
             time.sleep(0.05)
         raise HostError(f"the host instance did not listen on {path} within {wait:.0f} s")
     finally:

@@ -18,6 +18,7 @@ log file named in that line instead of flooding the terminal.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import signal
@@ -26,6 +27,7 @@ import tempfile
 import time
 from typing import IO, Callable, Iterator, Protocol
 
+from pyelog.records.output import make_private_dir
 from pyelog.records.format import EVENT_HEADER, ElogWriter, FileHeader, Provider, iter_records, utc_us_at
 from pyelog.kernel.loader import (MAX_SESSIONS_DEFAULT, SUBSCRIPTION_DUMP_STATE, EventlogError, Loader,
                                   ProviderSpec, Subscription)
@@ -364,6 +366,21 @@ def _open_sink(o: CaptureOptions, providers: list[Provider], dropped: Callable[[
     return LineSink(o, providers, out)
 
 
+def _check_output(o: CaptureOptions) -> None:
+    """Fail now on an output that could not be created (a missing or
+    unwritable directory), in the words opening it would use."""
+    if o.output_dir:
+        with os_errors_as(f"mkdir({o.output_dir})"):
+            make_private_dir(o.output_dir)
+    elif o.output:
+        d = os.path.dirname(o.output) or "."
+        with os_errors_as(f"fopen({o.output})"):
+            if not os.path.isdir(d):
+                raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), o.output)
+            if not os.access(d, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), o.output)
+
+
 def _quietly(count: Callable[[], int]) -> int | None:
     """A status-line figure, or None: the status line is a nicety and never
     ends a capture."""
@@ -393,34 +410,50 @@ def shares_host_instance(o: CaptureOptions) -> str | None:
     return None
 
 
+#: How long a recorder waits for the host instance it started to listen
+#: (it compiles first: seconds here, a minute on an emulated machine).
+SPAWN_WAIT = 300.0
+
+
 def _recorder(o: CaptureOptions, factories, err: IO[str]):
-    """The host instance's subscriber when there is one to attach to (or
-    ``--shared`` asks to start it), else a private instance."""
+    """The host instance's subscriber when the capture can share one: the
+    running instance, or one this capture starts (detached, with the
+    providers it subscribes to) so that later recorders can join it.
+    Otherwise, or with ``--private``, a private instance."""
+    # Only a private instance, or starting the host instance, needs root
+    # and BPF: the host instance's subscribers may be anyone its socket admits.
+    reason = unavailable_reason()
+    why = None
     if o.instance != "private":
         why = shares_host_instance(o)
         if why and o.instance == "shared":
             raise CaptureError(f"--shared: the host instance runs its providers with their defaults; "
                                f"{why} need a private instance (leave --shared out)")
-        from pyelog.kernel.host import HostMismatch, HostSubscriber
+        from pyelog.kernel.host import HostError, HostMismatch, HostSubscriber
         if why is None:
             flags = SUBSCRIPTION_DUMP_STATE if o.dump_state else 0
+            names = list(dict.fromkeys(s.provider for s in o.subscriptions))
             spawn = [sys.executable, "-m", "pyelog.cli", "host", "serve", "--spawned",
-                     "-b", str(o.buffer_size)]
+                     "-b", str(o.buffer_size)] + [a for n in names for a in ("--provider", n)]
             try:
                 rec = HostSubscriber.attach(
                     [Subscription(s.provider, s.level, s.keywords, flags) for s in o.subscriptions],
-                    o.buffer_size, start=o.instance == "shared", spawn=spawn)
+                    o.buffer_size, start=reason is None, spawn=spawn, wait=SPAWN_WAIT,
+                    strict=o.instance == "shared")
             except HostMismatch as e:
                 why, rec = str(e), None
+            except HostError as e:
+                if o.instance == "shared" or "did not start" not in str(e):
+                    raise
+                # The private instance below says why in detail (or works).
+                print(f"pyelog: note: {e}; this capture runs its own instance", file=err)
+                rec = None
             if rec is not None:
                 return rec
         if why is not None and _host_instance_runs():
             # Say so: this capture's hooks run beside the instance's.
             print(f"pyelog: note: not using the host instance ({why}): this capture runs its "
                   "own instance (--private says so quietly)", file=err)
-    # Only a private instance needs root and BPF: the host instance's
-    # subscribers may be anyone its socket admits.
-    reason = unavailable_reason()
     if reason:
         raise CaptureError(reason)
     with kernel_load_errors():
@@ -434,6 +467,11 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
         if s.provider not in factories:
             known = ", ".join(sorted(factories))
             raise CaptureError(f"provider {s.provider!r} not found (available: {known})")
+    # As elog opens -o while parsing, a bad path fails at once: before a
+    # host instance is started for this capture (the slow compile), whose
+    # provider ids the capture's file header needs, so the output itself
+    # is opened only once attached.
+    _check_output(o)
     rec = _recorder(o, factories, err)
     providers = [Provider(*p) for p in rec.providers()]
 
@@ -444,8 +482,7 @@ def run_capture(o: CaptureOptions, out: IO[str] = sys.stdout, err: IO[str] = sys
             return 0
         return rec.stats().dropped + rec.provider_lost()
 
-    # Outputs are opened before the (slow) compile, as elog opens -o while
-    # parsing: a bad path fails at once.
+    # Opened before a private instance's (slow) compile.
     sink: Sink
     try:
         sink = _open_sink(o, providers, dropped, out)

@@ -1,14 +1,15 @@
 # SPDX-License-Identifier: BSD-2-Clause
 """``pyelog host``: the host instance that recorders share (pyelog.kernel.host).
 
-    pyelog host serve [--slots N] [-b SIZE] [--socket PATH] [--group NAME] [--service]
-                      [--aggregate]
+    pyelog host serve [--slots N] [-b SIZE] [--provider NAME]... [--socket PATH]
+                      [--group NAME] [--service] [--aggregate]
     pyelog host status [--socket PATH] [--json]
     pyelog host stats [--socket PATH] [--json]
 
-``serve`` runs the host instance in the foreground: every provider loaded
-and attached once, ``--slots`` subscriber slots, a Unix socket where
-``pyelog -c`` attaches (by default when one runs; ``--shared`` starts one).
+``serve`` runs the host instance in the foreground: every provider (or
+those ``--provider`` names) loaded and attached once, ``--slots``
+subscriber slots, a Unix socket where ``pyelog -c`` attaches. A recorder
+that finds none starts one itself, with the providers it subscribes to.
 Without ``--service`` it ends when its last subscriber leaves (or when none
 came within 30 s); with it, it runs until SIGTERM (the systemd unit,
 systemd/pyelog-host.service). It holds everything by file descriptor and
@@ -56,12 +57,22 @@ def _serve(a: argparse.Namespace) -> int:
     reason = unavailable_reason()
     if reason:
         raise ToolError(reason)
+    known = registry()
+    unknown = [n for n in a.provider or () if n not in known]
+    if unknown:
+        raise ToolError(f"provider {unknown[0]!r} not found (available: {', '.join(sorted(known))})")
+    names = list(dict.fromkeys(a.provider or known))
+    if a.aggregate and "tcp" not in names:
+        raise ToolError("--aggregate counts the tcp provider's events: add --provider tcp")
+    # The TCP aggregate is compiled in whenever TCP is (off unless asked):
+    # one program text for every instance that runs TCP.
+    kernel = [(tcp_aggregate.kernel_subscriber(), LEVEL_TRACE if a.aggregate else LEVEL_NONE)
+              ] if "tcp" in names else []
     with kernel_load_errors():
-        inst = HostInstance([factory() for factory in registry().values()], slots=a.slots,
+        inst = HostInstance([known[name]() for name in names], slots=a.slots,
                             buffer_size=a.buffer_size, max_sessions=MAX_SESSIONS_DEFAULT,
                             path=a.socket, group=a.group, service=a.service,
-                            kernel_subscribers=[(tcp_aggregate.kernel_subscriber(),
-                                                 LEVEL_TRACE if a.aggregate else LEVEL_NONE)])
+                            kernel_subscribers=kernel)
 
     def ready() -> None:
         if a.spawned:
@@ -128,6 +139,9 @@ def main(argv: list[str]) -> int:
                    metavar="N", help=f"subscriber slots, 1-16 (default {DEFAULT_SLOTS})")
     s.add_argument("-b", "--buffer-size", type=_size, default=BUFFER_SIZE_DEFAULT, metavar="SIZE",
                    help="per-CPU buffer of every slot, bytes with K/M/G (default 512K)")
+    s.add_argument("--provider", action="append", metavar="NAME",
+                   help="run this provider (repeatable; default: every one, "
+                        f"{', '.join(sorted(registry()))})")
     s.add_argument("--socket", default=None, help=f"where to listen (default {socket_path()})")
     s.add_argument("--group", default=None, help="members of this group may attach too")
     s.add_argument("--service", action="store_true",

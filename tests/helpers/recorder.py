@@ -36,12 +36,18 @@ def _die_with_parent() -> None:
 TIME_SCALE = float(os.environ.get("PYELOG_TEST_TIME_SCALE", "1"))
 
 
+#: Recorders started and not yet reaped: conftest kills what a failed test
+#: left running (it would keep a host instance alive for the next tests).
+running: list["Recorder"] = []
+
+
 class Recorder:
     """A background ``pyelog -p ...``; its stderr is collected by a thread."""
 
     def __init__(self, args: list[str], stdout=subprocess.DEVNULL):
         self.p = subprocess.Popen(PYELOG + ["-p", *args], stdout=stdout, stderr=subprocess.PIPE,
                                   text=True, preexec_fn=_die_with_parent)
+        running.append(self)
         self.err_lines: list[str] = []
         self._t = threading.Thread(target=self._collect, daemon=True)
         self._t.start()
@@ -77,10 +83,19 @@ class Recorder:
         assert "Traceback" not in self.stderr, self.stderr
         return rc
 
-    def bpf_ids(self) -> tuple[set[int], set[int]]:
-        """(prog ids, link ids) the recorder holds fds for."""
+    def holder(self) -> int:
+        """The pid holding this capture's programs: the host instance the
+        recorder subscribes to, or the recorder itself (a private instance)."""
+        from pyelog.kernel.host import status
+        st = status()
+        if st and any(pid == self.p.pid for pid, _uid, _slot in st["attached"]):
+            return st["pid"]
+        return self.p.pid
+
+    def bpf_ids(self, pid: int | None = None) -> tuple[set[int], set[int]]:
+        """(prog ids, link ids) the recorder (or ``pid``) holds fds for."""
         progs, links = set(), set()
-        fdinfo = f"/proc/{self.p.pid}/fdinfo"
+        fdinfo = f"/proc/{pid or self.p.pid}/fdinfo"
         for fd in os.listdir(fdinfo):
             try:
                 text = Path(fdinfo, fd).read_text()
@@ -96,6 +111,34 @@ class Recorder:
         m = re.search(r"Events received: (\d+)", self.stderr)
         assert m, self.stderr
         return int(m.group(1))
+
+
+def wait_detached(progs: set[int], links: set[int] = frozenset(), seconds: float = 10.0,
+                  pid: int | None = None) -> None:
+    """Fail unless none of these programs and links exists any more (and
+    process ``pid`` has ended) within ``seconds`` (bpftool, the kernel's own
+    lists; freed after an RCU grace period, and a host instance detaches
+    once it sees its last subscriber go)."""
+    import json
+    deadline = time.monotonic() + seconds * TIME_SCALE
+    while True:
+        if pid is not None and os.path.exists(f"/proc/{pid}"):
+            if time.monotonic() > deadline:
+                pytest.fail(f"process {pid} (the host instance) outlived its last subscriber")
+            time.sleep(0.1)
+            continue
+        live_progs = {p["id"] for p in json.loads(subprocess.run(
+            ["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout or "[]")}
+        live_links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
+                                               text=True).stdout or "[]")
+        left_progs = progs & (live_progs | {lk.get("prog_id") for lk in live_links})
+        left_links = links & {lk["id"] for lk in live_links}
+        if not left_progs and not left_links:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"programs {sorted(left_progs)} and links {sorted(left_links)} outlived "
+                        "their recorder")
+        time.sleep(0.1)
 
 
 def records(path) -> list:
