@@ -155,6 +155,7 @@ struct eventlog_provider_stats {
 	__u64 sessions_ended;
 	__u64 sessions_failed;  /* session map full */
 	__u64 creates_lost;     /* SESSION_CREATEs of refused sessions (see below) */
+	__u64 lost_other;       /* lost events eventlog_lost_events had no room for */
 };
 
 /* Per subscriber, per CPU control block (mmapped by the reader). */
@@ -188,6 +189,41 @@ BPF_ARRAY(eventlog_provider_stats, struct eventlog_provider_stats, EVENTLOG_MAX_
 BPF_HASH(eventlog_sessions, struct eventlog_session_key, struct eventlog_session, EVENTLOG_MAX_SESSIONS);
 /* Not PERCPU_ARRAY: per-CPU values are capped at 32 KiB. */
 BPF_ARRAY(eventlog_scratch_map, struct eventlog_scratch_area, EVENTLOG_NR_CPUS);
+
+/*
+ * Events a provider produced but could not hand to the core (its outbox
+ * full, a segment with no session to hold it, ...), per provider instance,
+ * event id and CPU.  Counted by id so that user space charges each
+ * subscriber exactly the lost events its own subscription would have
+ * received (Loader.provider_lost): a subscriber at INFO is not charged the
+ * VERBOSE segments that another one's subscription had the provider lose.
+ * Should the table ever be full (a provider with more event ids than it
+ * has room for), the event counts in its provider's lost_other, charged to
+ * every subscriber of the provider: an over-count, never silence.
+ */
+struct eventlog_lost_key {
+	__u32 provider_id;
+	__u32 event_id;
+};
+#ifndef EVENTLOG_LOST_KEYS
+#define EVENTLOG_LOST_KEYS 1024
+#endif
+BPF_PERCPU_HASH(eventlog_lost_events, struct eventlog_lost_key, __u64, EVENTLOG_LOST_KEYS);
+
+static __always_inline void eventlog_event_lost(__u32 provider_id, __u32 event_id, __u64 n)
+{
+	struct eventlog_lost_key k = { .provider_id = provider_id, .event_id = event_id };
+	__u64 zero = 0;
+	__u64 *c = eventlog_lost_events.lookup_or_try_init(&k, &zero);
+
+	if (c) {
+		*c += n;
+		return;
+	}
+	struct eventlog_provider_stats *ps = eventlog_provider_stats.lookup(&provider_id);
+	if (ps)
+		__sync_fetch_and_add(&ps->lost_other, n);
+}
 
 #define EL_STATE_ACTIVE(s)   ((s) & 1ULL)
 #define EL_STATE_SWAP_OK(s)  (((s) >> 1) & 1ULL)

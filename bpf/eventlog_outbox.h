@@ -24,10 +24,12 @@
  *
  * The user space side (pyelog.providers.tcp for now) loads the three drain
  * programs into slot 0 of their jump tables (eventlog_outbox_<type>_jt)
- * before anything queues, and counts `lost` of eventlog_outbox_map: events
- * that could not be delivered (more than EVENTLOG_OUTBOX_MAX in one run,
- * or a tail call that did not happen), per CPU and depth, among the
- * dropped events.
+ * before anything queues.  An event beyond EVENTLOG_OUTBOX_MAX in one run
+ * is counted by its id (eventlog_event_lost: charged to the subscribers it
+ * was for); events queued when a tail call did not happen, in `lost` of
+ * eventlog_outbox_map per CPU and depth (charged to every subscriber: their
+ * ids would take a loop in every program, for a case that does not occur
+ * once the drains are in place).
  *
  * Pasted (not #included: bcc rewrites map syntax only in the main text)
  * after eventlog.h and before the provider's producer header; included
@@ -54,7 +56,7 @@ struct eventlog_outbox_ev {
 
 struct eventlog_outbox {
 	__u32 n;
-	__u32 lost;              /* events never delivered (see above) */
+	__u32 lost;              /* events a failed tail call left (see above) */
 	__u32 next;              /* the next event the drain delivers */
 	__s32 ret;               /* the program's return value, for the drain */
 	__u64 ts;                /* time given to the events queued now (0: now) */
@@ -142,7 +144,7 @@ eventlog_outbox_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw,
 		return 0;
 	n = ob->n;
 	if (n >= EVENTLOG_OUTBOX_MAX) {
-		ob->lost++;
+		eventlog_event_lost(s->provider_id, id, 1);
 		return 0;
 	}
 	struct eventlog_outbox_ev *e = &ob->ev[n & (EVENTLOG_OUTBOX_MAX - 1)];

@@ -193,7 +193,7 @@ BPF_TABLE("lru_hash", __u64, __u64, tcp_synrecv, 4096);
  * complete on their listener and deletes them; when the table is full the
  * segment is logged on the listener's session at once.  A request with more
  * handshake segments than TCP_EMB_SEGS (repeated SYNs or SYN-ACKs) counts
- * the rest in tcp_seg_lost. */
+ * the rest as lost (tcp_seg_lost_add_n). */
 #define TCP_EMB_SEGS 6
 #ifndef TCP_EMBRYOS
 #define TCP_EMBRYOS 4096
@@ -221,19 +221,15 @@ BPF_HASH(tcp_embryo, struct tcp_emb_key, struct tcp_embryo, TCP_EMBRYOS);
  * big for the stack). */
 BPF_ARRAY(tcp_embryo_zero, struct tcp_embryo, 1);
 
-/* Segments the skb hooks could not log, per CPU: [0] an IPv6 packet whose
- * TCP header hides behind extension headers, or a header that could not be
- * read; [1] handshake segments beyond TCP_EMB_SEGS, with no session to hold
- * them, or SYN-ACKs an older kernel's egress hook skipped (see
- * tcp_embryo_flush()).  Counted among the dropped events (tcp.py). */
-BPF_PERCPU_ARRAY(tcp_seg_lost, __u64, 2);
-
-static __always_inline void tcp_seg_lost_add_n(__u32 why, __u64 n)
+/* Segments the skb hooks could not log: an IPv6 packet whose TCP header
+ * hides behind extension headers, or a header that could not be read;
+ * handshake segments beyond TCP_EMB_SEGS, with no session to hold them, or
+ * SYN-ACKs an older kernel's egress hook skipped (see tcp_embryo_flush()).
+ * Counted as lost IN or OUT events (eventlog_event_lost), among the dropped
+ * events of the subscribers that wanted them. */
+static __always_inline void tcp_seg_lost_add_n(__u32 id, __u64 n)
 {
-	__u64 *c = tcp_seg_lost.lookup(&why);
-
-	if (c)
-		*c += n;
+	eventlog_event_lost(EL_PROVIDER_ID, id, n);
 }
 
 /* Kernels whose sock_ops may not ask for the current task (6.1): the owner
@@ -520,7 +516,7 @@ tcp_embryo_flush(struct eventlog_session *s, struct tcp_embryo *e, __u32 synack_
 	}
 	eventlog_outbox_date(0);
 	if (!synacks && TCP_EVENTLOG_OUT_ENABLED(s))
-		tcp_seg_lost_add_n(1, 1 + synack_retrans);
+		tcp_seg_lost_add_n(TCP_EVENTLOG_OUT_ID, 1 + synack_retrans);
 }
 
 /*
@@ -1093,7 +1089,7 @@ tcp_embryo_keep(struct tcp_emb_key *k, __u32 id, const union tcp_seg_payload *p)
 	}
 	__u32 n = e->n;
 	if (n >= TCP_EMB_SEGS) {
-		tcp_seg_lost_add_n(1, 1);
+		tcp_seg_lost_add_n(id, 1);
 		return 1;
 	}
 	struct tcp_emb_seg *g = &e->seg[n];
@@ -1130,7 +1126,7 @@ tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_skb_work *w)
 	}
 	__builtin_memset(g, 0, sizeof(*g));
 	if (tcp_parse_seg(skb, egress, g, w->th)) {
-		tcp_seg_lost_add_n(0, 1);
+		tcp_seg_lost_add_n(id, 1);
 		return;
 	}
 	if (state == TCP_ST_LISTEN) {
@@ -1157,7 +1153,7 @@ tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_skb_work *w)
 		/* Table full: on the listener's own session, if it has one. */
 		s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 		if (egress ? !TCP_EVENTLOG_OUT_ENABLED(s) : !TCP_EVENTLOG_IN_ENABLED(s))
-			tcp_seg_lost_add_n(1, 1);
+			tcp_seg_lost_add_n(id, 1);
 	} else {
 		tcp_seg_payload(&p, g, egress, state, bpf_tcp_sock(sk));
 	}

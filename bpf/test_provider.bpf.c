@@ -13,6 +13,7 @@
  *      [0] op  [1] session id  [2] event kind  [3] count  [4] first seq
  *      [5] flags (bit0: gate with _LOG/_ENABLED rather than _LOG_ALWAYS)
  *      [6] payload size (RAW events)
+ *    (op LOSE: [2] is an event id, [3] how many of it to count as lost)
  *  - EL_FN(on_getppid), on syscalls:sys_enter_getppid for the thread group
  *    set in EL_FN(tp_cfg): one SIMPLE_EVENT per call with a sequence number
  *    from a shared counter (process context, for nesting tests).
@@ -79,6 +80,12 @@ int EL_FN(test_ctl)(struct bpf_raw_tracepoint_args *ctx)
 
 	if (op == TEST_OP_CREATE)
 		return eventlog_session_create(EL_PROVIDER_ID, sid, (const void *)0, 0) ? 0 : -1;
+	if (op == TEST_OP_LOSE) {
+		/* count events of id args[2] as lost before the core, as a
+		 * provider does when it cannot hand them over */
+		eventlog_event_lost(EL_PROVIDER_ID, kind, count);
+		return 0;
+	}
 	s = eventlog_session_lookup(EL_PROVIDER_ID, sid);
 	if (!s)
 		return -2;

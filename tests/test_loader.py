@@ -2,6 +2,7 @@
 """Filters, aggregation, sessions, providers (model: ktest_eventlog)."""
 from __future__ import annotations
 
+import os
 import struct
 
 import pytest
@@ -162,6 +163,32 @@ def test_provider_lost_counts_each_counter_once():
     L = Loader([ProviderSpec("a", "", lost=lost), ProviderSpec("a", "", lost=lost),
                 ProviderSpec("b", "")])
     assert L.provider_lost() == 7 and calls == [L]
+
+
+@pytest.mark.kernel
+def test_provider_losses_are_charged_to_the_subscribers_they_were_for():
+    """Events a provider loses before the core, counted by event id, reach
+    the drops of exactly the subscribers whose subscription would have
+    received them (levels and keywords as schemas/test_eventlog_schema.src
+    declares them); the truth is the test's own count of each."""
+    from pyelog.providers import test as tp
+    L = Loader([tp.provider()])
+    subs = {"info basic": Subscription("test", LEVEL_INFO, tp.KW_BASIC),
+            "verbose all": Subscription("test", LEVEL_VERBOSE, 0xFFFFFFFF),
+            "warn complex": Subscription("test", LEVEL_WARN, tp.KW_COMPLEX)}
+    rings = {name: L.add_ring_subscriber(65536, [s]) for name, s in subs.items()}
+    with L:
+        (p,) = L.providers
+        d = tp.TestDriver(L, p)
+        d.lose(0, 5)                    # SIMPLE_EVENT: INFO BASIC
+        d.lose(2, 7, cpu=0)             # FLAGS_EVENT: VERBOSE ADVANCED
+        d.lose(3, 11, cpu=os.cpu_count() - 1)   # COMPLEX_EVENT: WARN COMPLEX
+        d.lose(SESSION_CREATE_ID, 13)   # INFO, the session keyword
+        d.lose(999, 17)                 # no such event in the schema: everyone's
+        want = {"info basic": 5 + 17, "verbose all": 5 + 7 + 11 + 13 + 17, "warn complex": 11 + 17}
+        assert {name: L.provider_lost(r.subscriptions) for name, r in rings.items()} == want
+        assert L.provider_lost() == 5 + 7 + 11 + 13 + 17
+        assert all(r.stats().dropped == 0 for r in rings.values())
 
 
 @pytest.mark.kernel

@@ -492,7 +492,7 @@ def test_unfinished_handshakes_are_logged_on_the_listener_and_overflow_is_counte
                 srv.bind((local, port))
                 srv.listen()
                 raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
-            lost_before = tcp.lost(L)
+            lost_before = L.provider_lost(sub.subscriptions)
             for _ in range(8):                    # the first and 7 repeats of one SYN
                 raw.sendto(_raw_syn(peer, local, sport, port, 1000), (local, 0))
                 time.sleep(0.05)
@@ -505,7 +505,7 @@ def test_unfinished_handshakes_are_logged_on_the_listener_and_overflow_is_counte
             L.housekeeping(final=True)
             assert len(L.bpf["tcp_embryo"]) == 0
             recs = drain(sub)
-            lost = tcp.lost(L) - lost_before
+            lost = L.provider_lost(sub.subscriptions) - lost_before
             listener = so_cookie(srv)
             srv.close()
     wire = [s for s in lo.segments if not s.outgoing and s.sport == sport] + \
@@ -601,7 +601,7 @@ def test_dual_stack_listener_logs_the_v4_handshake_on_the_accepted_session():
         for s in (cli, acc, srv):
             s.close()
         recs = drain(sub)
-        lost = tcp.lost(L)
+        lost = L.provider_lost(sub.subscriptions)
     segs = [(r.event, struct.unpack_from("<H", r.payload, 8)[0]) for r in by_session(recs)[cookie]
             if r.event in (IN, OUT)]
     assert segs[:3] == [(IN, 0x02), (OUT, 0x12), (IN, 0x10)], segs

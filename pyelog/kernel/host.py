@@ -34,8 +34,14 @@ costs nothing per event.
 Providers are configured once, for the instance (the TCP provider with its
 defaults: every connection enabled, no filter flags, the default session
 table); a recorder that needs another configuration (TCP filter flags,
-``--tcp-default none``, ``--max-sessions``, another buffer size) runs its own
-private instance, as before.
+``--tcp-default none``, ``--max-sessions``, another buffer size or a
+provider the instance does not run) runs its own private instance. A
+recorder that finds no instance starts one (``pyelog host serve
+--spawned``, detached, with its buffer size and providers) and attaches.
+
+Events a provider loses before the core are counted by event id in the
+kernel, and each subscriber is charged those its subscriptions admit
+(Loader.provider_lost): its drop count is its own.
 """
 from __future__ import annotations
 
@@ -333,15 +339,20 @@ class HostInstance:
                     # Not final: that would log (and forget) every handshake
                     # in progress for all subscribers, for one that leaves.
                     self.loader.housekeeping()
-                _send(c.sock, {"ok": True, **self._counters()})
+                _send(c.sock, {"ok": True, **self._counters(c.slot)})
             else:
                 _send(c.sock, {"ok": False, "error": f"unknown request {str(op)[:40]!r}"})
         except (OSError, HostError, EventlogError, ValueError, TypeError):
             self._drop(c, sel)
 
-    def _counters(self) -> dict:
+    def _counters(self, slot: RingSubscriber | None = None,
+                  subscriptions: dict[str, Subscription] | None = None) -> dict:
+        """The instance's counters; "lost": what the providers lost of the
+        events ``slot``'s subscriptions (or ``subscriptions``) admit, or of all."""
+        if slot is not None:
+            subscriptions = slot.subscriptions
         return {"pid": os.getpid(), "slots": len(self.slots),
-                "lost": self.loader.provider_lost(), "failed": self.loader.sessions_failed(),
+                "lost": self.loader.provider_lost(subscriptions), "failed": self.loader.sessions_failed(),
                 "sessions": self.loader.open_sessions(),
                 "subscribers": sum(1 for c in self.clients.values() if c.slot is not None),
                 "attached": sorted([c.pid, c.uid, c.slot.index] for c in self.clients.values()
@@ -376,7 +387,9 @@ class HostInstance:
             return
         slot = free[0]
         slot.reader.reset()       # counters from 0, both buffers empty
-        baseline = self._counters()
+        # The providers' losses this subscriber is charged: from now on,
+        # of the events its subscriptions admit.
+        baseline = self._counters(subscriptions={s.provider: s for s in subs})
         # The slot is the client's before its filters are written: a
         # dump-state replay goes to its rings, which it drains once attached.
         c.slot = slot
@@ -517,7 +530,8 @@ class HostSubscriber:
 
     def provider_lost(self) -> int:
         """Events providers lost before any ring since this subscriber
-        attached, as of the instance's last answer (the capture loop asks
+        attached, of those its subscriptions admit (Loader.provider_lost),
+        as of the instance's last answer (the capture loop asks
         once a round in :meth:`check`, and once more before its last drain)."""
         return self._last["lost"] - self._base_lost
 

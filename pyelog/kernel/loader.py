@@ -49,7 +49,7 @@ import os
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Mapping
 
 from pyelog.kernel.bpf import (BPF_CGROUP_INET_EGRESS, BPF_CGROUP_SETSOCKOPT,
                                BPF_FUNC_GET_CURRENT_PID_TGID, BPF_PROG_TYPE_CGROUP_SKB,
@@ -66,6 +66,10 @@ from pyelog.records.eventlog import (DUMP_COMPLETE_ID, EVENT_HEADER_SIZE,  # noq
                                      MAX_EVENT_LENGTH, PROVIDER_NAME_MAX, SESSION_CREATE_ID,
                                      SESSION_END_ID, SESSION_ID_NONE)
 SUBSCRIPTION_DUMP_STATE = 0x1
+#: The core's own events: (level, keyword mask), as bpf/eventlog.h emits them.
+CORE_EVENTS = {SESSION_CREATE_ID: (LEVEL_INFO, KEYWORD_SESSION),
+               SESSION_END_ID: (LEVEL_INFO, KEYWORD_SESSION),
+               DUMP_COMPLETE_ID: (LEVEL_INFO, KEYWORD_SESSION)}
 
 #: Provider instance ids the kernel side has room for: 1..63 (the size of
 #: the eventlog_providers map, EVENTLOG_MAX_PROVIDERS); a capture file's
@@ -103,6 +107,12 @@ class Subscription:
         self.keywords &= 0xFFFFFFFF
 
 
+def _admits(s: "Subscription | None", level: int, keywords: int) -> bool:
+    """Whether subscription ``s`` receives an event of this level and
+    keyword mask (eventlog_deliver_all in bpf/eventlog_subscriber.h)."""
+    return s is not None and level <= s.level and bool(keywords & s.keywords)
+
+
 @dataclass
 class ProviderSpec:
     """What a provider module hands the loader.
@@ -118,7 +128,12 @@ class ProviderSpec:
       new DUMP_STATE subscription (emit with loader.inject(target=...)).
       lost: optional callable(loader) returning how many events the
       provider's own BPF code counted as lost before they reached the core
-      (added to every subscriber's drop count by :meth:`Loader.provider_lost`).
+      without saying which (added to every subscriber's drop count by
+      :meth:`Loader.provider_lost`). Events it counts by id with
+      eventlog_event_lost() (bpf/eventlog.h) are charged only to the
+      subscribers whose subscription admits them, by ``events``: id ->
+      (level, keyword mask) of each event the provider emits (an id not
+      there is charged to every subscriber of the provider).
       filter_changed: optional callable(loader, instance) run after a
       subscription change rewrote the instance's filter (e.g. to link hooks
       only while some subscription wants their events).
@@ -136,6 +151,7 @@ class ProviderSpec:
     dump_state: Callable[["Loader", "ProviderInstance", int], None] | None = None
     default_enabled: bool = True
     lost: Callable[["Loader"], int] | None = None
+    events: dict[int, tuple[int, int]] = field(default_factory=dict)
     filter_changed: Callable[["Loader", "ProviderInstance"], None] | None = None
     housekeeping: Callable[["Loader", "ProviderInstance", bool], None] | None = None
 
@@ -592,16 +608,40 @@ class Loader:
             if p.spec.housekeeping:
                 p.spec.housekeeping(self, p, final)
 
-    def provider_lost(self) -> int:
-        """Events the providers lost before the core saw them (see
-        ProviderSpec.lost; each distinct counter is read once), and the
+    def provider_lost(self, subscriptions: Mapping[str, Subscription] | None = None) -> int:
+        """Events the providers lost before the core saw them, and the
         SESSION_CREATEs of enabled sessions the session table refused
-        (``creates_lost``, see eventlog_session_refused in bpf/eventlog.h)."""
+        (``creates_lost``, see eventlog_session_refused in bpf/eventlog.h).
+
+        With ``subscriptions`` (a subscriber's, by provider name: see
+        Subscriber.subscriptions), only those it would have received: the
+        events counted by id (eventlog_lost_events) whose level and keywords
+        its subscription admits, as delivery would have decided, and refused
+        SESSION_CREATEs if it subscribes at INFO or above with the session
+        keyword. Exact for a subscriber whose subscriptions did not change
+        meanwhile (a host instance's slot: fixed while it is held). Counters
+        that do not say which events (ProviderSpec.lost, each distinct one
+        read once; creates a dump-state replay could not add) are charged
+        to everyone."""
         counters = {p.spec.lost for p in self.providers if p.spec.lost is not None}
         n = sum(lost(self) for lost in counters) + self._refused_creates
-        if self.bpf is not None:
-            t = self.bpf["eventlog_provider_stats"]
-            n += sum(t[t.Key(p.id)].creates_lost for p in self.providers)
+        if self.bpf is None:
+            return n
+        by_id = {p.id: p for p in self.providers}
+        admits = (lambda p, level, kw: True) if subscriptions is None else \
+            (lambda p, level, kw: _admits(subscriptions.get(p.name), level, kw))
+        stats = self.bpf["eventlog_provider_stats"]
+        for p in self.providers:
+            st = stats[stats.Key(p.id)]
+            n += st.lost_other if admits(p, 0, 0xFFFFFFFF) else 0
+            n += st.creates_lost if admits(p, LEVEL_INFO, KEYWORD_SESSION) else 0
+        for key, per_cpu in self.bpf["eventlog_lost_events"].items():
+            p = by_id.get(key.provider_id)
+            if p is None:
+                continue
+            level, kw = CORE_EVENTS.get(key.event_id) or p.spec.events.get(key.event_id, (0, 0xFFFFFFFF))
+            if admits(p, level, kw):
+                n += sum(int(v) for v in per_cpu)
         return n
 
     def session_refused(self, enabled: bool) -> None:

@@ -488,20 +488,19 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
 # -- dump state --------------------------------------------------------------------
 
 def lost(loader: Loader) -> int:
-    """Events the TCP provider could not hand to its ring, summed over CPUs:
-    queued but not delivered (more than its per-run outbox holds, or a failed
-    drain tail call), and segments the skb hooks saw but could not log (an
-    unreadable header, handshake segments beyond what a request keeps, or
-    with no session to hold them). 0 when the provider is not loaded."""
+    """Events the TCP provider queued and a failed drain tail call left
+    undelivered, summed over CPUs (charged to every subscriber). Events it
+    could not queue or log (a full outbox, unreadable or session-less
+    segments) are counted by event id in the core's eventlog_lost_events and
+    charged to the subscribers they were for (Loader.provider_lost).
+    0 when the provider is not loaded."""
     if loader.bpf is None:
         return 0
     try:
         t = loader.bpf.get_table("eventlog_outbox_map")
-        segs = loader.bpf.get_table("tcp_seg_lost")
     except KeyError:
         return 0
-    n = sum(v.lost for k in range(len(t)) for v in t.getvalue(t.Key(k)))
-    return n + sum(int(v) for k in range(len(segs)) for v in segs.getvalue(segs.Key(k)))
+    return sum(v.lost for k in range(len(t)) for v in t.getvalue(t.Key(k)))
 
 
 def housekeeping(loader: Loader, inst: ProviderInstance, final: bool = False) -> None:
@@ -656,6 +655,7 @@ def provider(default_enabled: bool = True, filters: TcpFilter | None = None) -> 
     spec = ProviderSpec(name="tcp", source=_defines() + "\n" + bpf_source(SOURCE),
                         header=producer_header(), attach=_attach, dump_state=_dump_state,
                         default_enabled=False, lost=lost, test_run=["tcp_jiffies"],
+                        events={e.id: (e.level, e.mask) for e in schema().events},
                         filter_changed=_filter_changed, housekeeping=housekeeping)
     spec._tcp_config = _Config(default_enabled, filters)  # type: ignore[attr-defined]
     return spec

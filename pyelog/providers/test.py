@@ -18,6 +18,7 @@ from pyelog.kernel.bpf import prog_test_run
 from pyelog.kernel.loader import Loader, ProviderInstance, ProviderSpec
 from pyelog.records.eventlog import KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID
 from pyelog.resources import bpf_source, schema_dir
+from pyelog.schema.dsl import load_schema
 
 SCHEMA = schema_dir() / "test_eventlog_schema.src"
 SOURCE = "test_provider.bpf.c"          # in bpf/ (pyelog.resources)
@@ -25,7 +26,7 @@ SOURCE = "test_provider.bpf.c"          # in bpf/ (pyelog.resources)
 # What test_ctl does (args[0]) and which event kind it emits (args[3]):
 # handed to the C as TEST_OP_* / TEST_EV_* (_defines()), so both sides
 # use these values.
-OP_CREATE, OP_EMIT, OP_END, OP_ENABLE, OP_FILTER = 1, 2, 3, 4, 5
+OP_CREATE, OP_EMIT, OP_END, OP_ENABLE, OP_FILTER, OP_LOSE = 1, 2, 3, 4, 5, 6
 SIMPLE, STATUS, FLAGS, COMPLEX, VARLEN = 0, 1, 2, 3, 4
 RAW, GATHER = 100, 101
 # Events per test_ctl run at most (the C shrinks its batch as subscribers
@@ -37,7 +38,7 @@ KW_BASIC, KW_ADVANCED, KW_COMPLEX = 0x1, 0x2, 0x8
 
 def _defines() -> str:
     ops = {"CREATE": OP_CREATE, "EMIT": OP_EMIT, "END": OP_END, "ENABLE": OP_ENABLE,
-           "FILTER": OP_FILTER}
+           "FILTER": OP_FILTER, "LOSE": OP_LOSE}
     kinds = {"SIMPLE": SIMPLE, "STATUS": STATUS, "FLAGS": FLAGS, "COMPLEX": COMPLEX,
              "VARLEN": VARLEN, "RAW": RAW, "GATHER": GATHER}
     return "\n".join([*(f"#define TEST_OP_{k} {v}" for k, v in ops.items()),
@@ -48,7 +49,6 @@ def _defines() -> str:
 def producer_header() -> str:
     """The producer header generated from the test schema."""
     from pyelog.schema.codegen import generate_producer
-    from pyelog.schema.dsl import load_schema
     return generate_producer(load_schema(SCHEMA))
 
 
@@ -67,7 +67,8 @@ def provider(name: str = "test", default_enabled: bool = True,
     return ProviderSpec(
         name=name, source=bpf_source(SOURCE), header=_defines() + "\n" + producer_header(),
         tracepoints=[("syscalls:sys_enter_getppid", "on_getppid")] if getppid_hook else [],
-        test_run=["test_ctl"], dump_state=_dump_sessions, default_enabled=default_enabled)
+        test_run=["test_ctl"], dump_state=_dump_sessions, default_enabled=default_enabled,
+        events={e.id: (e.level, e.mask) for e in load_schema(SCHEMA).events})
 
 
 class TestDriver:
@@ -95,6 +96,12 @@ class TestDriver:
 
     def set_filter(self, sid: int, level: int, keywords: int) -> None:
         self._run([OP_FILTER, sid, level, keywords])
+
+    def lose(self, event_id: int, count: int = 1, cpu: int | None = None) -> None:
+        """Count ``count`` events of ``event_id`` as lost before the core
+        (eventlog_event_lost, as a provider whose outbox is full does),
+        here or on CPU ``cpu``."""
+        self._run([OP_LOSE, 0, event_id, count], cpu)
 
     def emit(self, sid: int, kind: int = SIMPLE, count: int = 1, seq: int = 0,
              gated: bool = False, size: int = 0, cpu: int | None = None) -> int:

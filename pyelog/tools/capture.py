@@ -330,7 +330,7 @@ class PrivateRecorder:
         self.providers = self.sub.providers
         self.drain_counted = self.sub.drain_counted
         self.housekeeping = self.loader.housekeeping
-        self.provider_lost = self.loader.provider_lost
+        self.provider_lost = lambda: self.loader.provider_lost(self.sub.subscriptions)
         self.sessions_failed = self.loader.sessions_failed
         self.open_sessions = self.loader.open_sessions
 
