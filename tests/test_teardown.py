@@ -53,11 +53,6 @@ def _perf_of(pid: int) -> list:
     return [e for e in json.loads(out.stdout or "[]") if e.get("pid") == pid]
 
 
-def _all_prog_ids() -> set[int]:
-    out = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True)
-    return {p["id"] for p in json.loads(out.stdout or "[]")}
-
-
 # -- the Loader API ------------------------------------------------------------------
 
 @pytest.mark.skipif(not have("bpftool"), reason="bpftool not installed")
@@ -72,10 +67,7 @@ def test_sigkill_leaves_nothing_attached():
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
-    deadline = time.monotonic() + 10
-    while ids & _all_prog_ids() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not ids & _all_prog_ids(), "programs outlived their SIGKILLed owner"
+    wait_detached(ids)
     assert not _perf_of(child.pid)
 
 
@@ -90,10 +82,7 @@ def test_close_detaches():
     L.close()
     assert not _perf_of(os.getpid()) if have("bpftool") else True
     if ids:
-        deadline = time.monotonic() + 10
-        while ids & _all_prog_ids() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not ids & _all_prog_ids()
+        wait_detached(ids)
 
 
 # -- the recorder (from test_capture_live.py) ------------------------------------------

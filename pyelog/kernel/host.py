@@ -82,6 +82,11 @@ class HostMismatch(HostError):
     asked for (its buffer size): the caller may run its own instance."""
 
 
+class HostStartFailed(HostError):
+    """The host instance a recorder started exited before it listened
+    (its own error line is the message): the caller may run a private one."""
+
+
 def socket_path() -> str:
     """The host instance's socket (``PYELOG_HOST_SOCKET`` or the default)."""
     return os.environ.get("PYELOG_HOST_SOCKET") or SOCKET_PATH
@@ -339,18 +344,15 @@ class HostInstance:
                     # Not final: that would log (and forget) every handshake
                     # in progress for all subscribers, for one that leaves.
                     self.loader.housekeeping()
-                _send(c.sock, {"ok": True, **self._counters(c.slot)})
+                _send(c.sock, {"ok": True, **self._counters(c.slot.subscriptions if c.slot else None)})
             else:
                 _send(c.sock, {"ok": False, "error": f"unknown request {str(op)[:40]!r}"})
         except (OSError, HostError, EventlogError, ValueError, TypeError):
             self._drop(c, sel)
 
-    def _counters(self, slot: RingSubscriber | None = None,
-                  subscriptions: dict[str, Subscription] | None = None) -> dict:
+    def _counters(self, subscriptions: dict[str, Subscription] | None = None) -> dict:
         """The instance's counters; "lost": what the providers lost of the
-        events ``slot``'s subscriptions (or ``subscriptions``) admit, or of all."""
-        if slot is not None:
-            subscriptions = slot.subscriptions
+        events ``subscriptions`` (a subscriber's) admit, or of all."""
         return {"pid": os.getpid(), "slots": len(self.slots),
                 "lost": self.loader.provider_lost(subscriptions), "failed": self.loader.sessions_failed(),
                 "sessions": self.loader.open_sessions(),
@@ -389,7 +391,7 @@ class HostInstance:
         slot.reader.reset()       # counters from 0, both buffers empty
         # The providers' losses this subscriber is charged: from now on,
         # of the events its subscriptions admit.
-        baseline = self._counters(subscriptions={s.provider: s for s in subs})
+        baseline = self._counters({s.provider: s for s in subs})
         # The slot is the client's before its filters are written: a
         # dump-state replay goes to its rings, which it drains once attached.
         c.slot = slot
@@ -643,7 +645,7 @@ def _spawn_and_connect(path: str, cmd: list[str], wait: float) -> socket.socket:
             if proc.poll() is not None:
                 if b"already runs" not in err:
                     line = err.decode(errors="replace").strip().splitlines()
-                    raise HostError(f"the host instance did not start: "
+                    raise HostStartFailed(f"the host instance did not start: "
                                     f"{line[-1] if line else proc.returncode}")
                 if _lock_free(path) and restarts < 5:
                     proc.stderr.close()
@@ -656,5 +658,5 @@ def _spawn_and_connect(path: str, cmd: list[str], wait: float) -> socket.socket:
         proc.stderr.close()
 
 
-__all__ = ["HostInstance", "HostSubscriber", "HostError", "HostMismatch", "socket_path", "status", "SOCKET_PATH",
+__all__ = ["HostInstance", "HostSubscriber", "HostError", "HostMismatch", "HostStartFailed", "socket_path", "status", "SOCKET_PATH",
            "DEFAULT_SLOTS"]

@@ -655,7 +655,7 @@ def provider(default_enabled: bool = True, filters: TcpFilter | None = None) -> 
     spec = ProviderSpec(name="tcp", source=_defines() + "\n" + bpf_source(SOURCE),
                         header=producer_header(), attach=_attach, dump_state=_dump_state,
                         default_enabled=False, lost=lost, test_run=["tcp_jiffies"],
-                        events={e.id: (e.level, e.mask) for e in schema().events},
+                        events=schema().event_filters(),
                         filter_changed=_filter_changed, housekeeping=housekeeping)
     spec._tcp_config = _Config(default_enabled, filters)  # type: ignore[attr-defined]
     return spec

@@ -9,6 +9,7 @@ BPF_PROG_TEST_RUN of ``test_ctl`` (see bpf/test_provider.bpf.c), or arm the
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -18,7 +19,7 @@ from pyelog.kernel.bpf import prog_test_run
 from pyelog.kernel.loader import Loader, ProviderInstance, ProviderSpec
 from pyelog.records.eventlog import KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID
 from pyelog.resources import bpf_source, schema_dir
-from pyelog.schema.dsl import load_schema
+from pyelog.schema.dsl import Schema, load_schema
 
 SCHEMA = schema_dir() / "test_eventlog_schema.src"
 SOURCE = "test_provider.bpf.c"          # in bpf/ (pyelog.resources)
@@ -46,10 +47,16 @@ def _defines() -> str:
                       f"#define TEST_BATCH_LIMIT {BATCH_MAX}"])
 
 
+@functools.cache
+def schema() -> Schema:
+    """The test schema (parsed once)."""
+    return load_schema(SCHEMA)
+
+
 def producer_header() -> str:
     """The producer header generated from the test schema."""
     from pyelog.schema.codegen import generate_producer
-    return generate_producer(load_schema(SCHEMA))
+    return generate_producer(schema())
 
 
 def _dump_sessions(loader: Loader, inst: ProviderInstance, target: int) -> None:
@@ -68,7 +75,7 @@ def provider(name: str = "test", default_enabled: bool = True,
         name=name, source=bpf_source(SOURCE), header=_defines() + "\n" + producer_header(),
         tracepoints=[("syscalls:sys_enter_getppid", "on_getppid")] if getppid_hook else [],
         test_run=["test_ctl"], dump_state=_dump_sessions, default_enabled=default_enabled,
-        events={e.id: (e.level, e.mask) for e in load_schema(SCHEMA).events})
+        events=schema().event_filters())
 
 
 class TestDriver:

@@ -288,6 +288,11 @@ class Schema:
                 return e
         raise KeyError(name)
 
+    def event_filters(self) -> dict[int, tuple[int, int]]:
+        """Event id -> (level, keyword mask) of every event: what delivery
+        decides by (ProviderSpec.events)."""
+        return {e.id: (e.level, e.mask) for e in self.events}
+
     def payload(self, name: str, *values) -> bytes:
         """The payload of event ``name`` with its fields' ``values`` in order
         (bytes for addresses and char arrays), laid out as the producer's C

@@ -429,7 +429,7 @@ def _recorder(o: CaptureOptions, factories, err: IO[str]):
         if why and o.instance == "shared":
             raise CaptureError(f"--shared: the host instance runs its providers with their defaults; "
                                f"{why} need a private instance (leave --shared out)")
-        from pyelog.kernel.host import HostError, HostMismatch, HostSubscriber
+        from pyelog.kernel.host import HostMismatch, HostStartFailed, HostSubscriber
         if why is None:
             flags = SUBSCRIPTION_DUMP_STATE if o.dump_state else 0
             names = list(dict.fromkeys(s.provider for s in o.subscriptions))
@@ -442,8 +442,8 @@ def _recorder(o: CaptureOptions, factories, err: IO[str]):
                     strict=o.instance == "shared")
             except HostMismatch as e:
                 why, rec = str(e), None
-            except HostError as e:
-                if o.instance == "shared" or "did not start" not in str(e):
+            except HostStartFailed as e:
+                if o.instance == "shared":
                     raise
                 # The private instance below says why in detail (or works).
                 print(f"pyelog: note: {e}; this capture runs its own instance", file=err)

@@ -127,17 +127,18 @@ def wait_detached(progs: set[int], links: set[int] = frozenset(), seconds: float
                 pytest.fail(f"process {pid} (the host instance) outlived its last subscriber")
             time.sleep(0.1)
             continue
+        # check=True: a bpftool that fails must not read as "nothing left".
         live_progs = {p["id"] for p in json.loads(subprocess.run(
-            ["bpftool", "-j", "prog", "show"], capture_output=True, text=True).stdout or "[]")}
+            ["bpftool", "-j", "prog", "show"], capture_output=True, text=True, check=True).stdout or "[]")}
         live_links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], capture_output=True,
-                                               text=True).stdout or "[]")
+                                               text=True, check=True).stdout or "[]")
         left_progs = progs & (live_progs | {lk.get("prog_id") for lk in live_links})
         left_links = links & {lk["id"] for lk in live_links}
         if not left_progs and not left_links:
             return
         if time.monotonic() > deadline:
             pytest.fail(f"programs {sorted(left_progs)} and links {sorted(left_links)} outlived "
-                        "their recorder")
+                        "their owner")
         time.sleep(0.1)
 
 
