@@ -8,6 +8,7 @@ Builds a Loader with one ring subscriber (test provider: and session 1),
 prints ``ready pid=<pid> prog_id=<test_ctl id>`` once every probe is
 attached (bench/drivers/testrun_loop.c drives test_ctl by that id), then runs the same loop as ``pyelog -c ... -o FILE``
 (pyelog/capture.py: ``drain_counted(timeout=1.0)`` -> ``ElogWriter.write_records(run, n)``)
+at the nice value ``pyelog -c`` takes (``--nice``, default -10 as root),
 until SIGTERM/SIGINT, drains what is left and prints one line::
 
     written=N dropped=N emitted=N bytes=N swaps=N maxrss_kib=N
@@ -37,6 +38,16 @@ from common import busiest_prog_ns, enable_bpf_stats, prog_id, total_prog_ns  # 
 from pyelog.records.format import ElogWriter  # noqa: E402
 from pyelog.kernel.loader import LEVELS, Loader, Subscription  # noqa: E402
 from pyelog.kernel.ring import BUFFER_SIZE_DEFAULT  # noqa: E402
+try:
+    from pyelog.tools.capture import draining_at, reader_nice  # noqa: E402
+except ImportError:                     # an older pyelog tree: drains at the caller's nice
+    import contextlib
+
+    def reader_nice(requested):
+        return None
+
+    def draining_at(nice):
+        return contextlib.nullcontext()
 
 
 def main() -> int:
@@ -47,6 +58,8 @@ def main() -> int:
                     help="test provider: emit one SIMPLE_EVENT per getppid() of this process")
     ap.add_argument("-o", "--output", default="/dev/null")
     ap.add_argument("-b", "--buffer-size", type=int, default=BUFFER_SIZE_DEFAULT)
+    ap.add_argument("--nice", type=int, default=None,
+                    help="drain at this nice value (default: as pyelog -c, -10 where allowed)")
     ap.add_argument("--bpf-stats", action="store_true",
                     help="count BPF run time; print prog_ns (ns per run of the busiest program) "
                          "and bpf_ns (run time of all its programs)")
@@ -79,12 +92,14 @@ def main() -> int:
         writer = ElogWriter(a.output, sub.providers())
         print(f"ready pid={os.getpid()} prog_id={ctl_id}", flush=True)
         ready = resource.getrusage(resource.RUSAGE_SELF)      # CPU of the compile excluded
-        # The loop of pyelog/capture.py, unchanged in substance.
-        while not stop:
-            for run, n in sub.drain_counted(timeout=1.0):
-                writer.write_records(run, n)
-            if hasattr(loader, "housekeeping"):   # (also run against older pyelog trees)
-                loader.housekeeping()
+        # The loop of pyelog/tools/capture.py, unchanged in substance, at
+        # the nice value a capture drains at.
+        with draining_at(reader_nice(a.nice)):
+            while not stop:
+                for run, n in sub.drain_counted(timeout=1.0):
+                    writer.write_records(run, n)
+                if hasattr(loader, "housekeeping"):   # (also run against older pyelog trees)
+                    loader.housekeeping()
         if driver is not None:
             emitted = driver.disarm_getppid() + 1
         if hasattr(loader, "housekeeping"):

@@ -74,6 +74,10 @@ Live capture (root):
                           those that do not fit are counted in -s and the
                           status line, their SESSION_CREATE as a dropped
                           event
+  --nice N                drain the rings at nice value N, -20..19
+                          (default -10 where allowed, as root: with every
+                          CPU busy, a reader that runs late drops events;
+                          the drops are counted either way)
   --no-status             no status line (shown on stderr when it is a
                           terminal and the events go elsewhere)
   --shared                the host instance or an error, never an own one
@@ -144,6 +148,7 @@ class Options:
     no_status: bool = False
     tcp_default_enabled: bool = True
     instance: str = "auto"              # auto / shared / private (the host instance)
+    nice: int | None = None             # None: the capture's default (READER_NICE where allowed)
     tcp_filters: dict[str, list] = field(default_factory=lambda: {k: [] for k in _TCP_FILTERS})
     text: TextOptions = field(default_factory=TextOptions)
 
@@ -277,6 +282,13 @@ def parse_args(argv: list[str]) -> Options:
             v = value(a, "a number")
             o.max_sessions = parse_uint(v, 1, MAX_SESSIONS_LIMIT, f"invalid number of sessions: {clip(v)} "
                                         f"(1..{MAX_SESSIONS_LIMIT})")
+        elif a == "--nice":
+            v = value(a, "a nice value")
+            negative = v.startswith("-")
+            n = ascii_uint(v[1:] if negative else v, 0, 20 if negative else 19)
+            if n is None:
+                raise UsageError(f"invalid nice value: {clip(v)} (-20..19)")
+            o.nice = -n if negative else n
         elif a == "--no-status":
             o.no_status = True
         elif a in ("--shared", "--private"):

@@ -42,6 +42,18 @@ def test_not_root(args):
     assert "needs root" in line and "run it as root" in line
 
 
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="needs root and setpriv to run pyelog as nobody")
+def test_nice_not_permitted():
+    # The default (-10 where allowed) quietly stays at 0 for nobody (test_not_root);
+    # an explicit value nobody may not take fails before anything starts.
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        *PYELOG, "-c", "tcp", "--nice", "-5"], capture_output=True, text=True, cwd="/",
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert one_line_failure(p) == ("pyelog: --nice -5: permission denied (a nice value below the "
+                                   "current 0 needs root or CAP_SYS_NICE)")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root check comes first")
 def test_missing_bcc(tmp_path):
     # A bcc that cannot be imported, in front of the real one.

@@ -214,6 +214,17 @@ def test_numeric_options_are_range_checked(argv, value, message):
     assert err(["-c", "tcp", *argv, value]) == message
 
 
+@pytest.mark.parametrize("value", ["-21", "20", "--3", "+5", "-", "-²", "5.0", "", "9" * 5000])
+def test_nice_is_checked(value):
+    assert err(["-c", "tcp", "--nice", value]) == f"invalid nice value: {value[:48]}{'...' if len(value) > 48 else ''} (-20..19)"
+
+
+def test_nice_values():
+    assert parse_args(["-c", "tcp"]).nice is None          # the capture's default
+    assert [parse_args(["-c", "tcp", "--nice", v]).nice for v in ("-20", "-0", "0", "007", "19")] == \
+        [-20, 0, 0, 7, 19]
+
+
 def test_numeric_option_bounds_and_leading_zeros():
     o = parse_args(["-c", "tcp", "-o", "c.elog", "--duration", "00004294967295", "--rotate-time", "4294967295",
                     "--max-files", "1", "--port", "65535", "--lport", "1", "--rport", "0080",

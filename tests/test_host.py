@@ -169,8 +169,11 @@ def test_a_recorder_starts_the_instance_the_next_joins(sock_path, tmp_path):
         assert st and st["subscribers"] == 1 and a.holder() == st["pid"] != a.p.pid
         held = programs_held(st["pid"])
         assert held and not a.bpf_ids()[0], "the instance, not the recorder, holds the programs"
-        b = Recorder(["-c", "tcp", "INFO", "-o", str(tmp_path / "b.elog")])
-        assert not b.bpf_ids()[0] and b.holder() == st["pid"]
+        # A recorder drains its rings itself, at nice -10 (root); the
+        # instance it started, which only hands out rings, did not inherit that.
+        assert a.nice() == -10 and a.nice(st["pid"]) == 0
+        b = Recorder(["-c", "tcp", "INFO", "--nice", "3", "-o", str(tmp_path / "b.elog")])
+        assert not b.bpf_ids()[0] and b.holder() == st["pid"] and b.nice() == 3
         assert status(sock_path)["subscribers"] == 2
         assert a.stop() == 0
         # The recorder that started the instance has left; the other records on.
@@ -182,6 +185,7 @@ def test_a_recorder_starts_the_instance_the_next_joins(sock_path, tmp_path):
         # The instance runs only the providers of the capture that started it.
         c = Recorder(["-c", "test", "-o", str(tmp_path / "c.elog")])
         assert c.bpf_ids()[0], "a provider the instance lacks: a private instance"
+        assert c.nice() == -10
         assert sum("note: not using the host instance" in line for line in c.err_lines) == 1, c.stderr
         assert c.stop() == 0
         assert b.stop() == 0

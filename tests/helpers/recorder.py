@@ -107,6 +107,12 @@ class Recorder:
                     bucket.add(int(m.group(1)))
         return progs, links
 
+    def nice(self, pid: int | None = None) -> int:
+        """The nice value of the recorder's main thread (or ``pid``'s),
+        field 19 of /proc/PID/stat."""
+        stat = Path(f"/proc/{pid or self.p.pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[16])
+
     def events_received(self) -> int:
         m = re.search(r"Events received: (\d+)", self.stderr)
         assert m, self.stderr
