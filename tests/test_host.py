@@ -169,6 +169,10 @@ def test_a_recorder_starts_the_instance_the_next_joins(sock_path, tmp_path):
         assert st and st["subscribers"] == 1 and a.holder() == st["pid"] != a.p.pid
         held = programs_held(st["pid"])
         assert held and not a.bpf_ids()[0], "the instance, not the recorder, holds the programs"
+        # From when it serves, the instance's stderr is a log beside its socket.
+        log = sock_path + ".log"
+        assert os.stat(log).st_mode & 0o777 == 0o600
+        assert f"pyelog host: serving on {sock_path} (pid {st['pid']}" in open(log).read()
         # A recorder drains its rings itself, at nice -10 (root); the
         # instance it started, which only hands out rings, did not inherit that.
         assert a.nice() == -10 and a.nice(st["pid"]) == 0
@@ -243,6 +247,24 @@ def test_sigkill_of_the_instance_leaves_nothing_and_the_recorder_says_so(sock_pa
     assert len(lines) == 1 and "host instance" in lines[0] and "ended" in lines[0], rec.stderr
     assert "Traceback" not in rec.stderr
     assert assert_header_counts(path) > 0
+
+
+def test_an_instance_a_recorder_started_ends_and_the_recorder_names_its_log(sock_path, tmp_path):
+    path = tmp_path / "s.elog"
+    rec = Recorder(["-c", "tcp", "-o", str(path)])
+    st = status(sock_path)
+    assert st and rec.holder() == st["pid"] != rec.p.pid
+    held = programs_held(st["pid"])
+    os.kill(st["pid"], signal.SIGKILL)
+    wait_detached(held, pid=st["pid"])
+    rc = rec.p.wait(30 * TIME_SCALE)
+    rec._t.join(10)
+    assert rc == 1, rec.stderr
+    lines = [line for line in rec.stderr.splitlines() if line.startswith("pyelog:")]
+    assert len(lines) == 1 and f"host instance (pid {st['pid']}) ended (its messages: {sock_path}.log)" \
+        in lines[0], rec.stderr
+    if path.stat().st_size:     # no events, no header, as FreeBSD's elog -o
+        assert_header_counts(path)
 
 
 def test_all_slots_taken_is_one_line(sock_path, tmp_path):

@@ -92,6 +92,12 @@ def socket_path() -> str:
     return os.environ.get("PYELOG_HOST_SOCKET") or SOCKET_PATH
 
 
+def log_path(path: str) -> str:
+    """Where an instance a recorder started writes its messages (its
+    stderr, from when it serves), beside its socket and lock."""
+    return path + ".log"
+
+
 def _send(sock: socket.socket, msg: dict, fds: Iterable[int] = ()) -> None:
     data = (json.dumps(msg) + "\n").encode()
     fds = list(fds)
@@ -412,8 +418,9 @@ class HostSubscriber:
     """One subscriber of the host instance, with what a capture loop needs
     (the same methods as a private recorder: see pyelog.tools.capture)."""
 
-    def __init__(self, sock: socket.socket, reply: dict, fds: list[int]) -> None:
+    def __init__(self, sock: socket.socket, reply: dict, fds: list[int], path: str) -> None:
         self.sock = sock
+        self.path = path
         self._buf = bytearray()
         self.slot = reply["slot"]
         self.daemon_pid = reply["pid"]
@@ -468,7 +475,7 @@ class HostSubscriber:
                     raise HostError(f"{path}: {reply.get('error', 'refused')}")
                 if len(fds) != 3:
                     raise HostError(f"{path}: the host instance sent {len(fds)} of 3 ring descriptors")
-                return cls(sock, reply, fds)
+                return cls(sock, reply, fds, path)
             except BaseException:
                 sock.close()
                 raise
@@ -520,8 +527,10 @@ class HostSubscriber:
         if not self.gone:
             self._ask()
         if self.gone:
-            raise HostError(f"the host instance (pid {self.daemon_pid}) ended: nothing is recorded "
-                            "after this point")
+            log = log_path(self.path)
+            why = f" (its messages: {log})" if os.path.exists(log) else ""
+            raise HostError(f"the host instance (pid {self.daemon_pid}) ended{why}: nothing is "
+                            "recorded after this point")
 
     def housekeeping(self, final: bool = False) -> None:
         """The instance does the providers' periodic work; before the last
@@ -658,5 +667,6 @@ def _spawn_and_connect(path: str, cmd: list[str], wait: float) -> socket.socket:
         proc.stderr.close()
 
 
-__all__ = ["HostInstance", "HostSubscriber", "HostError", "HostMismatch", "HostStartFailed", "socket_path", "status", "SOCKET_PATH",
+__all__ = ["HostInstance", "HostSubscriber", "HostError", "HostMismatch", "HostStartFailed", "socket_path", "log_path",
+           "status", "SOCKET_PATH",
            "DEFAULT_SLOTS"]

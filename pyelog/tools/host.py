@@ -36,7 +36,7 @@ import json
 import os
 import sys
 
-from pyelog.kernel.host import DEFAULT_SLOTS, HostError, HostInstance, socket_path, status
+from pyelog.kernel.host import DEFAULT_SLOTS, HostError, HostInstance, log_path, socket_path, status
 from pyelog.kernel.loader import LEVEL_NONE, LEVEL_TRACE, MAX_SESSIONS_DEFAULT
 from pyelog.kernel.ring import BUFFER_SIZE_DEFAULT
 from pyelog.providers import registry, tcp_aggregate
@@ -76,14 +76,18 @@ def _serve(a: argparse.Namespace) -> int:
 
     def ready() -> None:
         if a.spawned:
-            # Started by a recorder, which reads our stderr only until now.
+            # Started by a recorder, which reads our stderr only until now:
+            # from here on what we have to say (an error that ends us) goes
+            # to a log beside the socket, which a subscriber's error names.
             null = os.open(os.devnull, os.O_RDWR)
-            for fd in (1, 2):
-                os.dup2(null, fd)
+            log = os.open(log_path(inst.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                          0o600)
+            os.dup2(null, 1)
+            os.dup2(log, 2)
             os.close(null)
-        else:
-            print(f"pyelog host: serving on {inst.path} (pid {os.getpid()}, {a.slots} slots of "
-                  f"{a.buffer_size} bytes per CPU buffer)", file=sys.stderr, flush=True)
+            os.close(log)
+        print(f"pyelog host: serving on {inst.path} (pid {os.getpid()}, {a.slots} slots of "
+              f"{a.buffer_size} bytes per CPU buffer)", file=sys.stderr, flush=True)
 
     with kernel_load_errors():
         inst.open()
