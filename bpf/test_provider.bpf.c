@@ -57,6 +57,8 @@ struct test_tp_cfg {
 #endif
 
 BPF_ARRAY(EL_FN(tp_cfg), struct test_tp_cfg, 1);
+/* on_getppid's cache of its session (eventlog_session_lookup_cached). */
+BPF_PERCPU_ARRAY(EL_FN(getppid_session), struct eventlog_session_cache, 1);
 
 /*
  * Every eventlog write call site inlines the delivery code of every
@@ -194,7 +196,8 @@ int EL_FN(on_getppid)(void *ctx)
 
 	if (!c || c->tgid == 0 || (bpf_get_current_pid_tgid() >> 32) != c->tgid)
 		return 0;
-	struct eventlog_session *s = eventlog_session_lookup(EL_PROVIDER_ID, c->session_id);
+	struct eventlog_session *s = eventlog_session_lookup_cached(
+		EL_FN(getppid_session).lookup(&zero), EL_PROVIDER_ID, c->session_id);
 	if (!s)
 		return 0;
 	__u64 seq = __sync_fetch_and_add(&c->seq, 1);

@@ -820,3 +820,46 @@ def test_over_memory_checks_the_layout_and_leaves_the_memory_to_its_owner():
     r.state.close()
     bufs.close()
     state.close()
+
+
+@pytest.mark.kernel
+def test_getppid_hook_session_cache_follows_the_table():
+    """on_getppid finds its session through a per-CPU cached copy
+    (eventlog_session_lookup_cached): a session ended in BPF, or removed by
+    user space followed by Loader.sessions_changed(), is never emitted on
+    again. Checked by sequence numbers, which the hook takes only when it
+    found the session."""
+    L, (sub,), d = _loader(getppid_hook=True)
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(old)})      # one CPU: one cache
+    try:
+        def calls(n):
+            for _ in range(n):
+                os.getppid()
+
+        def simple_seqs():
+            return [struct.unpack("<I", p[:4])[0] for h, p in _records(sub)
+                    if h[6] == 0 and h[5] == 7]
+
+        d.create_session(7)
+        d.arm_getppid(7)
+        calls(10)
+        d.end_session(7)                      # BPF: destroy, the kernel epoch moves
+        calls(10)
+        assert simple_seqs() == list(range(10))
+        d.create_session(7)
+        calls(5)
+        assert simple_seqs() == list(range(10, 15))
+        # User space removes the session: the cache answers until told.
+        t = L.bpf["eventlog_sessions"]
+        k = t.Key()
+        k.session_id, k.provider_id = 7, L.providers[0].id
+        del t[k]
+        calls(3)
+        assert simple_seqs() == [15, 16, 17], "the cached copy is what the hook used"
+        L.sessions_changed()
+        calls(10)
+        assert simple_seqs() == [] and d.disarm_getppid() == 18
+    finally:
+        os.sched_setaffinity(0, old)
+        L.close()

@@ -651,6 +651,16 @@ class Loader:
         self._refused += 1
         self._refused_creates += bool(enabled)
 
+    def sessions_changed(self) -> None:
+        """Call after this process added over, changed or removed sessions
+        in ``eventlog_sessions``: hooks' cached copies of sessions
+        (eventlog_session_lookup_cached in bpf/eventlog.h) are then looked
+        up again. This process is the only writer of the user epoch."""
+        t = self.bpf["eventlog_session_epoch"]
+        v = t[t.Key(0)]
+        v.user += 1
+        t[t.Key(0)] = v
+
     def sessions_failed(self) -> int:
         """Sessions the session table had no room for (``max_sessions``),
         over all providers: their events are not recorded."""
