@@ -52,6 +52,11 @@ def test_nice_not_permitted():
                        timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert one_line_failure(p) == ("pyelog: --nice -5: permission denied (a nice value below the "
                                    "current 0 needs root or CAP_SYS_NICE)")
+    # A lower priority is anyone's to take: nobody then fails only for want of root.
+    p = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                        *PYELOG, "-c", "tcp", "--nice", "5"], capture_output=True, text=True, cwd="/",
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "needs root" in one_line_failure(p)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the root check comes first")

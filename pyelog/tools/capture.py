@@ -404,6 +404,8 @@ def reader_nice(requested: int | None) -> int | None:
     target = READER_NICE if requested is None else requested
     if target == now or (requested is None and target > now):
         return None
+    if target > now:
+        return target                   # a lower priority is always allowed
     try:
         os.setpriority(os.PRIO_PROCESS, 0, target)
     except PermissionError:
@@ -411,7 +413,7 @@ def reader_nice(requested: int | None) -> int | None:
             return None
         raise CaptureError(f"--nice {requested}: permission denied (a nice value below the current "
                            f"{now} needs root or CAP_SYS_NICE)") from None
-    os.setpriority(os.PRIO_PROCESS, 0, now)   # a higher value is always allowed
+    os.setpriority(os.PRIO_PROCESS, 0, now)   # back to a higher value: always allowed
     return target
 
 
@@ -427,7 +429,10 @@ def draining_at(nice: int | None) -> Iterator[None]:
     try:
         yield
     finally:
-        os.setpriority(os.PRIO_PROCESS, 0, old)
+        # Back from a higher value (--nice 5) needs the privilege a
+        # non-root process lacks: it then stays at the lower priority.
+        with contextlib.suppress(PermissionError):
+            os.setpriority(os.PRIO_PROCESS, 0, old)
 
 
 def _quietly(count: Callable[[], int]) -> int | None:
