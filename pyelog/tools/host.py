@@ -80,8 +80,13 @@ def _serve(a: argparse.Namespace) -> int:
             # from here on what we have to say (an error that ends us) goes
             # to a log beside the socket, which a subscriber's error names.
             null = os.open(os.devnull, os.O_RDWR)
-            log = os.open(log_path(inst.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                          0o600)
+            try:
+                # Not through a symlink: the socket's directory may be
+                # anyone's (PYELOG_HOST_SOCKET), and we are root.
+                log = os.open(log_path(inst.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                              | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            except OSError:
+                log = os.dup(null)
             os.dup2(null, 1)
             os.dup2(log, 2)
             os.close(null)
