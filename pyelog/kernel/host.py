@@ -187,6 +187,9 @@ class HostInstance:
                 raise HostError(f"no group named {group!r}") from None
         self.service = service
         self.first_wait = first_wait
+        #: The file this instance's stderr goes to, if any (told to its
+        #: subscribers, who name it when the instance ends under them).
+        self.log: str | None = None
         self.buffer_size = buffer_size
         self.loader = Loader(providers=providers, max_sessions=max_sessions)
         self.slots = [self.loader.add_ring_subscriber(buffer_size) for _ in range(slots)]
@@ -409,7 +412,7 @@ class HostInstance:
                b[f"eventlog_bell_{slot.index}"].map_fd]
         _send(c.sock, {"ok": True, "slot": slot.index, "ncpu": self.loader.ncpu,
                        "buffer_size": slot.buffer_size, "chunk_size": slot.chunk_size,
-                       "providers": slot.providers(), **baseline}, fds)
+                       "providers": slot.providers(), "log": self.log, **baseline}, fds)
 
 
 # -- the subscriber's side ----------------------------------------------------------------
@@ -418,9 +421,9 @@ class HostSubscriber:
     """One subscriber of the host instance, with what a capture loop needs
     (the same methods as a private recorder: see pyelog.tools.capture)."""
 
-    def __init__(self, sock: socket.socket, reply: dict, fds: list[int], path: str) -> None:
+    def __init__(self, sock: socket.socket, reply: dict, fds: list[int]) -> None:
         self.sock = sock
-        self.path = path
+        self.log = reply.get("log")
         self._buf = bytearray()
         self.slot = reply["slot"]
         self.daemon_pid = reply["pid"]
@@ -475,7 +478,7 @@ class HostSubscriber:
                     raise HostError(f"{path}: {reply.get('error', 'refused')}")
                 if len(fds) != 3:
                     raise HostError(f"{path}: the host instance sent {len(fds)} of 3 ring descriptors")
-                return cls(sock, reply, fds, path)
+                return cls(sock, reply, fds)
             except BaseException:
                 sock.close()
                 raise
@@ -527,8 +530,7 @@ class HostSubscriber:
         if not self.gone:
             self._ask()
         if self.gone:
-            log = log_path(self.path)
-            why = f" (its messages: {log})" if os.path.exists(log) else ""
+            why = f" (its messages: {self.log})" if self.log else ""
             raise HostError(f"the host instance (pid {self.daemon_pid}) ended{why}: nothing is "
                             "recorded after this point")
 

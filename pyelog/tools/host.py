@@ -85,6 +85,7 @@ def _serve(a: argparse.Namespace) -> int:
                 # anyone's (PYELOG_HOST_SOCKET), and we are root.
                 log = os.open(log_path(inst.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                               | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                inst.log = log_path(inst.path)
             except OSError:
                 log = os.dup(null)
             os.dup2(null, 1)
