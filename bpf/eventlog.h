@@ -191,18 +191,24 @@ BPF_HASH(eventlog_sessions, struct eventlog_session_key, struct eventlog_session
 BPF_ARRAY(eventlog_scratch_map, struct eventlog_scratch_area, EVENTLOG_NR_CPUS);
 
 /*
- * Session epochs: bumped *after* every change to the session table that a
- * cached copy of a session could miss (a session removed, its enablement
- * or filter override changed), by BPF (`kernel`, atomically) or by the
- * loader's process (`user`, its only writer: Loader.sessions_changed()).
- * A cache (eventlog_session_lookup_cached) reads both before it looks a
- * session up, so a copy taken before a change never outlives it.
+ * Session epochs, per provider instance: bumped *after* every change to
+ * the session table that a cached copy of one of its sessions could miss
+ * (a session removed, its enablement or filter override changed), by BPF
+ * (`kernel`, atomically) or by the loader's process (`user`, its only
+ * writer: Loader.sessions_changed()).  A cache
+ * (eventlog_session_lookup_cached) reads both before it looks a session
+ * up, so a copy taken before a change never outlives it.  Only instances
+ * whose hooks cache (`cached`, set by the loader before any hook is
+ * attached, from ProviderSpec.session_cache) pay for the bumps: the TCP
+ * provider changes sessions several times per connection from every CPU,
+ * and an atomic on one shared line per change is what the cache saves.
  */
 struct eventlog_session_epoch {
 	__u64 kernel;
 	__u64 user;
+	__u64 cached;
 };
-BPF_ARRAY(eventlog_session_epoch, struct eventlog_session_epoch, 1);
+BPF_ARRAY(eventlog_session_epoch, struct eventlog_session_epoch, EVENTLOG_MAX_PROVIDERS);
 
 /* One hook's cache of the last session it looked up (a per-CPU array of
  * one, declared by the hook): a copy, valid for emitting only. */
@@ -538,12 +544,11 @@ eventlog_session_lookup(__u32 provider_id, __u64 session_id)
 	return s;
 }
 
-static __always_inline void eventlog_sessions_changed(void)
+static __always_inline void eventlog_sessions_changed(__u32 provider_id)
 {
-	__u32 zero = 0;
-	struct eventlog_session_epoch *e = eventlog_session_epoch.lookup(&zero);
+	struct eventlog_session_epoch *e = eventlog_session_epoch.lookup(&provider_id);
 
-	if (e)
+	if (e && e->cached)
 		__sync_fetch_and_add(&e->kernel, 1);
 }
 
@@ -553,7 +558,8 @@ static __always_inline void eventlog_sessions_changed(void)
  * is about a third of the core's cost per event, and a hook's per-CPU
  * cache (`c`, the value of a BPF_PERCPU_ARRAY of one that the hook alone
  * uses: a program does not interrupt itself on a CPU) answers instead
- * while neither epoch moved. Returns the cache's copy of the session (or
+ * while neither of the instance's epochs moved (only for an instance the
+ * loader marked `cached`; others get the plain lookup). Returns the cache's copy of the session (or
  * NULL): emit with it, never change it (set_enabled, set_filter, destroy,
  * the provider's own fields take eventlog_session_lookup()'s pointer).
  */
@@ -561,14 +567,15 @@ static __always_inline struct eventlog_session *
 eventlog_session_lookup_cached(struct eventlog_session_cache *c, __u32 provider_id,
 			       __u64 session_id)
 {
-	__u32 zero = 0;
-	struct eventlog_session_epoch *e = eventlog_session_epoch.lookup(&zero);
+	struct eventlog_session_epoch *e = eventlog_session_epoch.lookup(&provider_id);
 	struct eventlog_session *s;
 	struct eventlog_provider *p;
 	__u64 ke, ue;
 
 	if (!c || !e)
 		return (struct eventlog_session *)0;
+	if (!e->cached)         /* its changes do not move the epochs */
+		return eventlog_session_lookup(provider_id, session_id);
 	ke = *(volatile __u64 *)&e->kernel;
 	ue = *(volatile __u64 *)&e->user;
 	if (c->valid && c->s.session_id == session_id && c->s.provider_id == provider_id &&
@@ -682,7 +689,7 @@ static __always_inline void eventlog_session_remove(struct eventlog_session *s)
 	k.session_id = s->session_id;
 	k.provider_id = pid;
 	if (eventlog_sessions.delete(&k) == 0) {
-		eventlog_sessions_changed();
+		eventlog_sessions_changed(pid);
 		ps = eventlog_provider_stats.lookup(&pid);
 		if (ps)
 			__sync_fetch_and_add(&ps->sessions_ended, 1);
@@ -713,7 +720,7 @@ static __always_inline void eventlog_session_set_enabled(struct eventlog_session
 	p = eventlog_providers.lookup(&pid);
 	if (p)
 		eventlog_session_refresh(s, p);
-	eventlog_sessions_changed();     /* also for set_filter(), which ends here */
+	eventlog_sessions_changed(pid);  /* also for set_filter(), which ends here */
 }
 
 /* Per-session filter override; NONE/0 clears it. */

@@ -828,8 +828,18 @@ def test_getppid_hook_session_cache_follows_the_table():
     (eventlog_session_lookup_cached): a session ended in BPF, or removed by
     user space followed by Loader.sessions_changed(), is never emitted on
     again. Checked by sequence numbers, which the hook takes only when it
-    found the session."""
-    L, (sub,), d = _loader(getppid_hook=True)
+    found the session. Only that instance's epochs move: a second test
+    instance, whose hooks do not cache, ends sessions without a bump."""
+    from pyelog.providers import test as tp
+    L = Loader([tp.provider(getppid_hook=True), tp.provider(name="plain")])
+    sub = L.add_ring_subscriber(B128K, [Subscription("test", LEVEL_TRACE, 0xFFFFFFFF)])
+    L.start()
+    d, plain = tp.TestDriver(L, L.providers[0]), tp.TestDriver(L, L.providers[1])
+    epochs = L.bpf["eventlog_session_epoch"]
+
+    def epoch(inst):
+        v = epochs[epochs.Key(inst.id)]
+        return v.cached, v.kernel, v.user
     old = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(old)})      # one CPU: one cache
     try:
@@ -844,9 +854,16 @@ def test_getppid_hook_session_cache_follows_the_table():
         d.create_session(7)
         d.arm_getppid(7)
         calls(10)
+        assert epoch(L.providers[0]) == (1, 0, 0)
         d.end_session(7)                      # BPF: destroy, the kernel epoch moves
+        assert epoch(L.providers[0]) == (1, 1, 0)
         calls(10)
         assert simple_seqs() == list(range(10))
+        plain.create_session(8)
+        plain.end_session(8)
+        L.sessions_changed(L.providers[1])
+        assert epoch(L.providers[1]) == (0, 0, 0)
+        assert epoch(L.providers[0]) == (1, 1, 0)
         d.create_session(7)
         calls(5)
         assert simple_seqs() == list(range(10, 15))
@@ -857,7 +874,8 @@ def test_getppid_hook_session_cache_follows_the_table():
         del t[k]
         calls(3)
         assert simple_seqs() == [15, 16, 17], "the cached copy is what the hook used"
-        L.sessions_changed()
+        L.sessions_changed(L.providers[0])
+        assert epoch(L.providers[0]) == (1, 1, 1)
         calls(10)
         assert simple_seqs() == [] and d.disarm_getppid() == 18
     finally:

@@ -140,6 +140,10 @@ class ProviderSpec:
       housekeeping: optional callable(loader, instance, final) for work the
       provider does in user space while events flow (run by
       :meth:`Loader.housekeeping`; final: once more before the last drain).
+      session_cache: its hooks find sessions with
+      eventlog_session_lookup_cached() (bpf/eventlog.h); only then do its
+      session changes move the epochs such a cache checks (an atomic per
+      change), and only then does the cache answer.
     """
     name: str
     source: str
@@ -154,6 +158,7 @@ class ProviderSpec:
     events: dict[int, tuple[int, int]] = field(default_factory=dict)
     filter_changed: Callable[["Loader", "ProviderInstance"], None] | None = None
     housekeeping: Callable[["Loader", "ProviderInstance", bool], None] | None = None
+    session_cache: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name.encode()) > PROVIDER_NAME_MAX:
@@ -521,8 +526,13 @@ class Loader:
             raise EventlogError(f"BPF compile/load failed: {e}") from e
         try:
             self._inject_fd = self.bpf.load_func("eventlog_inject", BPF.RAW_TRACEPOINT).fd
+            epochs = self.bpf["eventlog_session_epoch"]
             for p in self.providers:
                 self._write_filter(p)
+                if p.spec.session_cache:     # before any hook can run
+                    v = epochs[epochs.Key(p.id)]
+                    v.cached = 1
+                    epochs[epochs.Key(p.id)] = v
             for sub in self.subscribers:
                 sub.reader = RingReader(self.bpf[f"eventlog_buf_{sub.index}"].map_fd,
                                         self.bpf[f"eventlog_state_{sub.index}"].map_fd,
@@ -651,15 +661,18 @@ class Loader:
         self._refused += 1
         self._refused_creates += bool(enabled)
 
-    def sessions_changed(self) -> None:
+    def sessions_changed(self, inst: ProviderInstance) -> None:
         """Call after this process added over, changed or removed sessions
-        in ``eventlog_sessions``: hooks' cached copies of sessions
-        (eventlog_session_lookup_cached in bpf/eventlog.h) are then looked
-        up again. This process is the only writer of the user epoch."""
+        of ``inst`` in ``eventlog_sessions``: hooks' cached copies of its
+        sessions (eventlog_session_lookup_cached in bpf/eventlog.h) are then
+        looked up again. This process is the only writer of the user epoch.
+        Nothing to do for an instance whose hooks do not cache."""
+        if not inst.spec.session_cache:
+            return
         t = self.bpf["eventlog_session_epoch"]
-        v = t[t.Key(0)]
+        v = t[t.Key(inst.id)]
         v.user += 1
-        t[t.Key(0)] = v
+        t[t.Key(inst.id)] = v
 
     def sessions_failed(self) -> int:
         """Sessions the session table had no room for (``max_sessions``),

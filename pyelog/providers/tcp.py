@@ -641,7 +641,7 @@ def _dump_state(loader: Loader, inst: ProviderInstance, sub_index: int) -> None:
                     del table[key]
                 except KeyError:
                     pass
-        loader.sessions_changed()     # entries written over or removed
+        loader.sessions_changed(inst)     # entries written over or removed
 
 
 def provider(default_enabled: bool = True, filters: TcpFilter | None = None) -> ProviderSpec:

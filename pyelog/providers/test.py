@@ -75,7 +75,7 @@ def provider(name: str = "test", default_enabled: bool = True,
         name=name, source=bpf_source(SOURCE), header=_defines() + "\n" + producer_header(),
         tracepoints=[("syscalls:sys_enter_getppid", "on_getppid")] if getppid_hook else [],
         test_run=["test_ctl"], dump_state=_dump_sessions, default_enabled=default_enabled,
-        events=schema().event_filters())
+        events=schema().event_filters(), session_cache=getppid_hook)
 
 
 class TestDriver:
