@@ -755,6 +755,50 @@ static __always_inline void tcp_state_change(struct bpf_sock_ops *skops, struct 
 	}
 }
 
+/* An RTT sample (BPF_SOCK_OPS_RTT_CB). Kernels >= 6.11 pass (measured
+ * rtt us, srtt << 3); older ones pass zeros: srtt is never 0 after a
+ * sample, so that tells. */
+static __always_inline __u32 tcp_rtt_measured(struct bpf_sock_ops *skops)
+{
+	return skops->args[1] ? (__u32)skops->args[0] : 0;
+}
+
+/* Keep the sample for the RTT summary (its last sample and count), in
+ * the socket's storage: for every session, enabled or not, so a session
+ * enabled later (TCP_EVENTLOG) reports its whole count. */
+static __always_inline void tcp_rtt_keep(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sk_store *st = (struct tcp_sk_store *)0;
+	__u32 mrtt = tcp_rtt_measured(skops);
+
+	if (sk)
+		st = tcp_sk_store.sk_storage_get(sk, 0, 0);
+	if (st && mrtt)
+		st->rtt_last = mrtt;
+	if (st)
+		st->rtt_samples++;
+}
+
+/* RTT samples when no subscription wants the per-sample events
+ * (RTT_SAMPLE, CWND: VERBOSE; a session's override cannot deliver what no
+ * subscription takes), only the RTT summary's count: kept without the
+ * cookie, the session lookup and the outbox. Five of the 22 callbacks of
+ * a short connection at INFO (both ends, bench/workload.py's connrate). */
+static __always_inline int tcp_rtt_kept_only(struct bpf_sock_ops *skops)
+{
+	__u32 id = EL_PROVIDER_ID;
+	struct eventlog_provider *p;
+
+	if (skops->op != BPF_SOCK_OPS_RTT_CB)
+		return 0;
+	p = eventlog_providers.lookup(&id);
+	if (!p || TCP_AGG_WANTS(p, RTT_SAMPLE) || TCP_AGG_WANTS(p, CWND))
+		return 0;
+	tcp_rtt_keep(skops);
+	return 1;
+}
+
 static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
@@ -807,25 +851,11 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 			tcp_session_end(cookie, (__u64)(long)skops->sk);
 #endif
 		break;
-	case BPF_SOCK_OPS_RTT_CB: {
-		/* Kernels >= 6.11 pass (measured rtt us, srtt << 3); older ones
-		 * pass zeros: srtt is never 0 after a sample, so that tells. */
-		__u32 mrtt = skops->args[1] ? (__u32)skops->args[0] : 0;
-		__u32 srtt = skops->srtt_us >> 3;
-		TCP_EVENTLOG_RTT_SAMPLE_LOG(s, mrtt, srtt);
+	case BPF_SOCK_OPS_RTT_CB:
+		TCP_EVENTLOG_RTT_SAMPLE_LOG(s, tcp_rtt_measured(skops), skops->srtt_us >> 3);
 		TCP_EVENTLOG_CWND_LOG(s, skops->snd_cwnd, skops->snd_ssthresh);
-		if (TCP_EVENTLOG_RTT_ENABLED(s)) {
-			struct bpf_sock *sk = skops->sk;
-			struct tcp_sk_store *st = (struct tcp_sk_store *)0;
-			if (sk)
-				st = tcp_sk_store.sk_storage_get(sk, 0, 0);
-			if (st && mrtt)
-				st->rtt_last = mrtt;
-			if (st)
-				st->rtt_samples++;
-		}
+		tcp_rtt_keep(skops);
 		break;
-	}
 	case BPF_SOCK_OPS_RTO_CB:
 		TCP_EVENTLOG_RTO_LOG(s, (__s32)skops->args[0], skops->srtt_us >> 3,
 				     skops->packets_out, skops->retrans_out, skops->snd_cwnd);
@@ -864,7 +894,7 @@ static __always_inline int tcp_sockops_wanted(struct bpf_sock_ops *skops)
 
 int EL_FN(tcp_sockops)(struct bpf_sock_ops *skops)
 {
-	if (!tcp_sockops_wanted(skops))
+	if (!tcp_sockops_wanted(skops) || tcp_rtt_kept_only(skops))
 		return 1;
 	eventlog_outbox_begin();
 	tcp_sockops_body(skops);
