@@ -1393,12 +1393,17 @@ TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
 #ifdef TCP_HAVE_TCP_PROBE
 TRACEPOINT_PROBE(tcp, tcp_probe)
 {
+	__u32 id = EL_PROVIDER_ID;
+	struct eventlog_provider *p = eventlog_providers.lookup(&id);
+
+	/* Every segment received: leave before the session lookup and the
+	 * outbox unless some subscription takes IN_PROBE (VERBOSE). */
+	if (!p || !TCP_AGG_WANTS(p, IN_PROBE))
+		return 0;
 	eventlog_outbox_begin();
 	do {
 		struct eventlog_session *s;
 
-		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-			break;
 		s = eventlog_session_lookup(EL_PROVIDER_ID, args->sock_cookie);
 		if (!s)
 			break;
@@ -1504,32 +1509,33 @@ TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 #endif
 
 /* Only for sessions without sock_ops callbacks (older than the capture):
- * sock_ops reports these itself for the others. */
+ * sock_ops reports these itself for the others, which leave before the
+ * session lookup and the outbox (ten runs per short connection). */
 #ifdef TCP_HAVE_INET_SOCK_SET_STATE
 TRACEPOINT_PROBE(sock, inet_sock_set_state)
 {
-	eventlog_outbox_begin();
-	do {
-		struct tcp_sk_info *info;
-		struct eventlog_session *s;
+	__u64 sk = (__u64)(long)args->skaddr;
+	struct tcp_sk_info *info;
+	struct eventlog_session *s;
 
-		if (args->protocol != TCP_IPPROTO_TCP || !eventlog_provider_enabled(EL_PROVIDER_ID))
-			break;
+	if (args->protocol != TCP_IPPROTO_TCP || !eventlog_provider_enabled(EL_PROVIDER_ID))
+		return 0;
 #ifdef TCP_OWNER_BY_TP
-		if (args->oldstate == TCP_ST_CLOSE &&
-		    (args->newstate == TCP_ST_LISTEN || args->newstate == TCP_ST_SYN_SENT)) {
-			struct tcp_owner o = {};
-			__u64 key = (__u64)(long)args->skaddr;
-			o.tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
-			bpf_get_current_comm(o.comm, sizeof(o.comm));
-			tcp_owner_map.update(&key, &o);
-		}
+	if (args->oldstate == TCP_ST_CLOSE &&
+	    (args->newstate == TCP_ST_LISTEN || args->newstate == TCP_ST_SYN_SENT)) {
+		struct tcp_owner o = {};
+		o.tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+		bpf_get_current_comm(o.comm, sizeof(o.comm));
+		tcp_owner_map.update(&sk, &o);
+	}
 #endif
-		s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
-		if (!info || info->sockops)
-			break;
+	info = tcp_sk_cookie.lookup(&sk);
+	if (info && info->sockops)
+		return 0;
+	eventlog_outbox_begin();
+	s = tcp_session_by_sk(sk, &info);
+	if (info && !info->sockops)
 		TCP_EVENTLOG_STATE_CHANGE_LOG(s, args->oldstate, args->newstate);
-	} while (0);
 	return eventlog_outbox_end_tp(args);
 }
 #endif
