@@ -44,8 +44,7 @@
 
 struct eventlog_outbox_ev {
 	__u64 session_id;
-	__u64 ts;                /* us, or 0: at ns */
-	__u64 ns;                /* the run's clock (ns), for undated events */
+	__u64 ts;                /* 0: when delivered */
 	__u32 provider_id;
 	__u32 id;
 	__u32 level;
@@ -61,7 +60,6 @@ struct eventlog_outbox {
 	__u32 next;              /* the next event the drain delivers */
 	__s32 ret;               /* the program's return value, for the drain */
 	__u64 ts;                /* time given to the events queued now (0: now) */
-	__u64 now;               /* this run's clock (ns), read at its first undated event */
 	struct eventlog_outbox_ev ev[EVENTLOG_OUTBOX_MAX];
 };
 BPF_PERCPU_ARRAY(eventlog_outbox_map, struct eventlog_outbox, EVENTLOG_OUTBOX_DEPTH);
@@ -107,7 +105,6 @@ static __always_inline void eventlog_outbox_begin(void)
 		ob->n = 0;
 		ob->next = 0;
 		ob->ts = 0;
-		ob->now = 0;
 	}
 }
 
@@ -122,7 +119,7 @@ static __always_inline void eventlog_outbox_release(void)
 		*d -= 1;
 }
 
-/* Date the events queued from now on (0: the run's own time): for
+/* Date the events queued from now on (0: when they are delivered): for
  * events that happened before the program that learns of them. */
 static __always_inline void eventlog_outbox_date(__u64 ts)
 {
@@ -153,19 +150,10 @@ eventlog_outbox_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw,
 	struct eventlog_outbox_ev *e = &ob->ev[n & (EVENTLOG_OUTBOX_MAX - 1)];
 	e->session_id = s->session_id;
 	e->provider_id = s->provider_id;
-	/* One clock read per run, not per event: the events of one run
-	 * happened at one moment, and the clock (kvmclock in a VM) is a
-	 * measurable part of the per-connection cost. */
-	if (!ob->ts && !ob->now)
-		ob->now = bpf_ktime_get_boot_ns();
 	e->ts = ob->ts;
-	e->ns = ob->now;        /* turned into us by the drain: one site, not every emit site */
 	e->id = id;
 	e->level = level;
 	e->kw = kw;
-	/* Not plain loads and stores for the sizes known once inlined: at
-	 * every emit site they grow the sock_ops program by 16 KB, past the
-	 * ~100 KB that kernel 6.1's verifier has been shown to take. */
 	len &= 127;
 	if (len > EVENTLOG_OUTBOX_PAYLOAD)
 		len = EVENTLOG_OUTBOX_PAYLOAD;
@@ -223,8 +211,7 @@ static __always_inline struct eventlog_outbox *eventlog_outbox_step(int *ret, in
 		__u32 len = e->len;
 		if (len > EVENTLOG_OUTBOX_PAYLOAD)
 			len = EVENTLOG_OUTBOX_PAYLOAD;
-		__u64 ts = e->ts ? e->ts : eventlog_ns_to_us(e->ns);
-		eventlog_emit_task(e->provider_id, e->session_id, ts, e->id, e->level, e->kw,
+		eventlog_emit_task(e->provider_id, e->session_id, e->ts, e->id, e->level, e->kw,
 				   e->payload, len, (const void *)0, 0, -1, task);
 		i++;
 		ob->next = i;
