@@ -182,9 +182,9 @@ def enable_bpf_stats() -> int | None:
     return fd if fd >= 0 else None
 
 
-def _fdinfo(fd: int) -> dict[str, str]:
+def _fdinfo(fd: int | str, pid: int | str = "self") -> dict[str, str]:
     info = {}
-    with open(f"/proc/self/fdinfo/{fd}") as f:
+    with open(f"/proc/{pid}/fdinfo/{fd}") as f:
         for line in f:
             k, _, v = line.partition(":")
             info[k.strip()] = v.strip()
@@ -200,6 +200,19 @@ def prog_runtime(fd: int) -> tuple[int, int]:
 def prog_id(fd: int) -> int:
     """The kernel id of a BPF program fd of this process."""
     return int(_fdinfo(fd)["prog_id"])
+
+
+def process_prog_ns(pid: int) -> int:
+    """Run time (ns) summed over the BPF programs process ``pid`` holds
+    (each program once, however many fds it has; 0 without stats). Tail
+    calls count in the program that made them."""
+    seen: dict[str, int] = {}
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        with contextlib.suppress(OSError):
+            info = _fdinfo(fd, pid)
+            if "prog_id" in info:
+                seen[info["prog_id"]] = int(info.get("run_time_ns", 0))
+    return sum(seen.values())
 
 
 def total_prog_ns(funcs) -> int:

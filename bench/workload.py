@@ -23,7 +23,9 @@ Figures are the median over ``--rounds`` (conns: over all its runs). The recorde
 socket of the host, not only the namespace's. For info and verbose the
 recorder counts its BPF programs' run time (BPF_ENABLE_STATS, which adds a
 little to every run): ``*_bpf_ms_s`` is that kernel-side cost in ms per
-second of workload, ``*_recorder_cpu_pct`` the recorder process's own CPU
+second of workload, ``*_bpf_ns_conn`` the same per connection over the
+connrate runs alone (steadier than connections/s, which the machine's
+neighbours move), ``*_recorder_cpu_pct`` the recorder process's own CPU
 time, so a reader sees where the cost lies.
 
 Result line: ``workload: bulk_none=.. bulk_info=.. bulk_verbose=..
@@ -38,8 +40,8 @@ import os
 import subprocess
 import time
 
-from common import (Recorder, TcpStates, cleanup, driver, median, namespace, note, result,
-                    scratch_dir)
+from common import (Recorder, TcpStates, cleanup, driver, median, namespace, note, parse_kv,
+                    process_prog_ns, result, scratch_dir)
 
 CONDITIONS = ("none", "info", "verbose", "tcpstates")
 
@@ -66,8 +68,8 @@ def bulk(ns: str, seconds: float) -> float:
 CONN_RUNS = 3
 
 
-def conns(ns: str, seconds: float) -> float:
-    """One connrate run on CPU 0; connections/s.
+def conns(ns: str, seconds: float) -> tuple[float, int]:
+    """One connrate run on CPU 0; (connections/s, connections).
 
     Pinned: unpinned, whether the client and server threads share a CPU
     changes the rate twice over between runs of the same condition (7 k to
@@ -77,7 +79,8 @@ def conns(ns: str, seconds: float) -> float:
     recorder drains on the other and its CPU time is reported apart."""
     out = subprocess.run(["ip", "netns", "exec", ns, "taskset", "-c", "0", driver("connrate"),
                           "-s", str(seconds)], check=True, capture_output=True, text=True).stdout
-    return float(out.split("rate=")[1])
+    kv = parse_kv(out)
+    return kv["rate"], int(kv["calls"])
 
 
 def start(cond: str, out: str):
@@ -94,7 +97,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     figs: dict[str, dict[str, list[float]]] = {
-        c: {"bulk": [], "conns": [], "events": [], "bpf_ms_s": [], "cpu_pct": []} for c in CONDITIONS}
+        c: {"bulk": [], "conns": [], "events": [], "bpf_ms_s": [], "bpf_ns_conn": [], "cpu_pct": []}
+        for c in CONDITIONS}
     try:
         driver("connrate")
         with namespace() as ns:
@@ -106,7 +110,15 @@ def main() -> int:
                     t0 = time.monotonic()
                     try:
                         b = bulk(ns, a.seconds)
-                        cs = [conns(ns, a.seconds / CONN_RUNS) for _ in range(CONN_RUNS)]
+                        bpf0 = process_prog_ns(rec.pid) if cond in ("info", "verbose") else 0
+                        runs = [conns(ns, a.seconds / CONN_RUNS) for _ in range(CONN_RUNS)]
+                        cs = [r for r, _ in runs]
+                        if cond in ("info", "verbose"):
+                            # The BPF side's cost per connection, over the
+                            # connrate runs alone: steadier than the rate,
+                            # which this machine's neighbours move by 10 %.
+                            figs[cond]["bpf_ns_conn"].append(
+                                (process_prog_ns(rec.pid) - bpf0) / sum(n for _, n in runs))
                     finally:
                         st = rec.stop() if rec else {}
                     wall = time.monotonic() - t0
@@ -131,6 +143,7 @@ def main() -> int:
             note(f"{c:9s}: bulk {slower(c, 'bulk'):+.1f} % slower, conns {slower(c, 'conns'):+.1f} % slower")
         for c in ("info", "verbose"):
             note(f"{c:9s}: BPF programs {m[c]['bpf_ms_s']:.1f} ms per s of workload (kernel side), "
+                 f"{m[c]['bpf_ns_conn'] / 1000:.1f} us per connection, "
                  f"recorder process {m[c]['cpu_pct']:.1f} % of a CPU")
         result("workload",
                bulk_none=m["none"]["bulk"], bulk_info=m["info"]["bulk"],
@@ -141,6 +154,8 @@ def main() -> int:
                verbose_slower_pct=max(slower("verbose", "bulk"), slower("verbose", "conns")),
                tcpstates_slower_pct=max(slower("tcpstates", "bulk"), slower("tcpstates", "conns")),
                info_bpf_ms_s=m["info"]["bpf_ms_s"], verbose_bpf_ms_s=m["verbose"]["bpf_ms_s"],
+               info_bpf_ns_conn=m["info"]["bpf_ns_conn"],
+               verbose_bpf_ns_conn=m["verbose"]["bpf_ns_conn"],
                info_recorder_cpu_pct=m["info"]["cpu_pct"],
                verbose_recorder_cpu_pct=m["verbose"]["cpu_pct"],
                ratio=m["verbose"]["bulk"] / m["none"]["bulk"])
