@@ -210,8 +210,8 @@ def process_prog_ns(pid: int) -> int:
     for fd in os.listdir(f"/proc/{pid}/fdinfo"):
         with contextlib.suppress(OSError):
             info = _fdinfo(fd, pid)
-            if "prog_id" in info:
-                seen[info["prog_id"]] = int(info.get("run_time_ns", 0))
+            if "run_time_ns" in info:      # a program's fd (a link's names its prog_id too)
+                seen[info["prog_id"]] = int(info["run_time_ns"])
     return sum(seen.values())
 
 
