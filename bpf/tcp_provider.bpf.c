@@ -446,6 +446,8 @@ static __always_inline void tcp_emit_params(struct eventlog_session *s, struct t
  * enabled later (TCP_EVENTLOG). */
 #define TCP_AGG_WANTS(p, ev) ((p)->level >= TCP_EVENTLOG_##ev##_LEVEL && \
 			      ((p)->keywords & TCP_EVENTLOG_##ev##_KEYWORDS))
+/* The events logged at every RTT callback. */
+#define TCP_AGG_WANTS_PER_SAMPLE(p) (TCP_AGG_WANTS(p, RTT_SAMPLE) || TCP_AGG_WANTS(p, CWND))
 
 static __always_inline __u32 tcp_cb_flags(void)
 {
@@ -454,7 +456,7 @@ static __always_inline __u32 tcp_cb_flags(void)
 	__u32 f = BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RETRANS_CB_FLAG |
 		  BPF_SOCK_OPS_RTO_CB_FLAG;
 
-	if (p && (TCP_AGG_WANTS(p, RTT) || TCP_AGG_WANTS(p, RTT_SAMPLE) || TCP_AGG_WANTS(p, CWND)))
+	if (p && (TCP_AGG_WANTS(p, RTT) || TCP_AGG_WANTS_PER_SAMPLE(p)))
 		f |= BPF_SOCK_OPS_RTT_CB_FLAG;
 	return f;
 }
@@ -793,7 +795,7 @@ static __always_inline int tcp_rtt_kept_only(struct bpf_sock_ops *skops)
 	if (skops->op != BPF_SOCK_OPS_RTT_CB)
 		return 0;
 	p = eventlog_providers.lookup(&id);
-	if (!p || TCP_AGG_WANTS(p, RTT_SAMPLE) || TCP_AGG_WANTS(p, CWND))
+	if (!p || TCP_AGG_WANTS_PER_SAMPLE(p))
 		return 0;
 	tcp_rtt_keep(skops);
 	return 1;
@@ -1231,10 +1233,12 @@ int EL_FN(tcp_skb_egress)(struct __sk_buff *skb)
 /* The session of the socket at address sk, for hooks that carry no cookie.
  * sock_ops registers its sockets in tcp_sk_cookie; sessions of the
  * dump-state replay (tcp.py sets cfg->replayed) are found by the cookie in
- * the socket itself, read through BTF, and registered on first sight. */
-static __always_inline struct eventlog_session *tcp_session_by_sk(__u64 sk, struct tcp_sk_info **pinfo)
+ * the socket itself, read through BTF, and registered on first sight.
+ * tcp_session_by_sk_info(): for a caller that has looked sk up in
+ * tcp_sk_cookie already (info: what it found, NULL for nothing). */
+static __always_inline struct eventlog_session *
+tcp_session_by_sk_info(__u64 sk, struct tcp_sk_info *info, struct tcp_sk_info **pinfo)
 {
-	struct tcp_sk_info *info = tcp_sk_cookie.lookup(&sk);
 	struct eventlog_session *s = (struct eventlog_session *)0;
 	__u32 zero = 0;
 	struct tcp_cfg *cfg;
@@ -1253,6 +1257,11 @@ static __always_inline struct eventlog_session *tcp_session_by_sk(__u64 sk, stru
 	if (pinfo)
 		*pinfo = info;
 	return s;
+}
+
+static __always_inline struct eventlog_session *tcp_session_by_sk(__u64 sk, struct tcp_sk_info **pinfo)
+{
+	return tcp_session_by_sk_info(sk, tcp_sk_cookie.lookup(&sk), pinfo);
 }
 
 /* TCP_EVENTLOG: remember the wish (for a session not started yet), and for
@@ -1453,27 +1462,37 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 #endif
 
 #ifdef TCP_HAVE_TCP_CONG_STATE_SET
+/* Recovery edges only: into RECOVERY or LOSS, or out of them. */
+#define TCP_CA_IN_RECOVERY(ca) ((ca) == TCP_CA_RECOVERY || (ca) == TCP_CA_LOSS)
+#define TCP_CA_ENTERS(old, ca) (TCP_CA_IN_RECOVERY(ca) && (old) != (ca))
+#define TCP_CA_EXITS(old, ca) ((ca) < TCP_CA_RECOVERY && TCP_CA_IN_RECOVERY(old))
+
 TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 {
-	eventlog_outbox_begin();
-	do {
-		__u64 sk = (__u64)(long)args->skaddr;
-		struct tcp_sk_info *info;
-		struct eventlog_session *s;
-		__u8 ca = args->cong_state, old;
+	__u64 sk = (__u64)(long)args->skaddr;
+	struct tcp_sk_info *info;
+	struct eventlog_session *s;
+	__u8 ca = args->cong_state, old;
 
-		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
-			break;
-		s = tcp_session_by_sk(sk, &info);
-		if (!info)
-			break;
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+		return 0;
+	info = tcp_sk_cookie.lookup(&sk);
+	if (info && !TCP_CA_ENTERS(info->ca_state, ca) && !TCP_CA_EXITS(info->ca_state, ca)) {
+		/* No edge (every connection's first OPEN): leave before the
+		 * session lookup and the outbox. */
+		info->ca_state = ca;
+		return 0;
+	}
+	eventlog_outbox_begin();
+	s = tcp_session_by_sk_info(sk, info, &info);
+	if (info) {
 		old = info->ca_state;
 		info->ca_state = ca;
-		if ((ca == TCP_CA_RECOVERY || ca == TCP_CA_LOSS) && old != ca)
+		if (TCP_CA_ENTERS(old, ca))
 			TCP_EVENTLOG_ENTER_RECOVERY_LOG(s, ca);
-		else if (ca < TCP_CA_RECOVERY && (old == TCP_CA_RECOVERY || old == TCP_CA_LOSS))
+		else if (TCP_CA_EXITS(old, ca))
 			TCP_EVENTLOG_EXIT_RECOVERY_LOG(s, old);
-	} while (0);
+	}
 	return eventlog_outbox_end_tp(args);
 }
 #endif
@@ -1533,7 +1552,7 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	if (info && info->sockops)
 		return 0;
 	eventlog_outbox_begin();
-	s = tcp_session_by_sk(sk, &info);
+	s = tcp_session_by_sk_info(sk, info, &info);
 	if (info && !info->sockops)
 		TCP_EVENTLOG_STATE_CHANGE_LOG(s, args->oldstate, args->newstate);
 	return eventlog_outbox_end_tp(args);
