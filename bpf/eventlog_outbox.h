@@ -15,14 +15,14 @@
  *
  * Outboxes are per CPU and per nesting depth (a softirq program may
  * interrupt a syscall one on the same CPU).  Delivery is a tail-call chain,
- * not a loop: a drain program per program type (tracepoints, sock_ops,
- * cgroup setsockopt) delivers one queued event and tail-calls itself while
+ * not a loop: a drain program per program type (tracepoints, raw
+ * tracepoints, sock_ops, cgroup setsockopt) delivers one queued event and tail-calls itself while
  * more wait (at most EVENTLOG_OUTBOX_MAX calls, under the kernel's 33).  A
  * loop with the delivery inlined is more than kernel 6.1's verifier accepts
  * ("sequence of 8193 jumps is too complex"); one event per program is what
  * every kernel verifies.  The depth stays taken until the chain ends.
  *
- * The user space side (pyelog.providers.tcp for now) loads the three drain
+ * The user space side (pyelog.providers.tcp for now) loads the four drain
  * programs into slot 0 of their jump tables (eventlog_outbox_<type>_jt)
  * before anything queues.  An event beyond EVENTLOG_OUTBOX_MAX in one run
  * is counted by its id (eventlog_event_lost: charged to the subscribers it
@@ -67,6 +67,7 @@ BPF_PERCPU_ARRAY(eventlog_outbox_depth_map, __u32, 1);
 /* Slot 0: the drain program of that type (a program array holds programs
  * of one type only). */
 BPF_PROG_ARRAY(eventlog_outbox_tp_jt, 1);
+BPF_PROG_ARRAY(eventlog_outbox_raw_tp_jt, 1);
 BPF_PROG_ARRAY(eventlog_outbox_sockops_jt, 1);
 BPF_PROG_ARRAY(eventlog_outbox_sockopt_jt, 1);
 
@@ -247,6 +248,13 @@ static __always_inline void eventlog_outbox_send_tp(void *ctx, struct eventlog_o
 	eventlog_outbox_abort(ob);
 }
 
+static __always_inline void eventlog_outbox_send_raw_tp(void *ctx, struct eventlog_outbox *ob)
+{
+	if (ob)
+		eventlog_outbox_raw_tp_jt.call(ctx, 0);
+	eventlog_outbox_abort(ob);
+}
+
 static __always_inline void eventlog_outbox_send_sockops(struct bpf_sock_ops *ctx, struct eventlog_outbox *ob)
 {
 	if (ob)
@@ -272,6 +280,20 @@ int eventlog_outbox_drain_tp(void *ctx)
 static __always_inline int eventlog_outbox_end_tp(void *ctx)
 {
 	eventlog_outbox_send_tp(ctx, eventlog_outbox_close(0));
+	return 0;
+}
+
+int eventlog_outbox_drain_raw_tp(struct bpf_raw_tracepoint_args *ctx)
+{
+	int ret = 0;
+
+	eventlog_outbox_send_raw_tp(ctx, eventlog_outbox_step(&ret, 1));
+	return 0;
+}
+
+static __always_inline int eventlog_outbox_end_raw_tp(void *ctx)
+{
+	eventlog_outbox_send_raw_tp(ctx, eventlog_outbox_close(0));
 	return 0;
 }
 

@@ -1387,15 +1387,25 @@ int EL_FN(tcp_jiffies)(struct bpf_raw_tracepoint_args *ctx)
 
 /* ---- tracepoints ------------------------------------------------------------- */
 
+/* The tracepoints every connection passes (inet_sock_set_state ten times,
+ * tcp_destroy_sock twice, tcp_cong_state_set once) are raw tracepoints:
+ * the kernel hands over its arguments as they are instead of building the
+ * trace record and running the program through perf (trace_call_bpf,
+ * perf_trace_buf_alloc: ~2 % of the CPU in connrate at WARN).  The
+ * arguments are the tracepoint's prototype (include/trace/events/); the
+ * rest is read from the socket. */
 #ifdef TCP_HAVE_TCP_DESTROY_SOCK
-TRACEPOINT_PROBE(tcp, tcp_destroy_sock)
+RAW_TRACEPOINT_PROBE(tcp_destroy_sock)
 {
+	/* (struct sock *sk); the classic tracepoint's sock_cookie is
+	 * sock_gen_cookie(), which only makes one for a socket that has
+	 * none, and no session has such a socket. */
+	__u64 sk = (__u64)ctx->args[0];
+
 	eventlog_outbox_begin();
-	do {
-		/* Always, even with no subscriber: this is what frees the state. */
-		tcp_session_end(args->sock_cookie, (__u64)(long)args->skaddr);
-	} while (0);
-	return eventlog_outbox_end_tp(args);
+	/* Always, even with no subscriber: this is what frees the state. */
+	tcp_session_end(tcp_kread64(sk + TCP_BTF_SKC_COOKIE), sk);
+	return eventlog_outbox_end_raw_tp(ctx);
 }
 #endif
 
@@ -1467,12 +1477,13 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 #define TCP_CA_ENTERS(old, ca) (TCP_CA_IN_RECOVERY(ca) && (old) != (ca))
 #define TCP_CA_EXITS(old, ca) ((ca) < TCP_CA_RECOVERY && TCP_CA_IN_RECOVERY(old))
 
-TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
+RAW_TRACEPOINT_PROBE(tcp_cong_state_set)
 {
-	__u64 sk = (__u64)(long)args->skaddr;
+	/* (struct sock *sk, const u8 ca_state) */
+	__u64 sk = (__u64)ctx->args[0];
 	struct tcp_sk_info *info;
 	struct eventlog_session *s;
-	__u8 ca = args->cong_state, old;
+	__u8 ca = (__u8)ctx->args[1], old;
 
 	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
@@ -1493,7 +1504,7 @@ TRACEPOINT_PROBE(tcp, tcp_cong_state_set)
 		else if (TCP_CA_EXITS(old, ca))
 			TCP_EVENTLOG_EXIT_RECOVERY_LOG(s, old);
 	}
-	return eventlog_outbox_end_tp(args);
+	return eventlog_outbox_end_raw_tp(ctx);
 }
 #endif
 
@@ -1529,19 +1540,22 @@ TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 
 /* Only for sessions without sock_ops callbacks (older than the capture):
  * sock_ops reports these itself for the others, which leave before the
- * session lookup and the outbox (ten runs per short connection). */
+ * session lookup and the outbox (ten runs per short connection).  Raw:
+ * (const struct sock *sk, const int oldstate, const int newstate), for
+ * every inet socket; no protocol test, as only TCP sockets have sessions
+ * (by address in tcp_sk_cookie, or by cookie after a dump-state replay). */
 #ifdef TCP_HAVE_INET_SOCK_SET_STATE
-TRACEPOINT_PROBE(sock, inet_sock_set_state)
+RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 {
-	__u64 sk = (__u64)(long)args->skaddr;
+	__u64 sk = (__u64)ctx->args[0];
+	__u32 oldstate = (__u32)ctx->args[1], newstate = (__u32)ctx->args[2];
 	struct tcp_sk_info *info;
 	struct eventlog_session *s;
 
-	if (args->protocol != TCP_IPPROTO_TCP || !eventlog_provider_enabled(EL_PROVIDER_ID))
+	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
 #ifdef TCP_OWNER_BY_TP
-	if (args->oldstate == TCP_ST_CLOSE &&
-	    (args->newstate == TCP_ST_LISTEN || args->newstate == TCP_ST_SYN_SENT)) {
+	if (oldstate == TCP_ST_CLOSE && (newstate == TCP_ST_LISTEN || newstate == TCP_ST_SYN_SENT)) {
 		struct tcp_owner o = {};
 		o.tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
 		bpf_get_current_comm(o.comm, sizeof(o.comm));
@@ -1554,8 +1568,8 @@ TRACEPOINT_PROBE(sock, inet_sock_set_state)
 	eventlog_outbox_begin();
 	s = tcp_session_by_sk_info(sk, info, &info);
 	if (info && !info->sockops)
-		TCP_EVENTLOG_STATE_CHANGE_LOG(s, args->oldstate, args->newstate);
-	return eventlog_outbox_end_tp(args);
+		TCP_EVENTLOG_STATE_CHANGE_LOG(s, oldstate, newstate);
+	return eventlog_outbox_end_raw_tp(ctx);
 }
 #endif
 

@@ -6,7 +6,8 @@ hook attached to the cgroup-v2 root (or to the cgroups a filter names) with
 BPF links (they go away with the recorder, even after SIGKILL); cgroup skb
 ingress and egress programs on the same cgroups, linked only while some
 subscription wants IN or OUT (every packet of every socket passes them);
-and tcp tracepoints auto-attached by bcc through perf-event fds. Events
+and tcp tracepoints auto-attached by bcc (raw tracepoints for the three
+every connection passes, through perf-event fds for the others). Events
 follow schemas/tcp_eventlog_schema.src. A few kernel struct members (rto,
 rttvar, the negotiated options, the socket state, a packet's seq) are read
 at offsets looked up in the running kernel's BTF (:mod:`pyelog.kernel.btf`), so
@@ -214,16 +215,18 @@ def cgroup_dirs(paths: list[str]) -> list[str]:
 
 # -- what this kernel offers -----------------------------------------------------
 
-# tracepoint -> (fields the probe needs, optional fields -> macro)
+# tracepoint -> (fields the probe needs, optional fields -> macro). The raw
+# tracepoints (tcp_destroy_sock, tcp_cong_state_set, inet_sock_set_state)
+# take the prototype's arguments, the same on every kernel that has them.
 _TRACEPOINTS: dict[tuple[str, str], tuple[tuple[str, ...], dict[str, str]]] = {
-    ("tcp", "tcp_destroy_sock"): (("sock_cookie", "skaddr"), {}),
+    ("tcp", "tcp_destroy_sock"): ((), {}),
     ("tcp", "tcp_probe"): (("sock_cookie", "data_len", "snd_una", "snd_nxt", "rcv_wnd", "srtt"), {}),
     ("tcp", "tcp_receive_reset"): (("sock_cookie", "skaddr"), {}),
     ("tcp", "tcp_send_reset"): (("skaddr",), {"state": "TCP_TP_SEND_RESET_STATE"}),
-    ("tcp", "tcp_cong_state_set"): (("skaddr", "cong_state"), {}),
+    ("tcp", "tcp_cong_state_set"): ((), {}),
     ("tcp", "tcp_rcvbuf_grow"): (("sock_cookie", "space", "rcvbuf", "copied", "rtt_us"), {}),
     ("tcp", "tcp_rcv_space_adjust"): (("sock_cookie",), {}),
-    ("sock", "inet_sock_set_state"): (("skaddr", "protocol", "oldstate", "newstate"), {}),
+    ("sock", "inet_sock_set_state"): ((), {}),
     ("tcp", "tcp_retransmit_skb"): (("skaddr", "skbaddr", "state"),
                                     {"err": "TCP_TP_RETRANSMIT_ERR"}),
 }
@@ -462,6 +465,8 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
     # session exists yet).
     drains = [("eventlog_outbox_tp_jt", loader.bpf.load_func("eventlog_outbox_drain_tp",
                                                              BPF.TRACEPOINT)),
+              ("eventlog_outbox_raw_tp_jt", loader.bpf.load_func("eventlog_outbox_drain_raw_tp",
+                                                                 BPF.RAW_TRACEPOINT)),
               ("eventlog_outbox_sockops_jt", loader.bpf.load_func("eventlog_outbox_drain_sockops",
                                                                   BPF.SOCK_OPS)),
               ("eventlog_outbox_sockopt_jt", loader.bpf.load_func(
