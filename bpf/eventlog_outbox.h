@@ -16,11 +16,11 @@
  * Outboxes are per CPU and per nesting depth (a softirq program may
  * interrupt a syscall one on the same CPU).  Delivery is a tail-call chain,
  * not a loop: a drain program per program type (tracepoints, raw
- * tracepoints, sock_ops, cgroup setsockopt) delivers one queued event and tail-calls itself while
- * more wait (at most EVENTLOG_OUTBOX_MAX calls, under the kernel's 33).  A
- * loop with the delivery inlined is more than kernel 6.1's verifier accepts
- * ("sequence of 8193 jumps is too complex"); one event per program is what
- * every kernel verifies.  The depth stays taken until the chain ends.
+ * tracepoints, sock_ops, cgroup setsockopt) delivers one queued event and
+ * tail-calls itself while more wait (at most EVENTLOG_OUTBOX_MAX calls,
+ * under the kernel's 33).  A loop with the delivery inlined is more than
+ * kernel 6.1's verifier accepts ("sequence of 8193 jumps is too complex");
+ * one event per program is what every kernel verifies.  The depth stays taken until the chain ends.
  *
  * The user space side (pyelog.providers.tcp for now) loads the four drain
  * programs into slot 0 of their jump tables (eventlog_outbox_<type>_jt)
