@@ -38,9 +38,12 @@
  * Handshakes that never complete are logged on the listener's session by
  * tcp.py's housekeeping.
  *
- * Kernel state per session: one eventlog_sessions entry and one
- * tcp_sk_cookie entry, both removed when the socket is destroyed;
- * tcp_sk_store is socket-local storage, freed with the socket.
+ * Kernel state per session: one eventlog_sessions entry, removed when the
+ * socket is destroyed; tcp_sk_store is socket-local storage, freed with the
+ * socket.  Hooks that are handed a socket's address find its session by the
+ * cookie the socket itself holds (tcp_session_by_sk()), and whether sock_ops
+ * reports its state changes and retransmissions by the socket's own
+ * callback flags (tcp_sockops_reports()): no map from addresses to cookies.
  */
 #include <uapi/linux/tcp.h>
 
@@ -131,7 +134,6 @@ struct tcp_cfg {
 	__u32 default_enabled;   /* kern.eventlog.tcp.default */
 	__u32 active;            /* TCP_F_* */
 	__u32 hz;                /* the kernel's HZ (jiffies per second), for rto */
-	__u32 replayed;          /* the dump-state replay made sessions */
 };
 BPF_ARRAY(tcp_cfg_map, struct tcp_cfg, 1);
 /* port (host order) -> 1: matches as local port, 2: as remote port */
@@ -146,17 +148,6 @@ struct tcp_comm { char c[16]; };
 BPF_HASH(tcp_f_comm, struct tcp_comm, __u8, 256);
 
 /* ---- per-socket state -------------------------------------------------- */
-
-/* struct sock address -> cookie, for tracepoints and the setsockopt hook
- * that carry no cookie, with the last congestion state seen (to report
- * recovery edges only). sockops = 1 when sock_ops callbacks run for this
- * socket (the tracepoints that duplicate them then stay quiet). */
-struct tcp_sk_info {
-	__u64 cookie;
-	__u8 ca_state;
-	__u8 sockops;
-};
-BPF_HASH(tcp_sk_cookie, __u64, struct tcp_sk_info, EVENTLOG_MAX_SESSIONS);
 
 struct tcp_pending_opt {
 	__u32 level;
@@ -607,11 +598,6 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 		}
 		return s;
 	}
-	if (sk) {
-		__u64 key = (__u64)(long)sk;
-		struct tcp_sk_info info = { .cookie = cookie, .sockops = 1 };
-		tcp_sk_cookie.update(&key, &info);
-	}
 	tcp_set_cb_flags(skops, s);
 	if (!enabled) {
 		if (emb)
@@ -646,7 +632,7 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 	return s;
 }
 
-static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
+static __always_inline void tcp_session_end(__u64 cookie)
 {
 	struct eventlog_session *s = eventlog_session_lookup(EL_PROVIDER_ID, cookie);
 
@@ -659,8 +645,6 @@ static __always_inline void tcp_session_end(__u64 cookie, __u64 sk)
 		s->enabled = 0;
 		eventlog_session_remove(s);
 	}
-	if (sk)
-		tcp_sk_cookie.delete(&sk);
 }
 
 /* What the two SYNs negotiated, as the socket keeps it (rx_opt). */
@@ -850,7 +834,7 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 		 * it (with it, the session outlives CLOSE until the socket
 		 * is freed: an RST is sent *after* the move to CLOSE). */
 		if (skops->args[1] == TCP_ST_CLOSE)
-			tcp_session_end(cookie, (__u64)(long)skops->sk);
+			tcp_session_end(cookie);
 #endif
 		break;
 	case BPF_SOCK_OPS_RTT_CB:
@@ -1230,38 +1214,30 @@ int EL_FN(tcp_skb_egress)(struct __sk_buff *skb)
 
 /* ---- setsockopt hook (cgroup sockopt, BPF_CGROUP_SETSOCKOPT) ---------------- */
 
-/* The session of the socket at address sk, for hooks that carry no cookie.
- * sock_ops registers its sockets in tcp_sk_cookie; sessions of the
- * dump-state replay (tcp.py sets cfg->replayed) are found by the cookie in
- * the socket itself, read through BTF, and registered on first sight.
- * tcp_session_by_sk_info(): for a caller that has looked sk up in
- * tcp_sk_cookie already (info: what it found, NULL for nothing). */
-static __always_inline struct eventlog_session *
-tcp_session_by_sk_info(__u64 sk, struct tcp_sk_info *info, struct tcp_sk_info **pinfo)
+/* The session of the socket at address sk, for hooks that carry no cookie:
+ * by the cookie in the socket itself (sock_common.skc_cookie, read through
+ * BTF), which is every session's id -- sock_ops made it with
+ * bpf_get_socket_cookie() (an accepted socket inherits its request's), the
+ * dump-state replay read it with SO_COOKIE.  A socket without one (0) has
+ * no session. */
+static __always_inline struct eventlog_session *tcp_session_by_sk(__u64 sk)
 {
-	struct eventlog_session *s = (struct eventlog_session *)0;
-	__u32 zero = 0;
-	struct tcp_cfg *cfg;
+	__u64 cookie = tcp_kread64(sk + TCP_BTF_SKC_COOKIE);
 
-	if (info) {
-		s = eventlog_session_lookup(EL_PROVIDER_ID, info->cookie);
-	} else if ((cfg = tcp_cfg_map.lookup(&zero)) && cfg->replayed) {
-		struct tcp_sk_info fresh = { .cookie = tcp_kread64(sk + TCP_BTF_SKC_COOKIE) };
-		if (fresh.cookie)
-			s = eventlog_session_lookup(EL_PROVIDER_ID, fresh.cookie);
-		if (s) {
-			tcp_sk_cookie.update(&sk, &fresh);
-			info = tcp_sk_cookie.lookup(&sk);
-		}
-	}
-	if (pinfo)
-		*pinfo = info;
-	return s;
+	return cookie ? eventlog_session_lookup(EL_PROVIDER_ID, cookie) : (struct eventlog_session *)0;
 }
 
-static __always_inline struct eventlog_session *tcp_session_by_sk(__u64 sk, struct tcp_sk_info **pinfo)
+/* Whether sock_ops reports this socket's state changes (flag
+ * BPF_SOCK_OPS_STATE_CB_FLAG) or retransmissions (..._RETRANS_CB_FLAG)
+ * itself: the socket's callback flags say so, set by tcp_set_cb_flags()
+ * when its session started (an accepted socket inherits its listener's
+ * until then).  Sessions older than the capture (the dump-state replay)
+ * have no flags, and the tracepoints report for them.  Any program's flags
+ * count: every sock_ops program on the socket's cgroups, this one included,
+ * gets the callbacks they ask for. */
+static __always_inline int tcp_sockops_reports(__u64 sk, __u8 flag)
 {
-	return tcp_session_by_sk_info(sk, tcp_sk_cookie.lookup(&sk), pinfo);
+	return TCP_KREAD_BITS(sk, SOCK_OPS_CB_FLAGS) & flag;
 }
 
 /* TCP_EVENTLOG: remember the wish (for a session not started yet), and for
@@ -1273,7 +1249,7 @@ static __always_inline void tcp_eventlog_opt(struct bpf_sockopt *ctx, struct bpf
 
 	if (st)
 		st->want = on ? 1 : 2;
-	s = tcp_session_by_sk(tcp_addr_of(sk), (struct tcp_sk_info **)0);
+	s = tcp_session_by_sk(tcp_addr_of(sk));
 	if (!s)
 		return;
 	eventlog_session_set_enabled(s, on);
@@ -1339,7 +1315,7 @@ static __always_inline int tcp_setsockopt_body(struct bpf_sockopt *ctx)
 	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 1;
 
-	struct eventlog_session *s = tcp_session_by_sk(tcp_addr_of(sk), (struct tcp_sk_info **)0);
+	struct eventlog_session *s = tcp_session_by_sk(tcp_addr_of(sk));
 	if (!s) {
 		/* Not listening/connected yet: keep it for the session start. */
 		struct tcp_sk_store *st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -1404,7 +1380,7 @@ RAW_TRACEPOINT_PROBE(tcp_destroy_sock)
 
 	eventlog_outbox_begin();
 	/* Always, even with no subscriber: this is what frees the state. */
-	tcp_session_end(tcp_kread64(sk + TCP_BTF_SKC_COOKIE), sk);
+	tcp_session_end(tcp_kread64(sk + TCP_BTF_SKC_COOKIE));
 	return eventlog_outbox_end_raw_tp(ctx);
 }
 #endif
@@ -1460,7 +1436,7 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 
 		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 			break;
-		s = tcp_session_by_sk((__u64)(long)args->skaddr, (struct tcp_sk_info **)0);
+		s = tcp_session_by_sk((__u64)(long)args->skaddr);
 #ifdef TCP_TP_SEND_RESET_STATE
 		TCP_EVENTLOG_RESET_SENT_LOG(s, args->state);
 #else
@@ -1479,31 +1455,26 @@ TRACEPOINT_PROBE(tcp, tcp_send_reset)
 
 RAW_TRACEPOINT_PROBE(tcp_cong_state_set)
 {
-	/* (struct sock *sk, const u8 ca_state) */
+	/* (struct sock *sk, const u8 ca_state); tcp_set_ca_state() runs it
+	 * before it stores the new state, so the socket still holds the
+	 * old one. */
 	__u64 sk = (__u64)ctx->args[0];
-	struct tcp_sk_info *info;
 	struct eventlog_session *s;
 	__u8 ca = (__u8)ctx->args[1], old;
 
 	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
 		return 0;
-	info = tcp_sk_cookie.lookup(&sk);
-	if (info && !TCP_CA_ENTERS(info->ca_state, ca) && !TCP_CA_EXITS(info->ca_state, ca)) {
-		/* No edge (every connection's first OPEN): leave before the
-		 * session lookup and the outbox. */
-		info->ca_state = ca;
+	old = TCP_KREAD_BITS(sk, ICSK_CA_STATE);
+	/* No edge (every connection's first OPEN): leave before the session
+	 * lookup and the outbox. */
+	if (!TCP_CA_ENTERS(old, ca) && !TCP_CA_EXITS(old, ca))
 		return 0;
-	}
 	eventlog_outbox_begin();
-	s = tcp_session_by_sk_info(sk, info, &info);
-	if (info) {
-		old = info->ca_state;
-		info->ca_state = ca;
-		if (TCP_CA_ENTERS(old, ca))
-			TCP_EVENTLOG_ENTER_RECOVERY_LOG(s, ca);
-		else if (TCP_CA_EXITS(old, ca))
-			TCP_EVENTLOG_EXIT_RECOVERY_LOG(s, old);
-	}
+	s = tcp_session_by_sk(sk);
+	if (TCP_CA_ENTERS(old, ca))
+		TCP_EVENTLOG_ENTER_RECOVERY_LOG(s, ca);
+	else
+		TCP_EVENTLOG_EXIT_RECOVERY_LOG(s, old);
 	return eventlog_outbox_end_raw_tp(ctx);
 }
 #endif
@@ -1539,17 +1510,16 @@ TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 #endif
 
 /* Only for sessions without sock_ops callbacks (older than the capture):
- * sock_ops reports these itself for the others, which leave before the
+ * sock_ops reports these itself for the others (tcp_set_state() runs its
+ * STATE callback just before this tracepoint), which leave before the
  * session lookup and the outbox (ten runs per short connection).  Raw:
  * (const struct sock *sk, const int oldstate, const int newstate), for
- * every inet socket; no protocol test, as only TCP sockets have sessions
- * (by address in tcp_sk_cookie, or by cookie after a dump-state replay). */
+ * every inet socket; no protocol test, as only TCP sockets have sessions. */
 #ifdef TCP_HAVE_INET_SOCK_SET_STATE
 RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 {
 	__u64 sk = (__u64)ctx->args[0];
 	__u32 oldstate = (__u32)ctx->args[1], newstate = (__u32)ctx->args[2];
-	struct tcp_sk_info *info;
 	struct eventlog_session *s;
 
 	if (!eventlog_provider_enabled(EL_PROVIDER_ID))
@@ -1562,13 +1532,11 @@ RAW_TRACEPOINT_PROBE(inet_sock_set_state)
 		tcp_owner_map.update(&sk, &o);
 	}
 #endif
-	info = tcp_sk_cookie.lookup(&sk);
-	if (info && info->sockops)
+	if (tcp_sockops_reports(sk, BPF_SOCK_OPS_STATE_CB_FLAG))
 		return 0;
 	eventlog_outbox_begin();
-	s = tcp_session_by_sk_info(sk, info, &info);
-	if (info && !info->sockops)
-		TCP_EVENTLOG_STATE_CHANGE_LOG(s, oldstate, newstate);
+	s = tcp_session_by_sk(sk);
+	TCP_EVENTLOG_STATE_CHANGE_LOG(s, oldstate, newstate);
 	return eventlog_outbox_end_raw_tp(ctx);
 }
 #endif
@@ -1578,13 +1546,14 @@ TRACEPOINT_PROBE(tcp, tcp_retransmit_skb)
 {
 	eventlog_outbox_begin();
 	do {
-		struct tcp_sk_info *info;
+		__u64 sk = (__u64)(long)args->skaddr;
 		struct eventlog_session *s;
 
-		if (!eventlog_provider_enabled(EL_PROVIDER_ID))
+		if (!eventlog_provider_enabled(EL_PROVIDER_ID) ||
+		    tcp_sockops_reports(sk, BPF_SOCK_OPS_RETRANS_CB_FLAG))
 			break;
-		s = tcp_session_by_sk((__u64)(long)args->skaddr, &info);
-		if (!info || info->sockops)
+		s = tcp_session_by_sk(sk);
+		if (!s)
 			break;
 		/* The packet's control block (TCP_SKB_CB) holds its seq and
 		 * segment count. */

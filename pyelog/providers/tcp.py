@@ -290,6 +290,8 @@ _BTF_MEMBERS: dict[str, tuple[str, str]] = {
     "RX_SACK_OK": ("tcp_sock", "rx_opt.sack_ok"),
     "RX_SND_WSCALE": ("tcp_sock", "rx_opt.snd_wscale"),
     "RX_RCV_WSCALE": ("tcp_sock", "rx_opt.rcv_wscale"),
+    "ICSK_CA_STATE": ("tcp_sock", "inet_conn.icsk_ca_state"),
+    "SOCK_OPS_CB_FLAGS": ("tcp_sock", "bpf_sock_ops_cb_flags"),
     "SKB_CB": ("sk_buff", "cb"),
     "TCB_SEQ": ("tcp_skb_cb", "seq"),
     "TCB_GSO_SEGS": ("tcp_skb_cb", "tcp_gso_segs"),
@@ -298,7 +300,7 @@ _BTF_MEMBERS: dict[str, tuple[str, str]] = {
 _BTF_SIZES = {"SKC_NULLS_PPREV": 8, "SKC_COOKIE": 8, "ICSK_RTO": 4, "MDEV_US": 4, "TCB_SEQ": 4, "TCB_GSO_SEGS": 2}
 # Read as bits of one byte (TCP_KREAD_BITS): a byte or a bitfield within one.
 _BTF_BITS = ("SKC_STATE", "SK_SHUTDOWN", "RX_TSTAMP_OK", "RX_WSCALE_OK", "RX_SACK_OK",
-             "RX_SND_WSCALE", "RX_RCV_WSCALE")
+             "RX_SND_WSCALE", "RX_RCV_WSCALE", "ICSK_CA_STATE", "SOCK_OPS_CB_FLAGS")
 
 
 def btf_defines(btf: Btf | None = None) -> str:
@@ -368,7 +370,6 @@ class _Config:
         self.skb_progs: dict[int, int] = {}            # attach type -> prog fd
         self.skb_links: dict[int, list[int]] = {}      # attach type -> link fds
         self.hz = 0
-        self.replayed = False
         self.last_housekeeping = 0
 
 
@@ -406,7 +407,6 @@ def _write_maps(loader: Loader, cfg: _Config) -> None:
     leaf.default_enabled = 1 if cfg.default_enabled else 0
     leaf.active = active
     leaf.hz = cfg.hz
-    leaf.replayed = 1 if cfg.replayed else 0
     t[t.Key(0)] = leaf
 
 
@@ -585,11 +585,6 @@ def _dump_state(loader: Loader, inst: ProviderInstance, sub_index: int) -> None:
     from pyelog.providers.tcp_diag import existing_cookies, existing_sockets
     cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
     table = loader.bpf["eventlog_sessions"]
-    if not cfg.replayed:
-        # Hooks that know only a socket's address find replayed sessions
-        # by the cookie in the socket (tcp_session_by_sk): switch that on.
-        cfg.replayed = True
-        _write_maps(loader, cfg)
     cg_ids = _cgroup_ids(cgroup_dirs(cfg.filters.cgroups)) if cfg.filters.cgroups else None
     ns_cookies = set(cfg.netns_cookies)
     created: list = []
