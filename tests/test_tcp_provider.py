@@ -285,6 +285,37 @@ def test_dump_state_reports_older_connection():
                                   "State LAST_ACK -> CLOSED"], states
 
 
+
+def test_second_recorder_logs_each_state_change_of_an_older_connection_once():
+    """A connection made while one recorder ran (its sock_ops asked the
+    sockets for state callbacks), replayed by a second recorder started
+    later: every sock_ops program on the cgroup gets those callbacks, the
+    second recorder's included, so its inet_sock_set_state tracepoint must
+    stay quiet for them. It decides by the socket's callback flags, not by
+    which recorder made the session: each state change is logged once."""
+    with Namespace() as ns:
+        first = Loader([tcp.provider()])
+        first.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
+        with first:
+            srv, cli, acc = connected(ns, 6046)
+            cookies = so_cookie(cli), so_cookie(acc)
+            second = Loader([tcp.provider()])
+            sub = second.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"],
+                                                                    SUBSCRIPTION_DUMP_STATE)])
+            with second:
+                cli.close()
+                acc.close()
+                srv.close()
+                recs = drain(sub)
+    done = [i for i, r in enumerate(recs) if r.event == DUMP_COMPLETE_ID]
+    assert len(done) == 1, (len(recs), sub.stats())
+    after = by_session(recs[done[0] + 1:])
+    states = {sid: [r.text() for r in after[sid] if r.event == STATE_CHANGE] for sid in cookies}
+    assert states[cookies[0]][:2] == ["State ESTABLISHED -> FIN_WAIT_1", "State FIN_WAIT_1 -> FIN_WAIT_2"], states
+    assert len(set(states[cookies[0]])) == len(states[cookies[0]]), states
+    assert states[cookies[1]] == ["State ESTABLISHED -> CLOSE_WAIT", "State CLOSE_WAIT -> LAST_ACK",
+                                  "State LAST_ACK -> CLOSED"], states
+
 # -- loss on a veth pair ------------------------------------------------------------
 
 # No netem on this kernel (CONFIG_NET_SCH_NETEM is off): loss comes from a tc
