@@ -291,3 +291,9 @@ class TcpStates(Recorder):
     """``bench/bcc_tcpstates.py`` (bcc's tcpstates, inline) in a child process."""
 
     script = "bcc_tcpstates.py"
+
+
+class HooksFloor(Recorder):
+    """``bench/hooks_floor.py`` (the TCP provider's hooks, empty) in a child process."""
+
+    script = "hooks_floor.py"

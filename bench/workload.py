@@ -9,10 +9,13 @@ Two loopback workloads, inside a network namespace created for the run
          client thread against one server thread, both on CPU 0 (see
          conns()): connections/s, ``CONN_RUNS`` runs per condition and round
 
-under four conditions, interleaved in every round (in a rotated order) so
+under five conditions, interleaved in every round (in a rotated order) so
 that machine noise hits them alike:
 
   none       nothing attached
+  floor      the hooks the TCP provider attaches at INFO, with programs that
+             return at once (bench/hooks_floor.py): what the kernel's calls
+             into BPF cost, before any recording
   info       pyelog's TCP provider at INFO (bench/record.py -> .elog file):
              connection facts and state changes
   verbose    the same at VERBOSE: adds per-segment events (OUT, IN, IN_PROBE,
@@ -29,8 +32,8 @@ neighbours move), ``*_recorder_cpu_pct`` the recorder process's own CPU
 time, so a reader sees where the cost lies.
 
 Result line: ``workload: bulk_none=.. bulk_info=.. bulk_verbose=..
-bulk_tcpstates=.. conns_none=.. ... info_slower_pct=.. verbose_slower_pct=..
-ratio=<bulk verbose / bulk none>``.
+bulk_tcpstates=.. conns_none=.. ... floor_slower_pct=.. info_slower_pct=..
+verbose_slower_pct=.. ratio=<bulk verbose / bulk none>``.
 """
 from __future__ import annotations
 
@@ -40,10 +43,10 @@ import os
 import subprocess
 import time
 
-from common import (Recorder, TcpStates, cleanup, driver, median, namespace, note, parse_kv,
-                    process_prog_ns, result, scratch_dir)
+from common import (HooksFloor, Recorder, TcpStates, cleanup, driver, median, namespace, note,
+                    parse_kv, process_prog_ns, result, scratch_dir)
 
-CONDITIONS = ("none", "info", "verbose", "tcpstates")
+CONDITIONS = ("none", "floor", "info", "verbose", "tcpstates")
 
 
 def bulk(ns: str, seconds: float) -> float:
@@ -88,6 +91,8 @@ def start(cond: str, out: str):
         return Recorder("--provider", "tcp", "--level", cond.upper(), "-o", out, "--bpf-stats")
     if cond == "tcpstates":
         return TcpStates("-o", out)
+    if cond == "floor":
+        return HooksFloor()
     return None
 
 
@@ -104,7 +109,8 @@ def main() -> int:
         with namespace() as ns:
             for r in range(a.rounds):
                 # Rotate the order each round: no condition always runs first.
-                for cond in CONDITIONS[r % 4:] + CONDITIONS[:r % 4]:
+                k = r % len(CONDITIONS)
+                for cond in CONDITIONS[k:] + CONDITIONS[:k]:
                     out = os.path.join(scratch_dir(), f"{cond}.out")
                     rec = start(cond, out)
                     t0 = time.monotonic()
@@ -150,6 +156,8 @@ def main() -> int:
                bulk_verbose=m["verbose"]["bulk"], bulk_tcpstates=m["tcpstates"]["bulk"],
                conns_none=m["none"]["conns"], conns_info=m["info"]["conns"],
                conns_verbose=m["verbose"]["conns"], conns_tcpstates=m["tcpstates"]["conns"],
+               conns_floor=m["floor"]["conns"],
+               floor_slower_pct=max(slower("floor", "bulk"), slower("floor", "conns")),
                info_slower_pct=max(slower("info", "bulk"), slower("info", "conns")),
                verbose_slower_pct=max(slower("verbose", "bulk"), slower("verbose", "conns")),
                tcpstates_slower_pct=max(slower("tcpstates", "bulk"), slower("tcpstates", "conns")),
