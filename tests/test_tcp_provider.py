@@ -72,6 +72,22 @@ def session_ids(loader: Loader) -> set:
     return {k.session_id for k in loader.bpf["eventlog_sessions"].keys()}
 
 
+def split_at_dump(recs: list[Rec], sub) -> tuple[dict[int, list[Rec]], dict[int, list[Rec]]]:
+    """A dump-state capture's records by session: (the replay, what came after DUMP_COMPLETE)."""
+    done = [i for i, r in enumerate(recs) if r.event == DUMP_COMPLETE_ID]
+    assert len(done) == 1, (len(recs), sub.stats())
+    return by_session(recs[:done[0]]), by_session(recs[done[0] + 1:])
+
+
+def state_changes(recs: list[Rec]) -> list[str]:
+    return [r.text() for r in recs if r.event == STATE_CHANGE]
+
+
+# An older connection closed by its client, as the state changes show them.
+CLIENT_CLOSES = ["State ESTABLISHED -> FIN_WAIT_1", "State FIN_WAIT_1 -> FIN_WAIT_2"]
+SERVER_CLOSES = ["State ESTABLISHED -> CLOSE_WAIT", "State CLOSE_WAIT -> LAST_ACK", "State LAST_ACK -> CLOSED"]
+
+
 # -- sessions, connection facts, options -------------------------------------------
 
 def test_sessions_conn_params_options_and_timestamps():
@@ -255,9 +271,7 @@ def test_dump_state_reports_older_connection():
             srv.close()
             recs = drain(sub)
             sessions = session_ids(L)
-    done = [i for i, r in enumerate(recs) if r.event == DUMP_COMPLETE_ID]
-    assert len(done) == 1, (len(recs), sub.stats())
-    dumped = by_session(recs[:done[0]])
+    dumped, after = split_at_dump(recs, sub)
     for sid in cookies:
         ids = [r.event for r in dumped[sid]]
         assert ids[:2] == [SESSION_CREATE_ID, CONN_V4], ids
@@ -271,7 +285,6 @@ def test_dump_state_reports_older_connection():
         assert "ISS/IRS unknown" in p.text()
     create = next(r for r in dumped[cookies[1]] if r.event == SESSION_CREATE_ID)
     assert struct.unpack_from("<Qi", create.payload)[1] == os.getpid()
-    after = by_session(recs[done[0] + 1:])
     assert IN_PROBE in [r.event for r in after[cookies[2]]]    # acc received the data
     # the skb hooks see the older connection's segments too
     assert IN in [r.event for r in after[cookies[2]]] and OUT in [r.event for r in after[cookies[1]]]
@@ -279,11 +292,9 @@ def test_dump_state_reports_older_connection():
         assert SESSION_END_ID in [r.event for r in after[sid]]
     # No sock_ops callbacks for these: their state changes come from the
     # inet_sock_set_state tracepoint, each once.
-    states = {sid: [r.text() for r in after[sid] if r.event == STATE_CHANGE] for sid in cookies}
-    assert states[cookies[1]][:2] == ["State ESTABLISHED -> FIN_WAIT_1", "State FIN_WAIT_1 -> FIN_WAIT_2"], states
-    assert states[cookies[2]] == ["State ESTABLISHED -> CLOSE_WAIT", "State CLOSE_WAIT -> LAST_ACK",
-                                  "State LAST_ACK -> CLOSED"], states
-
+    states = {sid: state_changes(after[sid]) for sid in cookies}
+    assert states[cookies[1]][:2] == CLIENT_CLOSES, states
+    assert states[cookies[2]] == SERVER_CLOSES, states
 
 
 def test_second_recorder_logs_each_state_change_of_an_older_connection_once():
@@ -307,14 +318,12 @@ def test_second_recorder_logs_each_state_change_of_an_older_connection_once():
                 acc.close()
                 srv.close()
                 recs = drain(sub)
-    done = [i for i, r in enumerate(recs) if r.event == DUMP_COMPLETE_ID]
-    assert len(done) == 1, (len(recs), sub.stats())
-    after = by_session(recs[done[0] + 1:])
-    states = {sid: [r.text() for r in after[sid] if r.event == STATE_CHANGE] for sid in cookies}
-    assert states[cookies[0]][:2] == ["State ESTABLISHED -> FIN_WAIT_1", "State FIN_WAIT_1 -> FIN_WAIT_2"], states
+    _, after = split_at_dump(recs, sub)
+    states = {sid: state_changes(after[sid]) for sid in cookies}
+    assert states[cookies[0]][:2] == CLIENT_CLOSES, states
     assert len(set(states[cookies[0]])) == len(states[cookies[0]]), states
-    assert states[cookies[1]] == ["State ESTABLISHED -> CLOSE_WAIT", "State CLOSE_WAIT -> LAST_ACK",
-                                  "State LAST_ACK -> CLOSED"], states
+    assert states[cookies[1]] == SERVER_CLOSES, states
+
 
 # -- loss on a veth pair ------------------------------------------------------------
 
