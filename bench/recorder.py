@@ -26,10 +26,16 @@ Producers, one pinned thread per CPU, on one CPU then on both:
 
 events/s written = events that reached the file / producer run time (events
 still buffered at the end are drained and count; lost ones do not). Every
-run checks exact accounting: emitted == written + dropped.
+run checks exact accounting: emitted == written + dropped. pyelog's runs
+time every drain (``record.py --drain-log``) and say where its drops
+happened: after the reader was away for more than 3 ms, or while a drain
+of more than 3 ms held buffers, and how much of those drains was
+``write(2)``. pyelog on both CPUs also runs once more per round with
+``-o /dev/null``: the reader's own limit, without the file system.
 
 Result line: ``recorder: pyelog_1cpu=.. drops_1cpu=.. pyelog_2cpu=..
-drops_2cpu=.. paced=.. paced_drops=.. ringbuf_1cpu=.. ... libbpf_1cpu=..
+drops_2cpu=.. drops_2cpu_in_writes=.. drops_2cpu_after_waits=..
+pyelog_2cpu_null=.. drops_2cpu_null=.. paced=.. paced_drops=.. ringbuf_1cpu=.. ... libbpf_1cpu=..
 ... vs_libbpf_1cpu=<pyelog / libbpf, one CPU> vs_libbpf_2cpu=.. ratio=<best
 pyelog / best ringbuf events/s written, batch producer>``.
 """
@@ -45,12 +51,13 @@ MODES = ("pyelog", "ringbuf", "libbpf", "perf")
 
 
 def one_run(mode: str, producer: str, threads: int, seconds: float,
-            rate: float = 0) -> dict[str, float]:
-    """One recorder, one producer run; the recorder's figures plus rates."""
-    out = os.path.join(scratch_dir(), f"{mode}.out")
+            rate: float = 0, out: str | None = None) -> dict[str, float]:
+    """One recorder, one producer run; the recorder's figures plus rates
+    (``out``: the output, default a file in the scratch dir)."""
+    out = out or os.path.join(scratch_dir(), f"{mode}.out")
     cls = Recorder if mode == "pyelog" else BccRecorder
     steal = Steal()
-    args = ["-o", out] if mode == "pyelog" else ["--mode", mode, "-o", out]
+    args = ["-o", out, "--drain-log"] if mode == "pyelog" else ["--mode", mode, "-o", out]
     if producer == "getppid":
         g = Getppid(seconds, threads=threads, first_cpu=0)
         rec = cls(*args, ("--getppid-tgid" if mode == "pyelog" else "--tgid"), str(g.pid))
@@ -62,7 +69,8 @@ def one_run(mode: str, producer: str, threads: int, seconds: float,
         drv = testrun(rec.prog_id, seconds, threads, rate)
         figs = rec.stop()
         figs["emitted"] += drv["calls"]         # the batch events, beside the hook's
-    os.unlink(out)
+    if out != os.devnull:
+        os.unlink(out)
     figs["calls_per_s"] = drv["rate"]
     figs["written_per_s"] = figs["written"] / drv["seconds"]
     figs["exact"] = figs["emitted"] == figs["written"] + figs["dropped"]
@@ -71,10 +79,19 @@ def one_run(mode: str, producer: str, threads: int, seconds: float,
          f"({100 * figs['dropped'] / max(figs['emitted'], 1):.1f} %), "
          f"producer {drv['rate'] / 1e6:.2f} M/s, "
          f"accounting {'exact' if figs['exact'] else 'MISMATCH'}, "
-         f"steal {steal.pct():.0f} %")
+         f"steal {steal.pct():.0f} %" + where_dropped(figs) + (" (to /dev/null)" if out == os.devnull else ""))
     if not figs["exact"]:
         raise SystemExit(f"recorder: {mode} emitted != written + dropped: {figs}")
     return figs
+
+
+def where_dropped(figs: dict[str, float]) -> str:
+    """pyelog's drops by cause (bench/record.py --drain-log), for the detail line."""
+    if "drops_after_wait" not in figs or not figs["dropped"]:
+        return ""
+    return (f"; drops after waits > 3 ms {figs['drops_after_wait']:.0f}, in drains > 3 ms "
+            f"{figs['drops_in_long_drains']:.0f} (those drains {figs['long_drains_ms']:.0f} ms, "
+            f"{figs['long_drains_write_ms']:.0f} of them in write(2))")
 
 
 def main() -> int:
@@ -92,6 +109,14 @@ def main() -> int:
                     key = (mode, threads)
                     if key not in best or f["written_per_s"] > best[key]["written_per_s"]:
                         best[key] = f
+        # The reader's own limit, without the file system: where the file's
+        # write(2) is slower than two producers (see README), this is what
+        # a faster output would get.
+        null = None
+        for _ in range(a.rounds):
+            f = one_run("pyelog", "batch", 2, a.seconds, out=os.devnull)
+            if null is None or f["written_per_s"] > null["written_per_s"]:
+                null = f
         paced = one_run("pyelog", "batch", 1, a.seconds, a.rate)
         gp = {m: one_run(m, "getppid", 1, a.seconds) for m in MODES}
 
@@ -104,6 +129,9 @@ def main() -> int:
         result("recorder",
                pyelog_1cpu=w("pyelog", 1), drops_1cpu=d("pyelog", 1),
                pyelog_2cpu=w("pyelog", 2), drops_2cpu=d("pyelog", 2),
+               drops_2cpu_in_writes=int(best[("pyelog", 2)].get("drops_in_long_drains", -1)),
+               drops_2cpu_after_waits=int(best[("pyelog", 2)].get("drops_after_wait", -1)),
+               pyelog_2cpu_null=null["written_per_s"], drops_2cpu_null=int(null["dropped"]),
                paced=paced["written_per_s"], paced_drops=int(paced["dropped"]),
                ringbuf_1cpu=w("ringbuf", 1), ringbuf_lost_1cpu=d("ringbuf", 1),
                ringbuf_2cpu=w("ringbuf", 2), ringbuf_lost_2cpu=d("ringbuf", 2),
