@@ -10,7 +10,9 @@ callbacks the provider asks for at INFO (state changes, retransmissions, RTO,
 RTT samples), so that the kernel makes the same calls into BPF:
 
   sock_ops on the cgroup-v2 root (a BPF link, as the provider's)
-  raw tracepoints inet_sock_set_state, tcp_destroy_sock, tcp_cong_state_set
+  raw tracepoints tcp_destroy_sock, tcp_cong_state_set, and
+  inet_sock_set_state where the provider attaches it without a dump-state
+  replay (kernels whose sock_ops may not ask for the current task: 6.1)
   tracepoint tcp:tcp_probe
 
 No maps, no socket storage, no events. The cgroup skb hooks (VERBOSE only)
@@ -42,7 +44,7 @@ int floor_sockops(struct bpf_sock_ops *skops)
     return 1;
 }
 
-RAW_TRACEPOINT_PROBE(inet_sock_set_state) { return 0; }
+int floor_inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx) { return 0; }
 RAW_TRACEPOINT_PROBE(tcp_destroy_sock) { return 0; }
 RAW_TRACEPOINT_PROBE(tcp_cong_state_set) { return 0; }
 TRACEPOINT_PROBE(tcp, tcp_probe) { return 0; }
@@ -53,9 +55,12 @@ def main() -> int:
     from bcc import BPF
 
     from pyelog.kernel.bpf import BPF_CGROUP_SOCK_OPS, attach_cgroup_link
+    from pyelog.kernel.loader import task_helpers
     from pyelog.providers.tcp import cgroup2_root
 
     b = BPF(text=PROG)
+    if not task_helpers()["EVENTLOG_TASK_SOCK_OPS"]:
+        b.attach_raw_tracepoint(tp="inet_sock_set_state", fn_name="floor_inet_sock_set_state")
     sockops = b.load_func("floor_sockops", BPF.SOCK_OPS)
     link = attach_cgroup_link(sockops.fd, cgroup2_root(), BPF_CGROUP_SOCK_OPS)
     stop = []

@@ -1512,11 +1512,14 @@ TRACEPOINT_PROBE(tcp, tcp_rcv_space_adjust)
 /* Only for sessions without sock_ops callbacks (older than the capture):
  * sock_ops reports these itself for the others (tcp_set_state() runs its
  * STATE callback just before this tracepoint), which leave before the
- * session lookup and the outbox (ten runs per short connection).  Raw:
- * (const struct sock *sk, const int oldstate, const int newstate), for
- * every inet socket; no protocol test, as only TCP sockets have sessions. */
+ * session lookup and the outbox.  So tcp.py attaches it only when a
+ * dump-state replay makes such sessions, or where the owner of a new
+ * socket is noted here (TCP_OWNER_BY_TP): it runs ten times per short
+ * connection.  Raw: (const struct sock *sk, const int oldstate, const int
+ * newstate), for every inet socket; no protocol test, as only TCP sockets
+ * have sessions. */
 #ifdef TCP_HAVE_INET_SOCK_SET_STATE
-RAW_TRACEPOINT_PROBE(inet_sock_set_state)
+int EL_FN(tcp_inet_sock_set_state)(struct bpf_raw_tracepoint_args *ctx)
 {
 	__u64 sk = (__u64)ctx->args[0];
 	__u32 oldstate = (__u32)ctx->args[1], newstate = (__u32)ctx->args[2];

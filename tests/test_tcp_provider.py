@@ -297,6 +297,42 @@ def test_dump_state_reports_older_connection():
     assert states[cookies[2]] == SERVER_CLOSES, states
 
 
+def raw_tracepoints_attached() -> list[str]:
+    """The raw tracepoints this process holds links to, as the kernel lists
+    them (/proc/self/fdinfo of each BPF link: ``tp_name``)."""
+    names = []
+    for fd in os.listdir("/proc/self/fdinfo"):
+        try:
+            info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+        except OSError:
+            continue
+        for line in info.splitlines():
+            if line.startswith("tp_name:"):
+                names.append(line.split(":", 1)[1].strip())
+    return names
+
+
+def test_state_tracepoint_is_attached_only_for_replayed_sessions():
+    """inet_sock_set_state runs ten times per short connection and reports
+    only what sock_ops does not: the state changes of a dump-state replay's
+    sessions, and (6.1, where sock_ops may not ask for the current task) a
+    new socket's owner. So without a replay it is not attached where
+    sock_ops can tell the owner; a replay attaches it, before the listing."""
+    from pyelog.kernel.loader import task_helpers
+    plain = Loader([tcp.provider()])
+    plain.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
+    with plain:
+        held = raw_tracepoints_attached()
+        assert "tcp_destroy_sock" in held
+        assert ("inet_sock_set_state" in held) == (not task_helpers()["EVENTLOG_TASK_SOCK_OPS"])
+    replay = Loader([tcp.provider()])
+    replay.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"],
+                                                      SUBSCRIPTION_DUMP_STATE)])
+    with replay:
+        assert "inet_sock_set_state" in raw_tracepoints_attached()
+    assert "inet_sock_set_state" not in raw_tracepoints_attached()
+
+
 def test_second_recorder_logs_each_state_change_of_an_older_connection_once():
     """A connection made while one recorder ran (its sock_ops asked the
     sockets for state callbacks), replayed by a second recorder started

@@ -6,8 +6,11 @@ hook attached to the cgroup-v2 root (or to the cgroups a filter names) with
 BPF links (they go away with the recorder, even after SIGKILL); cgroup skb
 ingress and egress programs on the same cgroups, linked only while some
 subscription wants IN or OUT (every packet of every socket passes them);
-and tcp tracepoints auto-attached by bcc (raw tracepoints for the three
-every connection passes, through perf-event fds for the others). Events
+and tcp tracepoints auto-attached by bcc (raw tracepoints for the two
+every connection passes, through perf-event fds for the others);
+inet_sock_set_state (raw) only where it is needed: for a dump-state
+replay's sessions, which sock_ops does not report, and on kernels whose
+sock_ops may not ask for the current task (a new socket's owner). Events
 follow schemas/tcp_eventlog_schema.src. A few kernel struct members (rto,
 rttvar, the negotiated options, the socket state, a packet's seq) are read
 at offsets looked up in the running kernel's BTF (:mod:`pyelog.kernel.btf`), so
@@ -62,7 +65,7 @@ from pyelog.kernel.btf import Btf, BtfError
 from pyelog.kernel.bpf import (BPF_CGROUP_INET_EGRESS, BPF_CGROUP_INET_INGRESS,
                                BPF_CGROUP_SETSOCKOPT, BPF_CGROUP_SOCK_OPS, BPF_PROG_TYPE_CGROUP_SKB,
                                BPF_PROG_TYPE_CGROUP_SOCKOPT, attach_cgroup_link, prog_test_run)
-from pyelog.kernel.loader import EventlogError, Loader, ProviderInstance, ProviderSpec
+from pyelog.kernel.loader import EventlogError, Loader, ProviderInstance, ProviderSpec, task_helpers
 from pyelog.records.untrusted import clip
 from pyelog.records.eventlog import KEYWORD_SESSION, LEVEL_INFO, SESSION_CREATE_ID
 from pyelog.resources import bpf_source, schema_dir
@@ -371,6 +374,19 @@ class _Config:
         self.skb_links: dict[int, list[int]] = {}      # attach type -> link fds
         self.hz = 0
         self.last_housekeeping = 0
+        self.state_tracepoint = False                  # inet_sock_set_state attached
+
+
+def _attach_state_tracepoint(loader: Loader, inst: ProviderInstance, cfg: _Config) -> None:
+    """inet_sock_set_state, for the state changes of sessions sock_ops does
+    not report (a dump-state replay's) and, where sock_ops may not ask for
+    the current task (6.1), for a new socket's owner: every short
+    connection passes it ten times, so it is attached only for those."""
+    if cfg.state_tracepoint or not kernel_features()["TCP_HAVE_INET_SOCK_SET_STATE"]:
+        return
+    loader.bpf.attach_raw_tracepoint(tp="inet_sock_set_state",
+                                     fn_name=inst.fn("tcp_inet_sock_set_state"))
+    cfg.state_tracepoint = True
 
 
 def _write_maps(loader: Loader, cfg: _Config) -> None:
@@ -482,6 +498,9 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
         cfg.skb_progs[attach_type] = loader.bpf.load_func(
             inst.fn(name), BPF_PROG_TYPE_CGROUP_SKB, attach_type=attach_type).fd
     cfg.cgroups = cgroup_dirs(cfg.filters.cgroups) if cfg.filters.cgroups else [cgroup2_root()]
+    if not task_helpers()["EVENTLOG_TASK_SOCK_OPS"]:
+        # Before sock_ops: it notes the owner each LISTEN/CONNECT callback takes.
+        _attach_state_tracepoint(loader, inst, cfg)
     # Segment hooks before sock_ops: a connection request that starts now
     # finds its SYN kept already when its accepted socket appears.
     _filter_changed(loader, inst)
@@ -584,6 +603,8 @@ def session_create_payload(netns_cookie: int, pid: int, family: int, comm: str) 
 def _dump_state(loader: Loader, inst: ProviderInstance, sub_index: int) -> None:
     from pyelog.providers.tcp_diag import existing_cookies, existing_sockets
     cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
+    # Before the listing: a replayed session's state changes come from it.
+    _attach_state_tracepoint(loader, inst, cfg)
     table = loader.bpf["eventlog_sessions"]
     cg_ids = _cgroup_ids(cgroup_dirs(cfg.filters.cgroups)) if cfg.filters.cgroups else None
     ns_cookies = set(cfg.netns_cookies)
