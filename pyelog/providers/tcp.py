@@ -498,6 +498,7 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
         cfg.skb_progs[attach_type] = loader.bpf.load_func(
             inst.fn(name), BPF_PROG_TYPE_CGROUP_SKB, attach_type=attach_type).fd
     cfg.cgroups = cgroup_dirs(cfg.filters.cgroups) if cfg.filters.cgroups else [cgroup2_root()]
+    cfg.state_tracepoint = False        # this loader's programs: none attached yet
     if not task_helpers()["EVENTLOG_TASK_SOCK_OPS"]:
         # Before sock_ops: it notes the owner each LISTEN/CONNECT callback takes.
         _attach_state_tracepoint(loader, inst, cfg)
