@@ -83,6 +83,10 @@
 #define EVENTLOG_MAX_SESSIONS 65536
 #endif
 
+#ifndef EVENTLOG_SESSION_DATA
+#define EVENTLOG_SESSION_DATA 0
+#endif
+
 /* Public constants: the contract with generated producer headers. */
 #define EVENTLOG_LEVEL_NONE    0
 #define EVENTLOG_LEVEL_ERROR   1
@@ -122,6 +126,12 @@ struct eventlog_session {
 	__u32 override_keywords;
 	__u32 provider_word;     /* free for the provider (the core never uses it) */
 	__u64 created_at;        /* us since boot */
+	/* The provider's own per-session state, EVENTLOG_SESSION_DATA bytes
+	 * (the largest ProviderSpec.session_data of the providers loaded;
+	 * zeroed when the session is made; the core never uses it): facts a
+	 * provider would otherwise keep beside the session, in a map or
+	 * socket storage that costs an allocation per session. */
+	__u64 provider_data[EVENTLOG_SESSION_DATA / 8];
 };
 
 struct eventlog_session_key {

@@ -33,16 +33,19 @@
  * handshake pass through the listener (a request socket has no cgroup
  * hooks of its own), before the accepted socket exists.  The skb hooks keep
  * them aside in tcp_embryo (keyed by listener and peer), and the accepted
- * socket's first sock_ops callback logs them on its session with their own
- * times, after SESSION_CREATE and LISTEN -> SYN_RECEIVED dated at the SYN.
+ * socket's first sock_ops callback (which finds its listener through its
+ * request, tcp_synrecv) logs them on its session with their own times,
+ * after SESSION_CREATE and LISTEN -> SYN_RECEIVED dated at the SYN.
  * Handshakes that never complete are logged on the listener's session by
  * tcp.py's housekeeping.
  *
- * Kernel state per session: one eventlog_sessions entry, removed when the
- * socket is destroyed; tcp_sk_store is socket-local storage, freed with the
- * socket.  Hooks that are handed a socket's address find its session by the
- * cookie the socket itself holds (tcp_session_by_sk()), and whether sock_ops
- * reports its state changes and retransmissions by the socket's own
+ * Kernel state per session: one eventlog_sessions entry, with the
+ * connection's own facts in it (struct tcp_session_data), removed when the
+ * socket is destroyed; socket-local storage (tcp_sk_store) only for
+ * sockets that set options before their session starts.  Hooks that are
+ * handed a socket's address find its session by the cookie the socket
+ * itself holds (tcp_session_by_sk()), and whether sock_ops reports its
+ * state changes and retransmissions by the socket's own
  * callback flags (tcp_sockops_reports()): no map from addresses to cookies.
  */
 #include <uapi/linux/tcp.h>
@@ -155,28 +158,45 @@ struct tcp_pending_opt {
 	__u32 val;
 };
 
-/* Socket-local storage (freed with the socket; cloned into accepted
- * sockets, which is how they learn their listener's owner). */
-struct tcp_sk_store {
-	__u64 cookie;            /* the socket's (an accepted socket's starts as its listener's) */
-	__u32 owner;             /* tgid that listened/connected (listener's for accepted) */
+/* A connection's own facts, in its session's entry (provider_data, sized
+ * by tcp.py's session_data): what a later event or state dump needs that
+ * the socket does not keep.  Not socket storage: that is an allocation
+ * (and a copy, for an accepted socket cloned from its listener) and a free
+ * per connection, about a quarter of the provider's kernel time in a
+ * connection-rate test (perf, 2026-12-04). */
+struct tcp_session_data {
+	__u32 owner;             /* tgid that listened/connected (the listener's for accepted) */
 	char comm[16];
-	__u8 want;               /* TCP_EVENTLOG: 0 not asked, 1 on, 2 off */
-	__u8 have_params;
-	__u8 npending;
-	__u8 _pad;
-	struct tcp_eventlog_conn_params params;
-	__u32 rtt_samples;
+	__u32 rtt_samples;       /* the RTT summary's count and last sample */
 	__u32 rtt_last;
+	__u8 have_params;
+	__u8 _pad[3];
+	struct tcp_eventlog_conn_params params;   /* for TCP_EVENTLOG state dumps */
+};
+_Static_assert(sizeof(struct tcp_session_data) <= sizeof(((struct eventlog_session *)0)->provider_data),
+	       "tcp.py's session_data holds struct tcp_session_data");
+#define tcp_data(s) ((struct tcp_session_data *)(s)->provider_data)
+
+/* Socket-local storage, only for what a socket asks before its session
+ * exists (setsockopt before listen()/connect()); freed with the socket. */
+struct tcp_sk_store {
+	__u8 want;               /* TCP_EVENTLOG: 0 not asked, 1 on, 2 off */
+	__u8 npending;
+	__u8 _pad[2];
 	struct tcp_pending_opt pending[TCP_NPENDING];
 };
-BPF_F_TABLE("sk_storage", int, struct tcp_sk_store, tcp_sk_store, 0, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+BPF_F_TABLE("sk_storage", int, struct tcp_sk_store, tcp_sk_store, 0, BPF_F_NO_PREALLOC);
 
-/* When each connection request was made (the SYN's arrival, as the request
- * socket's first sock_ops callback sees it), by the request's cookie, which
- * the accepted socket inherits: the accepted session starts then.  LRU:
- * requests that never complete age out. */
-BPF_TABLE("lru_hash", __u64, __u64, tcp_synrecv, 4096);
+/* Each connection request (the SYN's arrival, as the request socket's first
+ * sock_ops callback sees it), by the request's cookie, which the accepted
+ * socket inherits: when its session starts, and its listener (whose owner
+ * it takes, and whose cookie keys its handshake segments).  LRU: requests
+ * that never complete age out. */
+struct tcp_request {
+	__u64 born;              /* us since boot */
+	__u64 listener;          /* the listener's cookie (0: unknown) */
+};
+BPF_TABLE("lru_hash", __u64, struct tcp_request, tcp_synrecv, 4096);
 
 /* Handshake segments of connection requests, kept aside until the accepted
  * socket exists (see the top of this file).  A plain hash, not LRU, so that
@@ -405,24 +425,23 @@ static __always_inline void tcp_rto_rttvar(__u64 sk, __u32 *rttvar, __u32 *rto)
 }
 
 static __always_inline void
-tcp_log_rtt(struct eventlog_session *s, struct tcp_sk_store *st, __u64 sk, __u32 srtt_us,
-	    __u32 min_rtt)
+tcp_log_rtt(struct eventlog_session *s, __u64 sk, __u32 srtt_us, __u32 min_rtt)
 {
 	__u32 rttvar = 0, rto = 0;
 
 	if (!TCP_EVENTLOG_RTT_ENABLED(s))
 		return;
 	tcp_rto_rttvar(sk, &rttvar, &rto);
-	__u32 last = st ? st->rtt_last : 0, n = st ? st->rtt_samples : 0;
+	__u32 last = tcp_data(s)->rtt_last, n = tcp_data(s)->rtt_samples;
 	TCP_EVENTLOG_RTT_LOG_ALWAYS(s, last ? last : srtt_us, srtt_us, rttvar, rto, min_rtt, n);
 }
 
-static __always_inline void tcp_emit_params(struct eventlog_session *s, struct tcp_sk_store *st)
+static __always_inline void tcp_emit_params(struct eventlog_session *s)
 {
-	if (st && st->have_params && TCP_EVENTLOG_CONN_PARAMS_ENABLED(s))
+	if (TCP_EVENTLOG_CONN_PARAMS_ENABLED(s) && tcp_data(s)->have_params)
 		TCP_EVENTLOG_WRITE(s, TCP_EVENTLOG_CONN_PARAMS_ID, TCP_EVENTLOG_CONN_PARAMS_LEVEL,
-				     TCP_EVENTLOG_CONN_PARAMS_KEYWORDS, &st->params,
-				     sizeof(st->params));
+				     TCP_EVENTLOG_CONN_PARAMS_KEYWORDS, &tcp_data(s)->params,
+				     sizeof(tcp_data(s)->params));
 }
 
 /* ---- sock_ops ----------------------------------------------------------- */
@@ -535,7 +554,31 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 
 	if (!cfg)
 		return (struct eventlog_session *)0;
-	if (!passive) {
+	if (passive) {
+		/* The request this socket was accepted from: when, and from
+		 * which listener (its owner is this socket's; its cookie keys
+		 * the handshake segments).  Without one (a SYN cookie: no
+		 * request socket was kept) the session starts now, with no
+		 * owner, and the segments go to the listener's session. */
+		struct tcp_request *r = tcp_synrecv.lookup(&cookie);
+		__u64 listener = 0;
+		if (r) {
+			born = r->born;
+			listener = r->listener;
+			tcp_synrecv.delete(&cookie);
+		}
+		if (listener) {
+			struct eventlog_session *ls = eventlog_session_lookup(EL_PROVIDER_ID, listener);
+			if (ls) {
+				tgid = tcp_data(ls)->owner;
+				__builtin_memcpy(comm, tcp_data(ls)->comm, 16);
+			}
+			tcp_emb_key_sockops(skops, listener, &ek);
+			emb = tcp_embryo.lookup(&ek);
+			if (emb)
+				born = emb->created;
+		}
+	} else {
 		/* listen()/connect(): the caller owns it. */
 #ifdef EVENTLOG_TASK_SOCK_OPS
 		tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
@@ -552,38 +595,10 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 		}
 #endif
 	}
-	if (sk)
-		st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (st) {
-		if (passive) {
-			/* Cloned from the listener's (BPF_F_CLONE): only the
-			 * owner is inherited; TCP_EVENTLOG is per connection.
-			 * Its cookie is still the listener's: the key of the
-			 * handshake segments. */
-			tcp_emb_key_sockops(skops, st->cookie, &ek);
-			emb = tcp_embryo.lookup(&ek);
-			st->want = 0;
-			st->have_params = 0;
-			st->rtt_samples = 0;
-			st->rtt_last = 0;
-			st->npending = 0;
-		} else {
-			st->owner = tgid;
-			__builtin_memcpy(st->comm, comm, 16);
-		}
-		st->cookie = cookie;
-		tgid = st->owner;
-		__builtin_memcpy(comm, st->comm, 16);
-	}
-	if (passive) {
-		__u64 *t = tcp_synrecv.lookup(&cookie);
-		if (emb)
-			born = emb->created;
-		else if (t)
-			born = *t;
-		if (t)
-			tcp_synrecv.delete(&cookie);
-	}
+	/* What the socket asked before listen()/connect() (an accepted
+	 * socket has asked nothing yet). */
+	if (sk && !passive)
+		st = tcp_sk_store.sk_storage_get(sk, 0, 0);
 
 	if (st && st->want)
 		enabled = st->want == 1;        /* TCP_EVENTLOG beats defaults and filters */
@@ -599,6 +614,8 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 		return s;
 	}
 	tcp_set_cb_flags(skops, s);
+	tcp_data(s)->owner = tgid;
+	__builtin_memcpy(tcp_data(s)->comm, comm, 16);
 	if (!enabled) {
 		if (emb)
 			tcp_embryo.delete(&ek);
@@ -667,7 +684,7 @@ static __always_inline void tcp_negotiated(__u64 sk, __u8 *snd_ws, __u8 *rcv_ws,
 static __always_inline void tcp_established(struct bpf_sock_ops *skops, struct eventlog_session *s)
 {
 	struct bpf_sock *sk = skops->sk;
-	struct tcp_sk_store *st = (struct tcp_sk_store *)0;
+	struct tcp_eventlog_conn_params *p;
 	__u8 snd_ws = 0, rcv_ws = 0, flags = 0;
 	__u64 ska;
 
@@ -678,29 +695,22 @@ static __always_inline void tcp_established(struct bpf_sock_ops *skops, struct e
 	struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
 	if (tp && (tp->ecn_flags & 1 /* TCP_ECN_OK */))
 		flags |= TCP_EVENTLOG_FLAG_CP_ECN;
-	st = tcp_sk_store.sk_storage_get(sk, 0, 0);
-	if (st) {
-		/* Kept for TCP_EVENTLOG state dumps later in the connection. */
-		struct tcp_eventlog_conn_params *p = &st->params;
-		p->iss = skops->snd_una - 1;
-		p->irs = skops->rcv_nxt - 1;
-		p->mss = skops->mss_cache;
-		p->snd_wscale = snd_ws;
-		p->rcv_wscale = rcv_ws;
-		p->flags = flags;
-		__builtin_memset(p->cc_algo, 0, sizeof(p->cc_algo));
-		bpf_getsockopt(skops, SOL_TCP, TCP_CONGESTION, p->cc_algo, sizeof(p->cc_algo));
-		p->cc_algo[15] = 0;
-		st->have_params = 1;
-		tcp_emit_params(s, st);
-	} else if (TCP_EVENTLOG_CONN_PARAMS_ENABLED(s)) {
-		char cc[16] = {};
-		bpf_getsockopt(skops, SOL_TCP, TCP_CONGESTION, cc, sizeof(cc));
-		TCP_EVENTLOG_CONN_PARAMS_LOG_ALWAYS(s, skops->snd_una - 1, skops->rcv_nxt - 1,
-						    skops->mss_cache, snd_ws, rcv_ws, flags, cc);
-	}
+	/* Kept for TCP_EVENTLOG state dumps later in the connection: the
+	 * ISS and IRS are nowhere else once the handshake is over. */
+	p = &tcp_data(s)->params;
+	p->iss = skops->snd_una - 1;
+	p->irs = skops->rcv_nxt - 1;
+	p->mss = skops->mss_cache;
+	p->snd_wscale = snd_ws;
+	p->rcv_wscale = rcv_ws;
+	p->flags = flags;
+	__builtin_memset(p->cc_algo, 0, sizeof(p->cc_algo));
+	bpf_getsockopt(skops, SOL_TCP, TCP_CONGESTION, p->cc_algo, sizeof(p->cc_algo));
+	p->cc_algo[15] = 0;
+	tcp_data(s)->have_params = 1;
+	tcp_emit_params(s);
 	TCP_EVENTLOG_MSS_LOG(s, skops->mss_cache);
-	tcp_log_rtt(s, st, ska, skops->srtt_us >> 3, skops->rtt_min);
+	tcp_log_rtt(s, ska, skops->srtt_us >> 3, skops->rtt_min);
 }
 
 /* The socket is moving to CLOSE: when Linux hands the connection to a
@@ -731,14 +741,20 @@ static __always_inline void tcp_state_change(struct bpf_sock_ops *skops, struct 
 	} else {
 		TCP_EVENTLOG_STATE_CHANGE_LOG(s, old, new);
 	}
-	if (old == TCP_ST_ESTABLISHED && TCP_EVENTLOG_RTT_ENABLED(s)) {
-		struct tcp_sk_store *st = (struct tcp_sk_store *)0;
-		struct bpf_sock *sk = skops->sk;
-		if (sk) {
-			st = tcp_sk_store.sk_storage_get(sk, 0, 0);
-			tcp_log_rtt(s, st, tcp_addr_of(sk), skops->srtt_us >> 3, skops->rtt_min);
-		}
-	}
+	if (old == TCP_ST_ESTABLISHED && TCP_EVENTLOG_RTT_ENABLED(s) && skops->sk)
+		tcp_log_rtt(s, tcp_addr_of(skops->sk), skops->srtt_us >> 3, skops->rtt_min);
+}
+
+/* The cookie of the listener a connection request (TIMEOUT_INIT's socket,
+ * a request socket) came to, 0 if it has none: read from the kernel's
+ * sock_ops context (its socket, which skops->sk hides from a program when
+ * the socket is not a full one) and the request's rsk_listener. */
+static __always_inline __u64 tcp_request_listener(struct bpf_sock_ops *skops)
+{
+	__u64 req = tcp_kread64(tcp_addr_of(skops) + TCP_BTF_SOCK_OPS_SK);
+	__u64 lsk = req ? tcp_kread64(req + TCP_BTF_RSK_LISTENER) : 0;
+
+	return lsk ? tcp_kread64(lsk + TCP_BTF_SKC_COOKIE) : 0;
 }
 
 /* An RTT sample (BPF_SOCK_OPS_RTT_CB). Kernels >= 6.11 pass (measured
@@ -750,27 +766,25 @@ static __always_inline __u32 tcp_rtt_measured(struct bpf_sock_ops *skops)
 }
 
 /* Keep the sample for the RTT summary (its last sample and count), in
- * the socket's storage: for every session, enabled or not, so a session
- * enabled later (TCP_EVENTLOG) reports its whole count. */
-static __always_inline void tcp_rtt_keep(struct bpf_sock_ops *skops)
+ * the session: for every session, enabled or not, so a session enabled
+ * later (TCP_EVENTLOG) reports its whole count.  (Callbacks of one socket
+ * run under its lock: plain increments.) */
+static __always_inline void tcp_rtt_keep(struct bpf_sock_ops *skops, struct eventlog_session *s)
 {
-	struct bpf_sock *sk = skops->sk;
-	struct tcp_sk_store *st = (struct tcp_sk_store *)0;
 	__u32 mrtt = tcp_rtt_measured(skops);
 
-	if (sk)
-		st = tcp_sk_store.sk_storage_get(sk, 0, 0);
-	if (st && mrtt)
-		st->rtt_last = mrtt;
-	if (st)
-		st->rtt_samples++;
+	if (!s)
+		return;
+	if (mrtt)
+		tcp_data(s)->rtt_last = mrtt;
+	tcp_data(s)->rtt_samples++;
 }
 
 /* RTT samples when no subscription wants the per-sample events
  * (RTT_SAMPLE, CWND: VERBOSE; a session's override cannot deliver what no
  * subscription takes), only the RTT summary's count: kept without the
- * cookie, the session lookup and the outbox. Five of the 22 callbacks of
- * a short connection at INFO (both ends, bench/workload.py's connrate). */
+ * outbox. Five of the 22 callbacks of a short connection at INFO (both
+ * ends, bench/workload.py's connrate). */
 static __always_inline int tcp_rtt_kept_only(struct bpf_sock_ops *skops)
 {
 	__u32 id = EL_PROVIDER_ID;
@@ -781,7 +795,7 @@ static __always_inline int tcp_rtt_kept_only(struct bpf_sock_ops *skops)
 	p = eventlog_providers.lookup(&id);
 	if (!p || TCP_AGG_WANTS_PER_SAMPLE(p))
 		return 0;
-	tcp_rtt_keep(skops);
+	tcp_rtt_keep(skops, eventlog_session_lookup(EL_PROVIDER_ID, bpf_get_socket_cookie(skops)));
 	return 1;
 }
 
@@ -800,8 +814,10 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 		/* A connection request (the SYN just arrived; the only
 		 * TIMEOUT_INIT tcp_sockops_wanted() lets in): its cookie,
 		 * made here, is the accepted socket's. */
-		__u64 now = eventlog_now_us();
-		tcp_synrecv.update(&cookie, &now);
+		struct tcp_request r = {};
+		r.born = eventlog_now_us();
+		r.listener = tcp_request_listener(skops);
+		tcp_synrecv.update(&cookie, &r);
 		return;
 	}
 	case BPF_SOCK_OPS_TCP_LISTEN_CB:
@@ -840,7 +856,7 @@ static __always_inline void tcp_sockops_body(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_RTT_CB:
 		TCP_EVENTLOG_RTT_SAMPLE_LOG(s, tcp_rtt_measured(skops), skops->srtt_us >> 3);
 		TCP_EVENTLOG_CWND_LOG(s, skops->snd_cwnd, skops->snd_ssthresh);
-		tcp_rtt_keep(skops);
+		tcp_rtt_keep(skops, s);
 		break;
 	case BPF_SOCK_OPS_RTO_CB:
 		TCP_EVENTLOG_RTO_LOG(s, (__s32)skops->args[0], skops->srtt_us >> 3,
@@ -1147,13 +1163,9 @@ tcp_skb_seg(struct __sk_buff *skb, int egress, struct tcp_skb_work *w)
 	}
 	if (state == TCP_ST_LISTEN) {
 		/* A connection request's segment (the listener sends and
-		 * receives for it): kept for the accepted socket.  The
-		 * listener's storage carries its cookie into the accepted
-		 * socket's (BPF_F_CLONE), where sock_ops finds the key. */
-		struct tcp_sk_store *st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		 * receives for it): kept for the accepted socket, whose
+		 * request noted this listener's cookie (tcp_synrecv). */
 		struct tcp_emb_key k = {};
-		if (st && !st->cookie)
-			st->cookie = cookie;
 		k.listener = cookie;
 		k.raddr[0] = g->raddr[0];
 		k.raddr[1] = g->raddr[1];
@@ -1244,25 +1256,24 @@ static __always_inline int tcp_sockops_reports(__u64 sk, __u8 flag)
  * a live session enable + dump its state, or disable it. */
 static __always_inline void tcp_eventlog_opt(struct bpf_sockopt *ctx, struct bpf_sock *sk, int on)
 {
-	struct tcp_sk_store *st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	struct eventlog_session *s;
+	struct eventlog_session *s = tcp_session_by_sk(tcp_addr_of(sk));
 
-	if (st)
-		st->want = on ? 1 : 2;
-	s = tcp_session_by_sk(tcp_addr_of(sk));
-	if (!s)
+	if (!s) {
+		/* For the session listen()/connect() will start (the only
+		 * sockets that get storage). */
+		struct tcp_sk_store *st = tcp_sk_store.sk_storage_get(sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (st)
+			st->want = on ? 1 : 2;
 		return;
+	}
 	eventlog_session_set_enabled(s, on);
 	if (!on)
 		return;
 	/* State dump, as FreeBSD's tcp_eventlog_dump_session. */
 	{
 		char comm[16] = {};
-		__u32 owner = 0;
-		if (st) {
-			owner = st->owner;
-			__builtin_memcpy(comm, st->comm, 16);
-		}
+		__u32 owner = tcp_data(s)->owner;
+		__builtin_memcpy(comm, tcp_data(s)->comm, 16);
 		TCP_EVENTLOG_SESSION_CREATE_LOG(s, bpf_get_netns_cookie(ctx), owner, sk->family, comm);
 		__u16 lport = bpf_htons((__u16)sk->src_port);
 		__u16 rport = (__u16)sk->dst_port;    /* network order */
@@ -1273,7 +1284,7 @@ static __always_inline void tcp_eventlog_opt(struct bpf_sockopt *ctx, struct bpf
 			__u32 dst[4] = { sk->dst_ip6[0], sk->dst_ip6[1], sk->dst_ip6[2], sk->dst_ip6[3] };
 			TCP_EVENTLOG_CONN_SET_IP_V6_LOG(s, src, lport, dst, rport);
 		}
-		tcp_emit_params(s, st);
+		tcp_emit_params(s);
 		if (owner)
 			TCP_EVENTLOG_CONN_OWNER_LOG(s, (__s32)owner, comm);
 	}

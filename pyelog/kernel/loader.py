@@ -144,6 +144,10 @@ class ProviderSpec:
       eventlog_session_lookup_cached() (bpf/eventlog.h); only then do its
       session changes move the epochs such a cache checks (an atomic per
       change), and only then does the cache answer.
+      session_data: bytes of its own per-session state the provider keeps in
+      each session's entry (``eventlog_session.provider_data``): every entry
+      of the session map grows to the largest of the loaded providers'
+      (preallocated: that many bytes times ``max_sessions``).
     """
     name: str
     source: str
@@ -159,6 +163,7 @@ class ProviderSpec:
     filter_changed: Callable[["Loader", "ProviderInstance"], None] | None = None
     housekeeping: Callable[["Loader", "ProviderInstance", bool], None] | None = None
     session_cache: bool = False
+    session_data: int = 0
 
     def __post_init__(self) -> None:
         if not self.name or len(self.name.encode()) > PROVIDER_NAME_MAX:
@@ -464,6 +469,12 @@ class Loader:
         return found[:MAX_SUBSCRIPTIONS_PER_NAME]
 
     # -- build and load ------------------------------------------------------
+    def session_data_size(self) -> int:
+        """Bytes of provider state in every session entry: the largest
+        ``session_data`` of the providers added, in whole 8-byte words."""
+        need = max((p.spec.session_data for p in self.providers), default=0)
+        return -(-need // 8) * 8
+
     def source(self) -> str:
         """The complete C text compiled by start() (for debugging)."""
         from bcc.utils import get_possible_cpus
@@ -480,6 +491,7 @@ class Loader:
                *(f"#define {m} 1" for m, ok in task_helpers().items() if ok),
                f"#define EVENTLOG_MAX_PROVIDERS {KERNEL_PROVIDER_IDS}",
                f"#define EVENTLOG_MAX_SESSIONS {self.max_sessions}",
+               f"#define EVENTLOG_SESSION_DATA {self.session_data_size()}",
                core, _shared_facts_checks(), layout_checks()]
         seen_headers: set[str] = set()
         for p in self.providers:

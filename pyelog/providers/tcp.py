@@ -80,6 +80,9 @@ _F_PORT, _F_CIDR, _F_NETNS, _F_PID, _F_COMM = 0x1, 0x2, 0x4, 0x8, 0x10
 # after tcp_synack_retries = 5 SYN-ACKs, about 63 s): housekeeping logs its
 # handshake segments on the listener.
 EMBRYO_MAX_AGE_US = 75_000_000
+# Bytes of each session entry the provider keeps its connection's facts in
+# (struct tcp_session_data: owner, RTT summary, parameters for state dumps).
+SESSION_DATA = 64
 _HOUSEKEEPING_US = 1_000_000
 
 _schema: Schema | None = None
@@ -296,11 +299,15 @@ _BTF_MEMBERS: dict[str, tuple[str, str]] = {
     "ICSK_CA_STATE": ("tcp_sock", "inet_conn.icsk_ca_state"),
     "SOCK_OPS_CB_FLAGS": ("tcp_sock", "bpf_sock_ops_cb_flags"),
     "SKB_CB": ("sk_buff", "cb"),
+    # A connection request's listener: the socket of the kernel's sock_ops
+    # context (a request socket, which skops->sk hides) and its listener.
+    "SOCK_OPS_SK": ("bpf_sock_ops_kern", "sk"),
+    "RSK_LISTENER": ("request_sock", "__req_common.skc_listener"),
     "TCB_SEQ": ("tcp_skb_cb", "seq"),
     "TCB_GSO_SEGS": ("tcp_skb_cb", "tcp_gso_segs"),
 }
 # Read whole, with these sizes (the C reads 4 or 8 bytes).
-_BTF_SIZES = {"SKC_NULLS_PPREV": 8, "SKC_COOKIE": 8, "ICSK_RTO": 4, "MDEV_US": 4, "TCB_SEQ": 4, "TCB_GSO_SEGS": 2}
+_BTF_SIZES = {"SKC_NULLS_PPREV": 8, "SKC_COOKIE": 8, "SOCK_OPS_SK": 8, "RSK_LISTENER": 8, "ICSK_RTO": 4, "MDEV_US": 4, "TCB_SEQ": 4, "TCB_GSO_SEGS": 2}
 # Read as bits of one byte (TCP_KREAD_BITS): a byte or a bitfield within one.
 _BTF_BITS = ("SKC_STATE", "SK_SHUTDOWN", "RX_TSTAMP_OK", "RX_WSCALE_OK", "RX_SACK_OK",
              "RX_SND_WSCALE", "RX_RCV_WSCALE", "ICSK_CA_STATE", "SOCK_OPS_CB_FLAGS")
@@ -679,7 +686,8 @@ def provider(default_enabled: bool = True, filters: TcpFilter | None = None) -> 
                         header=producer_header(), attach=_attach, dump_state=_dump_state,
                         default_enabled=False, lost=lost, test_run=["tcp_jiffies"],
                         events=schema().event_filters(),
-                        filter_changed=_filter_changed, housekeeping=housekeeping)
+                        filter_changed=_filter_changed, housekeeping=housekeeping,
+                        session_data=SESSION_DATA)
     spec._tcp_config = _Config(default_enabled, filters)  # type: ignore[attr-defined]
     return spec
 
