@@ -38,6 +38,15 @@ def test_subscription_validation():
         L.add_ring_subscriber(5 * 65536, chunk_size=65536)
 
 
+def test_session_data_is_the_largest_providers_in_whole_words():
+    # Every session entry holds the largest provider's state (one shared map).
+    from pyelog.kernel.loader import ProviderSpec
+    assert Loader([ProviderSpec("a", "")]).session_data_size() == 0
+    assert Loader([ProviderSpec("a", "", session_data=5)]).session_data_size() == 8
+    assert Loader([ProviderSpec("a", "", session_data=5),
+                   ProviderSpec("b", "", session_data=64)]).session_data_size() == 64
+
+
 def test_chunk_layout():
     from pyelog.kernel.ring import chunk_layout, BUFFER_SIZE_MAX
     assert chunk_layout(65536) == (65536, 1)
