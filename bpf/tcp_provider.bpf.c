@@ -191,12 +191,15 @@ BPF_F_TABLE("sk_storage", int, struct tcp_sk_store, tcp_sk_store, 0, BPF_F_NO_PR
  * sock_ops callback sees it), by the request's cookie, which the accepted
  * socket inherits: when its session starts, and its listener (whose owner
  * it takes, and whose cookie keys its handshake segments).  LRU: requests
- * that never complete age out. */
+ * that never complete age out, the oldest first (a flood's, not the ones
+ * an RTT from completing); sized for a busy server's half-open requests
+ * over all its listeners, as an accepted socket whose entry aged out has
+ * no owner and its handshake segments go to the listener (1 MB). */
 struct tcp_request {
 	__u64 born;              /* us since boot */
 	__u64 listener;          /* the listener's cookie (0: unknown) */
 };
-BPF_TABLE("lru_hash", __u64, struct tcp_request, tcp_synrecv, 4096);
+BPF_TABLE("lru_hash", __u64, struct tcp_request, tcp_synrecv, 16384);
 
 /* Handshake segments of connection requests, kept aside until the accepted
  * socket exists (see the top of this file).  A plain hash, not LRU, so that
