@@ -131,23 +131,25 @@ static __always_inline void eventlog_outbox_date(__u64 ts)
 		ob->ts = ts;
 }
 
-/* Queue one event of session s (the generated _LOG macros' writer). */
-static __always_inline int
-eventlog_outbox_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw, const void *p,
-		    __u32 len)
+/* Queue one event of session s and return its payload space (len bytes,
+ * not zeroed) for the caller to fill: the generated _LOG macros of fixed
+ * payloads store their fields straight into the outbox (<PREFIX>_RESERVE),
+ * no copy.  NULL when the run's outbox is full (counted) or there is none. */
+static __always_inline void *
+eventlog_outbox_reserve(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw, __u32 len)
 {
 	struct eventlog_outbox *ob;
 	__u32 n;
 
 	if (!s)
-		return 0;
+		return (void *)0;
 	ob = eventlog_outbox();
 	if (!ob)
-		return 0;
+		return (void *)0;
 	n = ob->n;
-	if (n >= EVENTLOG_OUTBOX_MAX) {
+	if (n >= EVENTLOG_OUTBOX_MAX || len > EVENTLOG_OUTBOX_PAYLOAD) {
 		eventlog_event_lost(s->provider_id, id, 1);
-		return 0;
+		return (void *)0;
 	}
 	struct eventlog_outbox_ev *e = &ob->ev[n & (EVENTLOG_OUTBOX_MAX - 1)];
 	e->session_id = s->session_id;
@@ -156,13 +158,27 @@ eventlog_outbox_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw,
 	e->id = id;
 	e->level = level;
 	e->kw = kw;
+	e->len = len;
+	ob->n = n + 1;
+	return e->payload;
+}
+
+/* Queue one event of session s, copying its payload (p, len): for
+ * payloads built elsewhere (<PREFIX>_WRITE). */
+static __always_inline int
+eventlog_outbox_add(struct eventlog_session *s, __u32 id, __u32 level, __u32 kw, const void *p,
+		    __u32 len)
+{
+	void *d;
+
 	len &= 127;
 	if (len > EVENTLOG_OUTBOX_PAYLOAD)
 		len = EVENTLOG_OUTBOX_PAYLOAD;
-	e->len = len;
+	d = eventlog_outbox_reserve(s, id, level, kw, len);
+	if (!d)
+		return 0;
 	if (len)
-		bpf_probe_read_kernel(e->payload, len, p);
-	ob->n = n + 1;
+		bpf_probe_read_kernel(d, len, p);
 	return 1;
 }
 

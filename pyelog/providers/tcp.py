@@ -361,7 +361,9 @@ def producer_header() -> str:
     schema."""
     from pyelog.schema.codegen import generate_producer
     return "\n".join([bpf_source("eventlog_outbox.h"),
-                      "/* Every TCP _LOG queues its event in the outbox. */",
+                      "/* Every TCP _LOG queues its event in the outbox: fixed payloads",
+                      " * filled in place, others copied. */",
+                      "#define TCP_EVENTLOG_RESERVE eventlog_outbox_reserve",
                       "#define TCP_EVENTLOG_WRITE eventlog_outbox_add",
                       generate_producer(schema())])
 

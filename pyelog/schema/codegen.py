@@ -209,6 +209,50 @@ def _producer_struct(schema: Schema, s: Struct) -> list[str]:
     return out
 
 
+def _fill_payload(schema: Schema, s: Struct, write_args: str, writer: str) -> list[str]:
+    """The body of an event's _LOG_ALWAYS: zero the payload, store the
+    fields, hand it to the writer. ``writer``: "reserve" fills the space
+    ``<PREFIX>_RESERVE`` returns, which leaves nothing to copy; "write"
+    builds the payload on the stack (in the core's scratch area when
+    large) for ``<PREFIX>_WRITE``; "gather" likewise, with the varlen
+    tail, for ``<PREFIX>_WRITE_GATHER``."""
+    P = schema.macro_prefix
+    sname = f"struct {schema.prefix}_{s.name.lower()}"
+    ptr = f"__{schema.prefix}_p"
+    body: list[str] = []
+    if writer == "reserve":
+        body += [f"\t{sname} *{ptr} = ({sname} *){P}_RESERVE((_s), {write_args}, sizeof({sname}));",
+                 f"\tif (!{ptr})",
+                 "\t\tbreak; /* not queued: the writer counted it */"]
+    elif s.size <= STACK_PAYLOAD_MAX:
+        evt = f"__{schema.prefix}_evt"
+        body += [f"\t{sname} {evt};", f"\t{sname} *{ptr} = &{evt};"]
+    else:
+        body += [f"\t{sname} *{ptr} = eventlog_scratch();",
+                 f"\tif (!{ptr})",
+                 "\t\tbreak; /* no scratch area: emit nothing */"]
+    if s.size <= STACK_PAYLOAD_MAX:
+        body.append(f"\t__builtin_memset({ptr}, 0, sizeof(*{ptr}));")
+    else:
+        body += [f"\tfor (__u32 __i = 0; __i < sizeof(*{ptr}); __i++)",
+                 f"\t\t((volatile __u8 *){ptr})[__i] = 0; /* zero padding too */"]
+    varlen = s.varlen
+    count = f"__{schema.prefix}_n"
+    if varlen is not None:
+        body += [f"\t__u64 {count} = (__u64)(_f_{varlen.count_field});",
+                 f"\tif ({count} > {varlen.max_count})",
+                 f"\t\t{count} = {varlen.max_count};"]
+    for f in s.fixed_fields:
+        arg = count if varlen is not None and f.name == varlen.count_field else f"_f_{f.name}"
+        body.append(f"\t{_c_assign(ptr, f, arg)}")
+    if writer == "write":
+        body.append(f"\t{P}_WRITE((_s), {write_args}, {ptr}, sizeof(*{ptr}));")
+    elif writer == "gather":
+        body.append(f"\t{P}_WRITE_GATHER((_s), {write_args}, {ptr}, sizeof(*{ptr}), "
+                    f"(const void *)(_f_{varlen.name}), (__u32)({count} * {varlen.type.size}));")
+    return body
+
+
 def _producer_event(schema: Schema, e: Event) -> list[str]:
     P = f"{schema.macro_prefix}_{e.name.upper()}"
     out = [
@@ -225,39 +269,20 @@ def _producer_event(schema: Schema, e: Event) -> list[str]:
     fields = s.fields if s else []
     args = ["_s"] + [f"_f_{f.name}" for f in fields]
     params = ", ".join(args)
-    body: list[str] = [f"#define {P}_LOG_ALWAYS({params}) do {{"]
+    head = f"#define {P}_LOG_ALWAYS({params}) do {{"
+    tail = "} while (0)"
     if s is None:
-        body.append(f"\t{schema.macro_prefix}_WRITE((_s), {write_args}, 0, 0);")
+        out.append(_macro([head, f"\t{schema.macro_prefix}_WRITE((_s), {write_args}, 0, 0);", tail]))
+    elif s.varlen is None:
+        # Filled in place where the writer queues it if the provider
+        # offers that (<PREFIX>_RESERVE), else built here for _WRITE.
+        out += [f"#ifdef {schema.macro_prefix}_RESERVE",
+                _macro([head] + _fill_payload(schema, s, write_args, "reserve") + [tail]),
+                "#else",
+                _macro([head] + _fill_payload(schema, s, write_args, "write") + [tail]),
+                "#endif"]
     else:
-        sname = f"struct {schema.prefix}_{s.name.lower()}"
-        ptr = f"__{schema.prefix}_p"
-        if s.size <= STACK_PAYLOAD_MAX:
-            evt = f"__{schema.prefix}_evt"
-            body += [f"\t{sname} {evt};",
-                     f"\t{sname} *{ptr} = &{evt};",
-                     f"\t__builtin_memset({ptr}, 0, sizeof(*{ptr}));"]
-        else:
-            body += [f"\t{sname} *{ptr} = eventlog_scratch();",
-                     f"\tif (!{ptr})",
-                     "\t\tbreak; /* no scratch area: emit nothing */",
-                     f"\tfor (__u32 __i = 0; __i < sizeof(*{ptr}); __i++)",
-                     f"\t\t((volatile __u8 *){ptr})[__i] = 0; /* zero padding too */"]
-        varlen = s.varlen
-        count = f"__{schema.prefix}_n"
-        if varlen is not None:
-            body += [f"\t__u64 {count} = (__u64)(_f_{varlen.count_field});",
-                     f"\tif ({count} > {varlen.max_count})",
-                     f"\t\t{count} = {varlen.max_count};"]
-        for f in s.fixed_fields:
-            arg = count if varlen is not None and f.name == varlen.count_field else f"_f_{f.name}"
-            body.append(f"\t{_c_assign(ptr, f, arg)}")
-        if varlen is None:
-            body.append(f"\t{schema.macro_prefix}_WRITE((_s), {write_args}, {ptr}, sizeof(*{ptr}));")
-        else:
-            body.append(f"\t{schema.macro_prefix}_WRITE_GATHER((_s), {write_args}, {ptr}, sizeof(*{ptr}), "
-                        f"(const void *)(_f_{varlen.name}), (__u32)({count} * {varlen.type.size}));")
-    body.append("} while (0)")
-    out.append(_macro(body))
+        out.append(_macro([head] + _fill_payload(schema, s, write_args, "gather") + [tail]))
     out.append(f"#define {P}_LOG({params}) do {{ if ({P}_ENABLED(_s)) {P}_LOG_ALWAYS({params}); }} while (0)")
     out.append("")
     return out
