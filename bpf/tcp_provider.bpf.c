@@ -291,6 +291,16 @@ static __always_inline __u64 tcp_kread64(__u64 addr)
 	return v;
 }
 
+/* The cookie in the socket at address sk (sock_common.skc_cookie, read
+ * through BTF), which is every session's id: sock_ops made it with
+ * bpf_get_socket_cookie() (an accepted socket inherits its request's), the
+ * dump-state replay read it with SO_COOKIE.  0: none was made, so the
+ * socket has no session. */
+static __always_inline __u64 tcp_sk_cookie(__u64 sk)
+{
+	return tcp_kread64(sk + TCP_BTF_SKC_COOKIE);
+}
+
 /* A member of at most 8 bits (a bitfield or a byte): TCP_BTF_<m> is its
  * byte offset, TCP_BTF_<m>_SHIFT and _BITS its place in that byte. */
 #define TCP_KREAD_BITS(sk, m) \
@@ -757,7 +767,7 @@ static __always_inline __u64 tcp_request_listener(struct bpf_sock_ops *skops)
 	__u64 req = tcp_kread64(tcp_addr_of(skops) + TCP_BTF_SOCK_OPS_SK);
 	__u64 lsk = req ? tcp_kread64(req + TCP_BTF_RSK_LISTENER) : 0;
 
-	return lsk ? tcp_kread64(lsk + TCP_BTF_SKC_COOKIE) : 0;
+	return lsk ? tcp_sk_cookie(lsk) : 0;
 }
 
 /* An RTT sample (BPF_SOCK_OPS_RTT_CB). Kernels >= 6.11 pass (measured
@@ -1230,14 +1240,10 @@ int EL_FN(tcp_skb_egress)(struct __sk_buff *skb)
 /* ---- setsockopt hook (cgroup sockopt, BPF_CGROUP_SETSOCKOPT) ---------------- */
 
 /* The session of the socket at address sk, for hooks that carry no cookie:
- * by the cookie in the socket itself (sock_common.skc_cookie, read through
- * BTF), which is every session's id -- sock_ops made it with
- * bpf_get_socket_cookie() (an accepted socket inherits its request's), the
- * dump-state replay read it with SO_COOKIE.  A socket without one (0) has
- * no session. */
+ * by the cookie in the socket itself (tcp_sk_cookie()). */
 static __always_inline struct eventlog_session *tcp_session_by_sk(__u64 sk)
 {
-	__u64 cookie = tcp_kread64(sk + TCP_BTF_SKC_COOKIE);
+	__u64 cookie = tcp_sk_cookie(sk);
 
 	return cookie ? eventlog_session_lookup(EL_PROVIDER_ID, cookie) : (struct eventlog_session *)0;
 }
@@ -1394,7 +1400,7 @@ RAW_TRACEPOINT_PROBE(tcp_destroy_sock)
 
 	eventlog_outbox_begin();
 	/* Always, even with no subscriber: this is what frees the state. */
-	tcp_session_end(tcp_kread64(sk + TCP_BTF_SKC_COOKIE));
+	tcp_session_end(tcp_sk_cookie(sk));
 	return eventlog_outbox_end_raw_tp(ctx);
 }
 #endif
