@@ -7,7 +7,9 @@
  * no BPF-to-BPF calls), so a program with tens of _LOG calls and a few
  * subscribers outgrows the verifier's 16-bit jump range.  Instead such a
  * provider routes its generated _LOG macros here (its producer header's
- * <PREFIX>_WRITE, see pyelog/schema/codegen.py) and each program:
+ * <PREFIX>_RESERVE for fixed-size payloads, filled in place, and
+ * <PREFIX>_WRITE for the others, copied; see pyelog/schema/codegen.py)
+ * and each program:
  *
  *	eventlog_outbox_begin();           take this CPU's next nesting depth
  *	... <NAME>_LOG(s, ...) ...         queued, in order, with their times

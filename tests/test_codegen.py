@@ -435,6 +435,32 @@ def test_producer_write_macro_can_be_overridden():
     assert routed.count("my_queue_add((s)") == 2 and "eventlog_event_write" not in routed
 
 
+def test_producer_reserve_macro_fills_fixed_payloads_in_place(producer):
+    """A queueing provider may also define PREFIX_RESERVE (e.g. the TCP outbox): fixed
+    payloads are then stored where the writer returns, with no copy; events without a
+    payload and varlen events still go through PREFIX_WRITE / _WRITE_GATHER."""
+    h = generate_producer(parse_schema("PROVIDER foo\nKEYWORD A 1\nSTRUCT S v:uint32_t w:uint8_t\n\n"
+                                       "EVENT E 1 INFO A S \"%1\"\n", "/x/foo_eventlog_schema.src", None))
+    assert ("\tstruct foo_eventlog_s *__foo_eventlog_p = (struct foo_eventlog_s *)FOO_EVENTLOG_RESERVE((_s), "
+            "FOO_EVENTLOG_E_ID, FOO_EVENTLOG_E_LEVEL, FOO_EVENTLOG_E_KEYWORDS, sizeof(struct foo_eventlog_s)); \\") in h
+    if _CC is None:
+        pytest.skip("no C compiler to run the preprocessor (the string check passed)")
+    use = "\nvoid f(void *s) { FOO_EVENTLOG_E_LOG(s, 7, 8); FOO_EVENTLOG_SESSION_END_LOG_ALWAYS(s); }\n"
+    out = preprocess("#define FOO_EVENTLOG_WRITE q_add\n#define FOO_EVENTLOG_RESERVE q_reserve\n" + h + use).stdout
+    body = out[out.index("void f("):]
+    assert body.count("q_reserve((s)") == 1 and body.count("q_add((s)") == 1  # SESSION_END: no payload
+    # zeroed (padding too), then the fields, all in the reserved space; nothing copied after
+    assert re.search(r"q_reserve\(.*?\); if \(!__foo_eventlog_p\) break; "
+                     r"__builtin_memset\(__foo_eventlog_p, 0, sizeof\(\*__foo_eventlog_p\)\); "
+                     r"__foo_eventlog_p->v = \(__u32\)\(7\); __foo_eventlog_p->w = \(__u8\)\(8\); \}", body)
+    # varlen events keep the copying writer
+    routed = preprocess("#define TEST_EVENTLOG_WRITE q_add\n#define TEST_EVENTLOG_WRITE_GATHER q_gather\n"
+                        "#define TEST_EVENTLOG_RESERVE q_reserve\n" + producer +
+                        "\nvoid g(void *s, void *v) { TEST_EVENTLOG_VARLEN_EVENT_LOG_ALWAYS(s, 1, 2, v); }\n").stdout
+    g = routed[routed.index("void g("):]
+    assert "q_gather((s)" in g and "q_reserve" not in g
+
+
 def test_producer_varlen_schema_needs_both_writers_overridden(producer):
     """Defining only PREFIX_WRITE would let varlen events bypass it: the header stops the build."""
     assert "#if defined(TEST_EVENTLOG_WRITE) && !defined(TEST_EVENTLOG_WRITE_GATHER)\n#error " in producer

@@ -12,7 +12,11 @@ produces
   which the header defines as the core's ``eventlog_event_write``
   (``eventlog_event_write_gather``) unless already defined: a provider may
   route its events through its own writer, e.g. a queue, by defining
-  ``PREFIX_WRITE`` before the header;
+  ``PREFIX_WRITE`` before the header. A queue that can hand out the space
+  of a queued event also defines ``PREFIX_RESERVE(session, id, level,
+  keywords, len)``: fixed-size payloads are then stored straight into that
+  space instead of built on the stack and copied (in BPF a copy of a
+  computed length is a helper call per event);
 * the Python **consumer** module source (``-c``): one ``struct.Struct`` per
   payload layout and elog(1)-compatible formatters and decoders per event,
   on top of the schema-independent :mod:`pyelog.schema.runtime`. pyelog
@@ -100,7 +104,10 @@ def generate_producer(schema: Schema) -> str:
     may route its events through its own writer, e.g. a queue, by defining
     ``PREFIX_WRITE`` (and, if the schema has varlen events,
     ``PREFIX_WRITE_GATHER``: the header refuses to compile when only the
-    first is defined) before the header. Macro arguments: one per STRUCT field in
+    first is defined) before the header; ``PREFIX_RESERVE(session, id,
+    level, keywords, len)``, if defined, returns the space of a queued
+    event (or NULL: not queued, counted by it), where fixed-size payloads
+    are then stored directly. Macro arguments: one per STRUCT field in
     declaration order; ``char[N]`` takes a pointer to a NUL-terminated string
     in BPF-readable memory (copied with ``EVENTLOG_COPY_STR``, by default
     ``bpf_probe_read_kernel_str``; define it first for program types without
@@ -119,7 +126,9 @@ def generate_producer(schema: Schema) -> str:
         f" * {P}_WRITE(session, id, level, keywords, payload, len),",
         " * which is the core's eventlog_event_write unless defined before this",
         " * header: a provider may route its events through its own writer, e.g. a",
-        f" * queue, by defining {P}_WRITE first.",
+        f" * queue, by defining {P}_WRITE first. Fixed-size payloads are stored",
+        f" * straight into the space {P}_RESERVE(session, id, level, keywords, len)",
+        " * returns (NULL: not queued) instead, if it is defined before this header.",
     ]
     if gather:
         out += [
