@@ -677,19 +677,26 @@ static __always_inline void tcp_session_end(__u64 cookie)
 	}
 }
 
-/* What the two SYNs negotiated, as the socket keeps it (rx_opt). */
+/* Member m of rx_opt in rx, the 4 bytes from TCP_BTF_RX_BASE. */
+#define TCP_RX_BITS(rx, m) \
+	((__u8)(((rx) >> ((TCP_BTF_##m - TCP_BTF_RX_BASE) * 8 + TCP_BTF_##m##_SHIFT)) & \
+		((1U << TCP_BTF_##m##_BITS) - 1)))
+
+/* What the two SYNs negotiated, as the socket keeps it (rx_opt): its
+ * bitfields share one word, so one read, not one per member. */
 static __always_inline void tcp_negotiated(__u64 sk, __u8 *snd_ws, __u8 *rcv_ws, __u8 *flags)
 {
+	__u32 rx = tcp_kread32(sk + TCP_BTF_RX_BASE);
 	__u8 f = 0;
 
-	if (TCP_KREAD_BITS(sk, RX_SACK_OK))
+	if (TCP_RX_BITS(rx, RX_SACK_OK))
 		f |= TCP_EVENTLOG_FLAG_CP_SACK_PERMIT;
-	if (TCP_KREAD_BITS(sk, RX_TSTAMP_OK))
+	if (TCP_RX_BITS(rx, RX_TSTAMP_OK))
 		f |= TCP_EVENTLOG_FLAG_CP_TIMESTAMPS;
-	if (TCP_KREAD_BITS(sk, RX_WSCALE_OK)) {
+	if (TCP_RX_BITS(rx, RX_WSCALE_OK)) {
 		f |= TCP_EVENTLOG_FLAG_CP_WINDOW_SCALE;
-		*snd_ws = TCP_KREAD_BITS(sk, RX_SND_WSCALE);
-		*rcv_ws = TCP_KREAD_BITS(sk, RX_RCV_WSCALE);
+		*snd_ws = TCP_RX_BITS(rx, RX_SND_WSCALE);
+		*rcv_ws = TCP_RX_BITS(rx, RX_RCV_WSCALE);
 	}
 	*flags = f;
 }

@@ -311,6 +311,9 @@ _BTF_SIZES = {"SKC_NULLS_PPREV": 8, "SKC_COOKIE": 8, "SOCK_OPS_SK": 8, "RSK_LIST
 # Read as bits of one byte (TCP_KREAD_BITS): a byte or a bitfield within one.
 _BTF_BITS = ("SKC_STATE", "SK_SHUTDOWN", "RX_TSTAMP_OK", "RX_WSCALE_OK", "RX_SACK_OK",
              "RX_SND_WSCALE", "RX_RCV_WSCALE", "ICSK_CA_STATE", "SOCK_OPS_CB_FLAGS")
+# What the SYNs negotiated (rx_opt's bitfields, a 16-bit word in every
+# kernel): read as one 4-byte word from the first (TCP_BTF_RX_BASE).
+_BTF_RX = ("RX_TSTAMP_OK", "RX_WSCALE_OK", "RX_SACK_OK", "RX_SND_WSCALE", "RX_RCV_WSCALE")
 
 
 def btf_defines(btf: Btf | None = None) -> str:
@@ -330,6 +333,11 @@ def btf_defines(btf: Btf | None = None) -> str:
             elif name in _BTF_SIZES and (m.bit_size or m.size != _BTF_SIZES[name]):
                 raise BtfError(f"{struct_name}.{path} is {m.size} bytes"
                                f"{' (a bitfield)' if m.bit_size else ''}, expected {_BTF_SIZES[name]}")
+        # tcp_negotiated() reads rx_opt's bits at once: 4 bytes from the first.
+        rx = [btf.member("tcp_sock", _BTF_MEMBERS[n][1]).offset for n in _BTF_RX]
+        if max(rx) - min(rx) > 3:
+            raise BtfError(f"tcp_sock.rx_opt's flags span {max(rx) - min(rx) + 1} bytes, expected at most 4")
+        out.append(f"#define TCP_BTF_RX_BASE {min(rx)}")
     except BtfError as e:
         raise EventlogError(f"the TCP provider needs the kernel's BTF: {e}") from None
     return "\n".join(out)
