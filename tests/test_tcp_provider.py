@@ -608,8 +608,42 @@ def tcp_info(sock: socket.socket) -> dict[str, int]:
     """The fields of getsockopt(TCP_INFO) these tests compare with."""
     v = _TCP_INFO.unpack(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO.size))
     wscale = v[6]
-    return {"snd_wscale": wscale & 0xF, "rcv_wscale": wscale >> 4, "rto": v[8],
+    return {"options": v[5], "snd_wscale": wscale & 0xF, "rcv_wscale": wscale >> 4, "rto": v[8],
             "rtt": v[8 + 15], "rttvar": v[8 + 16]}
+
+
+# tcpi_options' bits (TCPI_OPT_*) -> CONN_PARAMS' flags (CP_*)
+_TCPI_OPT_TO_CP = {0x1: 0x02, 0x2: 0x01, 0x4: 0x40}    # timestamps, SACK, window scale
+
+
+@pytest.mark.parametrize("sack,timestamps,window_scaling", [(0, 0, 1), (1, 0, 0), (0, 1, 0), (1, 1, 1)])
+def test_conn_params_options_agree_with_tcp_info(sack, timestamps, window_scaling):
+    """CONN_PARAMS' negotiated options (SACK permitted, timestamps, window
+    scaling and its scales), as the SYNs left them in the socket, against
+    TCP_INFO's tcpi_options and tcpi_*_wscale of the test's own sockets,
+    with options turned off in the namespace so each bit is seen both ways."""
+    L = Loader([tcp.provider()])
+    sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
+    with L, Namespace() as ns:
+        with ns.enter():
+            for key, on in (("tcp_sack", sack), ("tcp_timestamps", timestamps),
+                            ("tcp_window_scaling", window_scaling)):
+                with open(f"/proc/sys/net/ipv4/{key}", "w") as f:
+                    f.write(str(on))
+        srv, cli, acc = connected(ns, 6090)
+        info = {"cli": tcp_info(cli), "acc": tcp_info(acc)}
+        cookies = {"cli": so_cookie(cli), "acc": so_cookie(acc)}
+        for sk in (cli, acc, srv):
+            sk.close()
+        recs = drain(sub)
+    s = by_session(recs)
+    for who in ("cli", "acc"):
+        p = next(r for r in s[cookies[who]] if r.event == CONN_PARAMS)
+        sws, rws, flags = struct.unpack_from("<BBB", p.payload, 12)
+        want = sum(cp for opt, cp in _TCPI_OPT_TO_CP.items() if info[who]["options"] & opt)
+        assert flags & 0x43 == want, (who, hex(flags), info[who])
+        assert (sws, rws) == (info[who]["snd_wscale"], info[who]["rcv_wscale"]), who
+    assert bool(info["cli"]["options"] & 0x2) == bool(sack)    # the namespace's settings took
 
 
 def test_connection_values_agree_with_tcp_info():
