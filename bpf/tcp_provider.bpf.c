@@ -302,10 +302,13 @@ static __always_inline __u64 tcp_sk_cookie(__u64 sk)
 }
 
 /* A member of at most 8 bits (a bitfield or a byte): TCP_BTF_<m> is its
- * byte offset, TCP_BTF_<m>_SHIFT and _BITS its place in that byte. */
-#define TCP_KREAD_BITS(sk, m) \
-	((__u8)(((__u8)tcp_kread32_byte((sk) + TCP_BTF_##m) >> TCP_BTF_##m##_SHIFT) & \
+ * byte offset, TCP_BTF_<m>_SHIFT and _BITS its place in that byte.
+ * TCP_BTF_BITS_IN: member m in v, the bytes read from offset base on. */
+#define TCP_BTF_BITS_IN(v, base, m) \
+	((__u8)(((v) >> ((TCP_BTF_##m - (base)) * 8 + TCP_BTF_##m##_SHIFT)) & \
 		((1U << TCP_BTF_##m##_BITS) - 1)))
+#define TCP_KREAD_BITS(sk, m) \
+	TCP_BTF_BITS_IN(tcp_kread32_byte((sk) + TCP_BTF_##m), TCP_BTF_##m, m)
 static __always_inline __u8 tcp_kread32_byte(__u64 addr)
 {
 	__u8 v = 0;
@@ -677,11 +680,6 @@ static __always_inline void tcp_session_end(__u64 cookie)
 	}
 }
 
-/* Member m of rx_opt in rx, the 4 bytes from TCP_BTF_RX_BASE. */
-#define TCP_RX_BITS(rx, m) \
-	((__u8)(((rx) >> ((TCP_BTF_##m - TCP_BTF_RX_BASE) * 8 + TCP_BTF_##m##_SHIFT)) & \
-		((1U << TCP_BTF_##m##_BITS) - 1)))
-
 /* What the two SYNs negotiated, as the socket keeps it (rx_opt): its
  * bitfields share one word, so one read, not one per member. */
 static __always_inline void tcp_negotiated(__u64 sk, __u8 *snd_ws, __u8 *rcv_ws, __u8 *flags)
@@ -689,14 +687,14 @@ static __always_inline void tcp_negotiated(__u64 sk, __u8 *snd_ws, __u8 *rcv_ws,
 	__u32 rx = tcp_kread32(sk + TCP_BTF_RX_BASE);
 	__u8 f = 0;
 
-	if (TCP_RX_BITS(rx, RX_SACK_OK))
+	if (TCP_BTF_BITS_IN(rx, TCP_BTF_RX_BASE, RX_SACK_OK))
 		f |= TCP_EVENTLOG_FLAG_CP_SACK_PERMIT;
-	if (TCP_RX_BITS(rx, RX_TSTAMP_OK))
+	if (TCP_BTF_BITS_IN(rx, TCP_BTF_RX_BASE, RX_TSTAMP_OK))
 		f |= TCP_EVENTLOG_FLAG_CP_TIMESTAMPS;
-	if (TCP_RX_BITS(rx, RX_WSCALE_OK)) {
+	if (TCP_BTF_BITS_IN(rx, TCP_BTF_RX_BASE, RX_WSCALE_OK)) {
 		f |= TCP_EVENTLOG_FLAG_CP_WINDOW_SCALE;
-		*snd_ws = TCP_RX_BITS(rx, RX_SND_WSCALE);
-		*rcv_ws = TCP_RX_BITS(rx, RX_RCV_WSCALE);
+		*snd_ws = TCP_BTF_BITS_IN(rx, TCP_BTF_RX_BASE, RX_SND_WSCALE);
+		*rcv_ws = TCP_BTF_BITS_IN(rx, TCP_BTF_RX_BASE, RX_RCV_WSCALE);
 	}
 	*flags = f;
 }

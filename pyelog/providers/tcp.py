@@ -321,8 +321,10 @@ def btf_defines(btf: Btf | None = None) -> str:
     try:
         btf = btf or Btf.load()
         out = []
+        offset = {}
         for name, (struct_name, path) in _BTF_MEMBERS.items():
             m = btf.member(struct_name, path)
+            offset[name] = m.offset
             out.append(f"#define TCP_BTF_{name} {m.offset}")
             if name in _BTF_BITS:
                 bits = m.bit_size or 8 * m.size
@@ -334,7 +336,7 @@ def btf_defines(btf: Btf | None = None) -> str:
                 raise BtfError(f"{struct_name}.{path} is {m.size} bytes"
                                f"{' (a bitfield)' if m.bit_size else ''}, expected {_BTF_SIZES[name]}")
         # tcp_negotiated() reads rx_opt's bits at once: 4 bytes from the first.
-        rx = [btf.member("tcp_sock", _BTF_MEMBERS[n][1]).offset for n in _BTF_RX]
+        rx = [offset[n] for n in _BTF_RX]
         if max(rx) - min(rx) > 3:
             raise BtfError(f"tcp_sock.rx_opt's flags span {max(rx) - min(rx) + 1} bytes, expected at most 4")
         out.append(f"#define TCP_BTF_RX_BASE {min(rx)}")
