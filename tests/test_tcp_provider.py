@@ -625,11 +625,8 @@ def test_conn_params_options_agree_with_tcp_info(sack, timestamps, window_scalin
     L = Loader([tcp.provider()])
     sub = L.add_ring_subscriber(1 << 20, [Subscription("tcp", LEVEL_INFO, KW["ALL"])])
     with L, Namespace() as ns:
-        with ns.enter():
-            for key, on in (("tcp_sack", sack), ("tcp_timestamps", timestamps),
-                            ("tcp_window_scaling", window_scaling)):
-                with open(f"/proc/sys/net/ipv4/{key}", "w") as f:
-                    f.write(str(on))
+        ns.write_sysctls({"net.ipv4.tcp_sack": str(sack), "net.ipv4.tcp_timestamps": str(timestamps),
+                          "net.ipv4.tcp_window_scaling": str(window_scaling)})
         srv, cli, acc = connected(ns, 6090)
         info = {"cli": tcp_info(cli), "acc": tcp_info(acc)}
         cookies = {"cli": so_cookie(cli), "acc": so_cookie(acc)}

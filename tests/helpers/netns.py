@@ -40,6 +40,14 @@ class Namespace:
         finally:
             netns.popns()
 
+    def write_sysctls(self, values: dict[str, str]) -> None:
+        """Write /proc/sys entries as seen from the namespace (sysctl net.* is per
+        namespace: the calling thread's namespace decides which one is opened)."""
+        with self.enter():
+            for key, value in values.items():
+                with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                    f.write(value)
+
     def inode(self) -> int:
         """The namespace's inode number, what the kernel calls its id (ns.inum)."""
         return os.stat(f"/var/run/netns/{self.name}").st_ino

@@ -562,15 +562,6 @@ int lossy(struct __sk_buff *skb)
 """
 
 
-def _write_sysctls(ns, values: dict[str, str]) -> None:
-    """Write /proc/sys entries as seen from ``ns`` (sysctl net.* is per namespace:
-    the calling thread's namespace decides which one is opened)."""
-    with ns.enter():
-        for key, value in values.items():
-            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
-                f.write(value)
-
-
 class LossyPath:
     """client -- router -- server: three namespaces, two veth pairs, v4 and v6.
 
@@ -608,9 +599,9 @@ class LossyPath:
             self.server = Namespace("lp-srv")
             no_dad = {"net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0"}
             for ns in (self.client, self.server):
-                _write_sysctls(ns, no_dad)
-            _write_sysctls(self.router, {**no_dad, "net.ipv4.ip_forward": "1",
-                                         "net.ipv6.conf.all.forwarding": "1"})
+                ns.write_sysctls(no_dad)
+            self.router.write_sysctls({**no_dad, "net.ipv4.ip_forward": "1",
+                                       "net.ipv6.conf.all.forwarding": "1"})
             tag = uuid.uuid4().hex[:6]
             self.client_if, self.router_client_if = f"lpc{tag}", f"lprc{tag}"
             self.server_if, self.router_server_if = f"lps{tag}", f"lprs{tag}"
