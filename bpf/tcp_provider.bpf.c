@@ -251,14 +251,26 @@ static __always_inline void tcp_seg_lost_add_n(__u32 id, __u64 n)
  * which runs in the caller's context just before the sock_ops LISTEN /
  * CONNECT callback, keyed by the socket's address; LRU: entries of
  * sockets sock_ops never saw age out. */
-#if !defined(EVENTLOG_TASK_SOCK_OPS) && defined(TCP_HAVE_INET_SOCK_SET_STATE)
-#define TCP_OWNER_BY_TP 1
 struct tcp_owner {
 	__u32 tgid;
 	char comm[16];
 };
+#if !defined(EVENTLOG_TASK_SOCK_OPS) && defined(TCP_HAVE_INET_SOCK_SET_STATE)
+#define TCP_OWNER_BY_TP 1
 BPF_TABLE("lru_hash", __u64, struct tcp_owner, tcp_owner_map, 4096);
 #endif
+
+/* The owners of listeners older than the capture, by cookie: they took no
+ * LISTEN callback, so no session of theirs notes who listens, and their
+ * accepted sockets would start without an owner (and never match a pid or
+ * comm filter).  Written by tcp.py once sock_ops is attached, from
+ * sock_diag and /proc; read only when the listener's session has no owner.
+ * Not preallocated: most hosts have a few dozen listeners.  Cookies are
+ * never reused, so the entry of a listener that closed misleads no one. */
+#ifndef TCP_OLD_LISTENERS
+#define TCP_OLD_LISTENERS 65536
+#endif
+BPF_F_TABLE("hash", __u64, struct tcp_owner, tcp_old_listeners, TCP_OLD_LISTENERS, BPF_F_NO_PREALLOC);
 
 /* ---- kernel struct members, at offsets from the running kernel's BTF ---- */
 
@@ -585,9 +597,13 @@ tcp_session_begin(struct bpf_sock_ops *skops, __u64 cookie, int passive, __u32 s
 		}
 		if (listener) {
 			struct eventlog_session *ls = eventlog_session_lookup(EL_PROVIDER_ID, listener);
-			if (ls) {
+			struct tcp_owner *o;
+			if (ls && tcp_data(ls)->owner) {
 				tgid = tcp_data(ls)->owner;
 				__builtin_memcpy(comm, tcp_data(ls)->comm, 16);
+			} else if ((o = tcp_old_listeners.lookup(&listener))) {
+				tgid = o->tgid;
+				__builtin_memcpy(comm, o->comm, 16);
 			}
 			tcp_emb_key_sockops(skops, listener, &ek);
 			emb = tcp_embryo.lookup(&ek);

@@ -297,6 +297,63 @@ def test_dump_state_reports_older_connection():
     assert states[cookies[2]] == SERVER_CLOSES, states
 
 
+# A server that listened before the capture began: listens in the
+# namespace, says so, accepts one connection, prints the accepted socket's
+# cookie (its session id), then waits to be told to close.
+OLD_SERVER = r"""
+import socket, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen()
+print("listening", flush=True)
+acc, _ = srv.accept()
+print(int.from_bytes(acc.getsockopt(socket.SOL_SOCKET, 57, 8), "little"), flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.mark.parametrize("dump_state", [False, True], ids=["capture", "dump_state"])
+def test_accepted_connection_of_an_older_listener_has_its_owner(dump_state):
+    """A server whose listener is older than the capture (the usual case:
+    a recorder attached to a running server): its accepted connections are
+    owned by the server process, in SESSION_CREATE and CONN_OWNER, and a
+    --pid filter naming the server records them. The truth is the server
+    process's own pid and comm, a process apart from the test's client."""
+    with Namespace() as ns:
+        port = 6045
+        server = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", OLD_SERVER,
+                                   str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert server.stdout.readline().strip() == "listening"
+            comm = Path(f"/proc/{server.pid}/comm").read_text().strip()
+            f = tcp.TcpFilter(pids=[server.pid])
+            L = Loader([tcp.provider(filters=f)])
+            sub = L.add_ring_subscriber(1 << 20, [Subscription(
+                "tcp", LEVEL_INFO, KW["ALL"], SUBSCRIPTION_DUMP_STATE if dump_state else 0)])
+            with L:
+                with ns.enter():
+                    cli = socket.socket()
+                cli.connect(("127.0.0.1", port))
+                accepted = int(server.stdout.readline())
+                client = so_cookie(cli)
+                cli.close()
+                server.stdin.write("\n")
+                server.stdin.flush()
+                server.wait(10)
+                recs = drain(sub)
+        finally:
+            server.kill()
+            server.wait()
+    s = by_session(recs)
+    assert accepted in s, (accepted, sorted(s))
+    assert client not in s          # the test's own pid: filtered out
+    create = next(r for r in s[accepted] if r.event == SESSION_CREATE_ID)
+    _, pid, _, name = struct.unpack_from("<QiH16s", create.payload)
+    assert pid == server.pid and name.rstrip(b"\0").decode() == comm, (pid, name, comm)
+    owner = next(r for r in s[accepted] if r.event == CONN_OWNER)
+    assert struct.unpack_from("<i", owner.payload)[0] == server.pid
+
+
 def raw_tracepoints_attached() -> list[str]:
     """The raw tracepoints this process holds links to, as the kernel lists
     them (/proc/self/fdinfo of each BPF link: ``tp_name``)."""

@@ -527,6 +527,26 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
     for d in cfg.cgroups:
         loader.add_link(attach_cgroup_link(sockops.fd, d, BPF_CGROUP_SOCK_OPS))
         loader.add_link(attach_cgroup_link(setsockopt.fd, d, BPF_CGROUP_SETSOCKOPT))
+    # After sock_ops: a listener that appears meanwhile takes its LISTEN
+    # callback, so every listener has its owner noted one way or the other.
+    _note_older_listeners(loader)
+
+
+def _note_older_listeners(loader: Loader) -> None:
+    """The owners (pid, comm) of listeners older than the capture, for their
+    accepted sockets' sessions (tcp_old_listeners in the BPF source)."""
+    from pyelog.providers.tcp_diag import existing_sockets
+    table = loader.bpf["tcp_old_listeners"]
+    for s in existing_sockets(listeners_only=True):
+        if not s.pid:
+            continue                  # held by no process (being closed)
+        v = table.Leaf()
+        v.tgid = s.pid
+        v.comm = s.comm.encode()[:15]
+        try:
+            table[table.Key(s.cookie)] = v
+        except Exception:             # the table is full (README: TCP_OLD_LISTENERS)
+            break
 
 
 # -- dump state --------------------------------------------------------------------

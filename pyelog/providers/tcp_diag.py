@@ -29,6 +29,9 @@ SO_COOKIE = 57
 NETNS_DIRS = ("/var/run/netns", "/run/netns")
 # Linux TCP states that are not full sockets (no session can end for them).
 TCP_TIME_WAIT, TCP_NEW_SYN_RECV = 6, 12
+TCP_LISTEN = 10
+# sock_diag's state mask: bit n asks for sockets in state n.
+SS_ALL = 0xFFF
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -138,7 +141,7 @@ class TcpSocket:
     comm: str = ""
 
 
-def _list_here(ns_inode: int) -> tuple[int, list[TcpSocket]]:
+def _list_here(ns_inode: int, states: int = SS_ALL) -> tuple[int, list[TcpSocket]]:
     from pyroute2 import DiagSocket
     INET_DIAG_INFO, INET_DIAG_CONG = 2, 4
     ext = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_CONG - 1))
@@ -147,7 +150,7 @@ def _list_here(ns_inode: int) -> tuple[int, list[TcpSocket]]:
     with DiagSocket() as ds:
         ds.bind()
         for fam in (socket.AF_INET, socket.AF_INET6):
-            for m in ds.get_sock_stats(family=fam, extensions=ext):
+            for m in ds.get_sock_stats(family=fam, states=states, extensions=ext):
                 if m["idiag_state"] in (TCP_TIME_WAIT, TCP_NEW_SYN_RECV):
                     continue
                 attrs = dict((k, v) for k, v in m["attrs"] if k != "UNKNOWN")
@@ -191,12 +194,14 @@ def _comm(pid: int) -> str:
         return ""
 
 
-def existing_sockets(with_owners: bool = True) -> Iterator[TcpSocket]:
-    """Every full TCP socket (not TIME_WAIT/NEW_SYN_RECV) in every namespace."""
+def existing_sockets(with_owners: bool = True, listeners_only: bool = False) -> Iterator[TcpSocket]:
+    """Every full TCP socket (not TIME_WAIT/NEW_SYN_RECV) in every namespace,
+    or only those in LISTEN."""
+    states = 1 << TCP_LISTEN if listeners_only else SS_ALL
     socks: list[TcpSocket] = []
     for ino, path in namespaces().items():
         try:
-            _cookie, found = run_in_netns(path, lambda ino=ino: _list_here(ino))
+            _cookie, found = run_in_netns(path, lambda ino=ino: _list_here(ino, states))
         except OSError:
             continue            # the namespace went away meanwhile
         socks.extend(found)
