@@ -228,3 +228,55 @@ def test_session_table_full_counts_each_session_not_tracked():
         assert L.sessions_failed() == 4 and len(L.sessions(p)) == 8
         assert [h[5] for run in sub.drain(0) for h, _ in iter_records(run)
                 if h[6] == SESSION_CREATE_ID] == list(range(1, 9)) + [9]
+
+
+# A provider that queues through the outbox (bpf/eventlog_outbox.h, as the
+# TCP provider does): one run queues a payload of each length in args[0..2]
+# on session 1, then the raw-tracepoint drain delivers them.
+OUTBOX_PROBE = r"""
+int EL_FN(outbox_try)(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u8 buf[128] = {};
+	int created = 0;
+	struct eventlog_session *s = eventlog_session_insert(EL_PROVIDER_ID, 1, 1, &created);
+
+	if (!s)
+		return 1;
+	eventlog_outbox_begin();
+#pragma unroll
+	for (int i = 0; i < 3; i++) {
+		buf[0] = i + 1;
+		eventlog_outbox_add(s, 0, EVENTLOG_LEVEL_INFO, 1, buf, (__u32)ctx->args[i]);
+	}
+	return eventlog_outbox_end_raw_tp(ctx);
+}
+"""
+
+
+@pytest.mark.kernel
+def test_outbox_counts_a_payload_it_cannot_hold_instead_of_cutting_it():
+    """The outbox holds payloads of up to 80 bytes: a longer one is counted
+    as lost by its id (the subscriber's drops), never delivered cut short
+    (it was: 81 bytes became 80, 200 became 72). The truth is the lengths
+    the test asked for."""
+    from pyelog.kernel.bpf import prog_test_run
+    from pyelog.kernel.loader import ProviderSpec
+    from pyelog.resources import bpf_source
+    from pyelog.providers import test as tp
+
+    def attach(loader, inst):
+        from bcc import BPF
+        drain = loader.bpf.load_func("eventlog_outbox_drain_raw_tp", BPF.RAW_TRACEPOINT)
+        loader.bpf.get_table("eventlog_outbox_raw_tp_jt")[0] = drain.fd
+
+    spec = ProviderSpec("outbox", OUTBOX_PROBE, header=bpf_source("eventlog_outbox.h"),
+                        test_run=["outbox_try"], attach=attach, default_enabled=True,
+                        events=tp.schema().event_filters())
+    L = Loader([spec])
+    sub = L.add_ring_subscriber(65536, [Subscription("outbox", LEVEL_INFO, 0xFFFFFFFF)])
+    with L:
+        (p,) = L.providers
+        prog_test_run(p.progs["outbox_try"], [80, 81, 200])
+        recs = [(h[6], bytes(pl)) for run in sub.drain(0) for h, pl in iter_records(run)]
+        assert [(eid, len(pl), pl[:1]) for eid, pl in recs if eid == 0] == [(0, 80, b"\x01")]
+        assert L.provider_lost(sub.subscriptions) == 2
