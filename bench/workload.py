@@ -47,7 +47,8 @@ the cost lies.
 Result line, for the conditions run: ``workload: bulk_<c>=..
 conns_<c>=.. <c>_slower_pct=.. <c>_bpf_ms_s=.. <c>_bpf_ns_conn=..
 <c>_recorder_cpu_pct=.. ratio=<bulk verbose / bulk none>`` (without bulk
-figures: conns at INFO / conns with nothing attached). ``<c>_slower_pct``
+figures or VERBOSE: conns at INFO, or of the last condition given, / conns
+with nothing attached). ``<c>_slower_pct``
 is the larger of the two workloads' slowdowns.
 """
 from __future__ import annotations
@@ -212,8 +213,9 @@ def main() -> int:
         if not a.no_bulk and "verbose" in conds:
             figures["ratio"] = m["verbose"]["bulk"] / m["none"]["bulk"]
         else:
-            last = [c for c in conds if c != "none"][-1:] or ["none"]
-            figures["ratio"] = m[last[0]]["conns"] / m["none"]["conns"]
+            # conns at INFO, or of the last condition run when INFO was not
+            base = "info" if "info" in conds else conds[-1]
+            figures["ratio"] = m[base]["conns"] / m["none"]["conns"]
         result("workload", **figures)
     finally:
         cleanup()
