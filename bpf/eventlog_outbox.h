@@ -24,7 +24,7 @@
  * kernel 6.1's verifier accepts ("sequence of 8193 jumps is too complex");
  * one event per program is what every kernel verifies.  The depth stays taken until the chain ends.
  *
- * The user space side (pyelog.providers.tcp for now) loads the four drain
+ * The user space side (load_outbox_drains() in pyelog.providers.tcp) loads the four drain
  * programs into slot 0 of their jump tables (eventlog_outbox_<type>_jt)
  * before anything queues.  An event beyond EVENTLOG_OUTBOX_MAX in one run
  * is counted by its id (eventlog_event_lost: charged to the subscribers it

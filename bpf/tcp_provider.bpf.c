@@ -246,15 +246,17 @@ static __always_inline void tcp_seg_lost_add_n(__u32 id, __u64 n)
 	eventlog_event_lost(EL_PROVIDER_ID, id, n);
 }
 
+/* Who owns a socket: the process that listened or connected. */
+struct tcp_owner {
+	__u32 tgid;
+	char comm[16];
+};
+
 /* Kernels whose sock_ops may not ask for the current task (6.1): the owner
  * of a listening or connecting socket is noted by inet_sock_set_state,
  * which runs in the caller's context just before the sock_ops LISTEN /
  * CONNECT callback, keyed by the socket's address; LRU: entries of
  * sockets sock_ops never saw age out. */
-struct tcp_owner {
-	__u32 tgid;
-	char comm[16];
-};
 #if !defined(EVENTLOG_TASK_SOCK_OPS) && defined(TCP_HAVE_INET_SOCK_SET_STATE)
 #define TCP_OWNER_BY_TP 1
 BPF_TABLE("lru_hash", __u64, struct tcp_owner, tcp_owner_map, 4096);

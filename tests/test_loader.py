@@ -263,14 +263,11 @@ def test_outbox_counts_a_payload_it_cannot_hold_instead_of_cutting_it():
     from pyelog.kernel.loader import ProviderSpec
     from pyelog.resources import bpf_source
     from pyelog.providers import test as tp
-
-    def attach(loader, inst):
-        from bcc import BPF
-        drain = loader.bpf.load_func("eventlog_outbox_drain_raw_tp", BPF.RAW_TRACEPOINT)
-        loader.bpf.get_table("eventlog_outbox_raw_tp_jt")[0] = drain.fd
+    from pyelog.providers.tcp import load_outbox_drains
 
     spec = ProviderSpec("outbox", OUTBOX_PROBE, header=bpf_source("eventlog_outbox.h"),
-                        test_run=["outbox_try"], attach=attach, default_enabled=True,
+                        test_run=["outbox_try"], default_enabled=True,
+                        attach=lambda loader, inst: load_outbox_drains(loader),
                         events=tp.schema().event_filters())
     L = Loader([spec])
     sub = L.add_ring_subscriber(65536, [Subscription("outbox", LEVEL_INFO, 0xFFFFFFFF)])

@@ -490,14 +490,11 @@ def _filter_changed(loader: Loader, inst: ProviderInstance) -> None:
             links.clear()
 
 
-def _attach(loader: Loader, inst: ProviderInstance) -> None:
+def load_outbox_drains(loader: Loader) -> None:
+    """Load the outbox's drain programs (bpf/eventlog_outbox.h), one per
+    program type, into slot 0 of their jump tables: what a provider whose
+    source pastes the outbox does before any of its programs queue events."""
     from bcc import BPF
-    cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
-    cfg.hz = kernel_hz() or _measure_hz(loader, inst)
-    _write_maps(loader, cfg)
-    # The outbox drains (bpf/eventlog_outbox.h), one per program type, before
-    # anything that queues events runs (the tracepoints already do, but no
-    # session exists yet).
     drains = [("eventlog_outbox_tp_jt", loader.bpf.load_func("eventlog_outbox_drain_tp",
                                                              BPF.TRACEPOINT)),
               ("eventlog_outbox_raw_tp_jt", loader.bpf.load_func("eventlog_outbox_drain_raw_tp",
@@ -509,6 +506,16 @@ def _attach(loader: Loader, inst: ProviderInstance) -> None:
                   attach_type=BPF_CGROUP_SETSOCKOPT))]
     for table, fn in drains:
         loader.bpf.get_table(table)[0] = fn.fd
+
+
+def _attach(loader: Loader, inst: ProviderInstance) -> None:
+    from bcc import BPF
+    cfg: _Config = inst.spec._tcp_config  # type: ignore[attr-defined]
+    cfg.hz = kernel_hz() or _measure_hz(loader, inst)
+    _write_maps(loader, cfg)
+    # Before anything that queues events runs (the tracepoints already do,
+    # but no session exists yet).
+    load_outbox_drains(loader)
     sockops = loader.bpf.load_func(inst.fn("tcp_sockops"), BPF.SOCK_OPS)
     setsockopt = loader.bpf.load_func(inst.fn("tcp_setsockopt"), BPF_PROG_TYPE_CGROUP_SOCKOPT,
                                       attach_type=BPF_CGROUP_SETSOCKOPT)
